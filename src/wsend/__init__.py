@@ -1,5 +1,96 @@
-"""wsend: a fast, conformant WebSocket client and server for asyncio."""
+"""wsend: a fast, conformant WebSocket client and server for asyncio.
 
-from .exceptions import *  # noqa: F403
+.. code-block:: python
+
+    import wsend
+
+    async def handler(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with wsend.serve(handler, "localhost", 8765) as server:
+        async with wsend.connect("ws://localhost:8765") as ws:
+            await ws.send("hello")
+            print(await ws.recv())
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .asyncio import (  # noqa: E402
+    ClientConnection,
+    Connection,
+    Router,
+    Server,
+    ServerConnection,
+    connect,
+    serve,
+)
+from .auth import basic_auth, token_auth  # noqa: E402
+from .exceptions import (  # noqa: E402
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidPayload,
+    InvalidStatus,
+    InvalidURI,
+    InvalidUpgrade,
+    InvalidVersion,
+    NegotiationError,
+    OpenTimeout,
+    PayloadTooBig,
+    ProtocolError,
+    RequestRejected,
+    TooManyRedirects,
+    UsageError,
+    WebSocketError,
+)
+from .protocol.connection import State  # noqa: E402
+from .protocol.frames import Close, CloseCode  # noqa: E402
+from .protocol.http import Headers, Request, Response  # noqa: E402
+
+__all__ = [
+    "ClientConnection",
+    "Close",
+    "CloseCode",
+    "ConcurrencyError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Headers",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidPayload",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "NegotiationError",
+    "OpenTimeout",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Request",
+    "RequestRejected",
+    "Response",
+    "Router",
+    "Server",
+    "ServerConnection",
+    "State",
+    "TooManyRedirects",
+    "UsageError",
+    "WebSocketError",
+    "__version__",
+    "basic_auth",
+    "connect",
+    "serve",
+    "token_auth",
+]

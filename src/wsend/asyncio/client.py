@@ -1,0 +1,360 @@
+"""The asyncio WebSocket client: :func:`connect` and :class:`ClientConnection`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+import urllib.parse
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+    NegotiationError,
+    OpenTimeout,
+    TooManyRedirects,
+)
+from ..protocol import handshake
+from ..protocol.connection import Connection as Protocol
+from ..protocol.connection import Side
+from ..protocol.deflate import ClientDeflate
+from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
+
+__all__ = ["ClientConnection", "WebSocketURI", "connect", "parse_uri"]
+
+logger = logging.getLogger("wsend.client")
+
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+# Redirects followed by default: browsers follow 20, websockets 10, Node's ws none by default.
+DEFAULT_MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Headers that carry credentials, dropped when a redirect leaves the origin.
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+
+@dataclass(frozen=True)
+class WebSocketURI:
+    """A parsed ``ws://`` or ``wss://`` URI."""
+
+    secure: bool
+    host: str
+    port: int
+    resource: str
+    user: str | None = None
+    password: str | None = None
+
+    @property
+    def origin(self) -> tuple[bool, str, int]:
+        return (self.secure, self.host.lower(), self.port)
+
+
+def parse_uri(uri: str) -> WebSocketURI:
+    """Parse a WebSocket URI (RFC 6455 section 3).
+
+    Raises:
+        InvalidURI: not a ``ws``/``wss`` URI, no host, a fragment, or a bad port.
+    """
+    try:
+        parsed = urllib.parse.urlsplit(uri)
+        port = parsed.port
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from exc
+    if parsed.scheme not in ("ws", "wss"):
+        raise InvalidURI(uri, "scheme isn't ws or wss")
+    if not parsed.hostname:
+        raise InvalidURI(uri, "hostname is missing")
+    if parsed.fragment:
+        raise InvalidURI(uri, "a fragment isn't allowed")
+    secure = parsed.scheme == "wss"
+    resource = parsed.path or "/"
+    if parsed.query:
+        resource += "?" + parsed.query
+    user = urllib.parse.unquote(parsed.username) if parsed.username is not None else None
+    password = urllib.parse.unquote(parsed.password) if parsed.password is not None else None
+    if user is not None and password is None:
+        raise InvalidURI(uri, "username provided without password")
+    return WebSocketURI(
+        secure=secure,
+        host=parsed.hostname,
+        port=port if port is not None else (443 if secure else 80),
+        resource=resource,
+        user=user,
+        password=password,
+    )
+
+
+class ClientConnection(Connection):
+    """A connection opened by :func:`connect`."""
+
+    is_client = True
+    logger = logger
+
+    def __init__(self, options: ConnectionOptions, limits: HTTPLimits) -> None:
+        super().__init__(options)
+        self._parser = ResponseParser(limits)
+        self._handshake_done: asyncio.Future[tuple[Response, bytes]] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handshake_data(self, data: bytes) -> None:
+        if self._handshake_done.done():
+            return
+        try:
+            response = self._parser.feed(data)
+        except InvalidMessage as exc:
+            self._handshake_done.set_exception(exc)
+            return
+        if response is not None:
+            self._handshake_done.set_result((response, self._parser.leftover))
+
+    def eof_received(self) -> bool | None:
+        if self.proto is None and not self._handshake_done.done():
+            try:
+                response = self._parser.feed_eof()
+            except InvalidMessage as exc:
+                self._handshake_done.set_exception(exc)
+            else:
+                if response is not None:
+                    self._handshake_done.set_result((response, b""))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._handshake_done.done():
+            self._handshake_done.set_exception(
+                InvalidMessage("connection closed during the opening handshake")
+            )
+            self._handshake_done.exception()
+        super().connection_lost(exc)
+
+    async def handshake(
+        self,
+        uri: WebSocketURI,
+        *,
+        origin: str | None,
+        subprotocols: Sequence[str],
+        headers: Headers,
+        deflate: ClientDeflate | None,
+        user_agent: str | None,
+    ) -> Response | None:
+        """Run the opening handshake; return a redirect response to follow, or ``None``."""
+        key = handshake.generate_key()
+        offer = None
+        if deflate is not None:
+            offer = handshake.build_extensions([("permessage-deflate", deflate.offer())])
+        request = handshake.build_request(
+            host=uri.host,
+            port=uri.port,
+            secure=uri.secure,
+            resource=uri.resource,
+            key=key,
+            origin=origin,
+            subprotocols=subprotocols,
+            extensions=offer,
+            extra_headers=headers,
+            user_agent=user_agent,
+        )
+        self.request = request
+        assert self.transport is not None
+        self.transport.write(request.serialize())
+        response, leftover = await self._handshake_done
+        self.response = response
+        if response.status in _REDIRECT_STATUSES and "Location" in response.headers:
+            return response
+        self.protocol, accepted = handshake.check_response(
+            response, key=key, subprotocols=subprotocols
+        )
+        negotiated = None
+        for name, params in accepted:
+            if name != "permessage-deflate" or deflate is None or negotiated is not None:
+                raise NegotiationError(f"unexpected extension {name!r} in the response")
+            negotiated = deflate.accept(params)
+            self.extensions = [name]
+        proto = Protocol(
+            Side.CLIENT,
+            max_message_size=self.options.max_message_size,
+            max_frame_size=self.options.max_frame_size,
+            deflate=negotiated,
+        )
+        self.start(proto, leftover)
+        return None
+
+
+class connect:  # noqa: N801 - used like a function: `await connect(...)`, `async with connect(...)`
+    """Open a WebSocket connection; ``await`` it or use it with ``async with``.
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI; ``user:password@`` in it sends Basic auth.
+        ssl: for ``wss://``, an ``ssl.SSLContext`` (certificates are verified by default).
+        origin: the Origin header to send.
+        subprotocols: subprotocols to offer, in order of preference.
+        headers: extra request headers (``Authorization``, ``Cookie``...).
+        compression: ``"deflate"`` (default) to offer permessage-deflate, ``None`` not to, or a
+            :class:`~wsend.protocol.deflate.ClientDeflate` with custom settings.
+        open_timeout: seconds allowed to connect and complete the opening handshake.
+        max_redirects: redirects followed (credentials are dropped across origins).
+        path: connect to this Unix socket instead of the URI's host (the URI still names
+            the Host header and resource).
+        sock: an already connected socket to use.
+        server_hostname: the TLS server name, if not the URI's host.
+        max_message_size, max_frame_size, max_queue, write_limit, ping_interval,
+            ping_timeout, close_timeout: see :class:`ConnectionOptions`.
+        user_agent: the User-Agent header (``None`` to omit it).
+        limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
+
+    Raises:
+        InvalidURI: the URI is invalid.
+        OSError: the TCP connection failed.
+        InvalidHandshake: the server refused or botched the opening handshake
+            (:class:`InvalidStatus` carries its response).
+        OpenTimeout: the handshake took longer than ``open_timeout``.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeadersLike | None = None,
+        compression: str | ClientDeflate | None = "deflate",
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        path: str | None = None,
+        sock: socket.socket | None = None,
+        server_hostname: str | None = None,
+        user_agent: str | None = handshake.USER_AGENT,
+        limits: HTTPLimits | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.uri = parse_uri(uri)
+        self.options = ConnectionOptions(**kwargs)
+        if compression == "deflate":
+            self.deflate: ClientDeflate | None = ClientDeflate()
+        elif compression is None or isinstance(compression, ClientDeflate):
+            self.deflate = compression
+        else:
+            raise ValueError(f"unsupported compression: {compression!r}")
+        if ssl is not None and ssl is not False and not self.uri.secure:
+            raise ValueError("ssl is only for wss:// URIs")
+        self.ssl = ssl
+        self.origin = origin
+        self.subprotocols = list(subprotocols or ())
+        self.headers = Headers(headers) if headers is not None else Headers()
+        self.open_timeout = open_timeout
+        self.max_redirects = max_redirects
+        self.path = path
+        self.sock = sock
+        self.server_hostname = server_hostname
+        self.user_agent = user_agent
+        self.limits = limits or HTTPLimits()
+        self.connection: ClientConnection | None = None
+
+    async def _connect(self) -> ClientConnection:
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                return await self._connect_following_redirects()
+        except TimeoutError as exc:
+            if self.connection is not None:
+                self.connection.abort()
+            raise OpenTimeout("timed out during the opening handshake") from exc
+
+    async def _connect_following_redirects(self) -> ClientConnection:
+        uri = self.uri
+        headers = self.headers.copy()
+        if uri.user is not None and "Authorization" not in headers:
+            assert uri.password is not None
+            headers["Authorization"] = handshake.build_basic_auth(uri.user, uri.password)
+        for _ in range(self.max_redirects + 1):
+            conn = await self._open(uri)
+            try:
+                redirect = await conn.handshake(
+                    uri,
+                    origin=self.origin,
+                    subprotocols=self.subprotocols,
+                    headers=headers,
+                    deflate=self.deflate,
+                    user_agent=self.user_agent,
+                )
+            except InvalidHandshake:
+                conn.abort()
+                raise
+            except BaseException:
+                conn.abort()
+                raise
+            if redirect is None:
+                return conn
+            conn.abort()
+            uri, headers = self._follow(uri, headers, redirect)
+        raise TooManyRedirects(f"more than {self.max_redirects} redirects")
+
+    def _follow(
+        self, uri: WebSocketURI, headers: Headers, response: Response
+    ) -> tuple[WebSocketURI, Headers]:
+        location = response.headers["Location"]
+        base = f"{'wss' if uri.secure else 'ws'}://{_netloc(uri)}{uri.resource}"
+        target = urllib.parse.urljoin(base.replace("ws", "http", 1), location)
+        scheme, rest = target.split(":", 1)
+        scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+        new = parse_uri(f"{scheme}:{rest}")
+        if uri.secure and not new.secure:
+            raise InvalidStatus(response.status, response.headers, response.body)
+        if new.origin != uri.origin:
+            headers = headers.copy()
+            for name in _CREDENTIAL_HEADERS:
+                if name in headers:
+                    del headers[name]
+        if new.user is not None and new.password is not None:
+            headers["Authorization"] = handshake.build_basic_auth(new.user, new.password)
+        logger.debug("following redirect to %s", target)
+        return new, headers
+
+    async def _open(self, uri: WebSocketURI) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        ssl: ssl_module.SSLContext | None = None
+        if uri.secure:
+            ssl = self.ssl if isinstance(self.ssl, ssl_module.SSLContext) else None
+            if ssl is None:
+                ssl = ssl_module.create_default_context()
+        kwargs: dict[str, Any] = {"ssl": ssl}
+        if ssl is not None:
+            kwargs["server_hostname"] = self.server_hostname or uri.host
+
+        def factory() -> ClientConnection:
+            return ClientConnection(self.options, self.limits)
+
+        if self.sock is not None:
+            _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
+        elif self.path is not None:
+            _, conn = await loop.create_unix_connection(factory, self.path, **kwargs)
+        else:
+            _, conn = await loop.create_connection(factory, uri.host, uri.port, **kwargs)
+        self.connection = conn
+        return conn
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        return await self._connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+
+def _netloc(uri: WebSocketURI) -> str:
+    host = f"[{uri.host}]" if ":" in uri.host else uri.host
+    return f"{host}:{uri.port}"

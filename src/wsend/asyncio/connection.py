@@ -1,0 +1,715 @@
+"""An open WebSocket connection on asyncio: the object handlers and clients use.
+
+The connection is an :class:`asyncio.BufferedProtocol`. Received bytes go straight into the
+sans-I/O :class:`~wsend.protocol.connection.Connection`; complete fragments are queued for
+:meth:`Connection.recv`, or handed to a reader that is already waiting without touching the queue.
+
+Flow control:
+
+- Receiving: when ``max_queue`` fragments wait unread, reading from the socket pauses; it resumes
+  when the queue falls to a quarter of that. With the message size limit, this bounds the memory
+  a peer can make us hold.
+- Sending: ``send()`` returns as soon as the frame is handed to the transport, unless the
+  transport's buffer is above the high-water mark of ``write_limit``: then it waits until the
+  buffer drains below the low-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, cast
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    UsageError,
+)
+from ..protocol.connection import Connection as Protocol
+from ..protocol.connection import Data, Ping, Pong, State
+from ..protocol.frames import Close, CloseCode
+from ..protocol.http import Request, Response
+
+__all__ = ["Connection", "ConnectionOptions"]
+
+Buffer = bytes | bytearray | memoryview
+Message = str | bytes
+
+# Keepalive as websockets: a ping every 20 s detects dead peers well within typical proxy idle
+# timeouts (60 s for nginx and AWS ALB); 20 s to answer tolerates slow mobile links.
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
+# 10 s to open or close, as websockets and aiohttp.
+DEFAULT_OPEN_TIMEOUT = 10.0
+DEFAULT_CLOSE_TIMEOUT = 10.0
+# 16 queued fragments before reading pauses, as websockets (max_queue=16).
+DEFAULT_MAX_QUEUE = 16
+# Write buffer: send() waits above 64 KiB until it drains below 16 KiB. websockets uses 32 KiB,
+# uWebSockets 64 KiB; a larger mark keeps pipelined small messages from waiting.
+DEFAULT_WRITE_LIMIT = 65536
+# Files and iterables are streamed in frames of this size.
+STREAM_CHUNK_SIZE = 65536
+# Receive buffer shared by every connection of a thread: data is consumed synchronously in
+# buffer_updated(), so one buffer serves all connections and idle ones cost nothing here.
+_RECV_BUFFER_SIZE = 262144
+
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+_shared_buffers: dict[int, memoryview] = {}
+
+
+def _recv_buffer() -> memoryview:
+    import threading
+
+    ident = threading.get_ident()
+    buf = _shared_buffers.get(ident)
+    if buf is None:
+        buf = _shared_buffers[ident] = memoryview(bytearray(_RECV_BUFFER_SIZE))
+    return buf
+
+
+class ConnectionOptions:
+    """Settings shared by client and server connections (see :func:`wsend.connect`)."""
+
+    __slots__ = (
+        "close_timeout",
+        "max_frame_size",
+        "max_message_size",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "write_limit",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = 1 << 20,
+        max_frame_size: int | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+
+
+class Connection(asyncio.BufferedProtocol):
+    """A WebSocket connection, browser-like: ``send()`` anything, ``recv()`` messages.
+
+    Not created directly: :func:`wsend.connect` returns one, :func:`wsend.serve` passes one to
+    its handler.
+    """
+
+    is_client = False
+    logger = logging.getLogger("wsend")
+
+    def __init__(self, options: ConnectionOptions) -> None:
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.proto: Protocol | None = None
+        #: The opening handshake's request and response.
+        self.request: Request | None = None
+        self.response: Response | None = None
+        #: The negotiated subprotocol, or ``None``.
+        self.protocol: str | None = None
+        #: The names of the negotiated extensions.
+        self.extensions: list[str] = []
+        #: The last round-trip time measured by a ping, in seconds (0 before any).
+        self.latency = 0.0
+        #: Whatever authentication hooks stored about the peer.
+        self.user: Any = None
+        self._queue: collections.deque[Data] = collections.deque()
+        self._waiter: asyncio.Future[Data | None] | None = None
+        self._reading = False
+        self._partial: list[Message] = []
+        self._paused_reading = False
+        self._paused_writing = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._send_lock = asyncio.Lock()
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_ping: bytes | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._closed = self.loop.create_future()
+        self._connection_lost = False
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED, like the browser's ``WebSocket.readyState``."""
+        if self._connection_lost:
+            return State.CLOSED
+        if self.proto is None:
+            return State.CONNECTING
+        return self.proto.state
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by ``send()`` but not yet written to the socket."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_size()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (1005 without code, 1006 if none); ``None`` while open."""
+        if self.ready_state is not State.CLOSED:
+            return None
+        rcvd = self.proto.close_rcvd if self.proto else None
+        return CloseCode.ABNORMAL_CLOSURE if rcvd is None else rcvd.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; ``None`` while open."""
+        if self.ready_state is not State.CLOSED:
+            return None
+        rcvd = self.proto.close_rcvd if self.proto else None
+        return "" if rcvd is None else rcvd.reason
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """Our address, as the socket reports it."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._closed)
+
+    # -- asyncio protocol callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        high = self.options.write_limit
+        low: int | None = None
+        if isinstance(high, tuple):
+            high, low = high
+        transport.set_write_buffer_limits(high, high // 4 if low is None else low)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _recv_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = _recv_buffer()[:nbytes]
+        proto = self.proto
+        if proto is None:
+            self.handshake_data(bytes(data))
+            return
+        proto.receive_data(data)
+        self._after_receive(proto)
+
+    def handshake_data(self, data: bytes) -> None:
+        """Bytes received during the opening handshake (implemented by client and server)."""
+        raise NotImplementedError
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connection_lost = True
+        proto = self.proto
+        if proto is not None:
+            proto.receive_eof()
+        for timer in (self._keepalive, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+        closed = self._closed_exception()
+        for fut, _ in self._pings.values():
+            if not fut.done():
+                fut.set_exception(closed)
+                fut.exception()  # a ping nobody awaits must not log "never retrieved"
+        self._pings.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- after the handshake -----------------------------------------------------------------
+
+    def start(self, proto: Protocol, leftover: bytes) -> None:
+        """Switch to WebSocket framing once the opening handshake succeeded."""
+        self.proto = proto
+        self._schedule_keepalive()
+        if leftover:
+            proto.receive_data(leftover)
+            self._after_receive(proto)
+
+    def _after_receive(self, proto: Protocol) -> None:
+        events = proto.events_received()
+        if events:
+            for event in events:
+                if type(event) is Data:
+                    self._deliver(event)
+                elif type(event) is Pong:
+                    self._pong_received(event.data)
+                elif type(event) is Close:
+                    self._close_received()
+                elif type(event) is Ping:
+                    self._activity()
+        self._flush(proto)
+
+    def _deliver(self, event: Data) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+            return
+        self._queue.append(event)
+        if len(self._queue) >= self.options.max_queue and not self._paused_reading:
+            self._paused_reading = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def _flush(self, proto: Protocol) -> None:
+        chunks = proto.data_to_send()
+        transport = self.transport
+        if transport is None:
+            return
+        if chunks:
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+            else:
+                transport.writelines(chunks)
+        if proto.close_transport:
+            if proto.exc is not None and not transport.is_closing():
+                self.logger.debug("failing connection: %s", proto.exc)
+            transport.close()
+        elif proto.state is State.CLOSING and self._close_timer is None:
+            self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        timeout = self.options.close_timeout
+        if timeout is not None and self.transport is not None:
+            self._close_timer = self.loop.call_later(timeout, self.transport.abort)
+
+    def _close_received(self) -> None:
+        # The client waits for the server to close TCP, but not forever (RFC 6455 7.1.1).
+        if self._close_timer is None:
+            self._arm_close_timer()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def recv(self) -> Message:
+        """Receive the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally and no message remains.
+            ConnectionClosedError: the connection closed with an error.
+            ConcurrencyError: another coroutine is already reading.
+        """
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving")
+        self._reading = True
+        try:
+            while True:
+                event = await self._next_fragment()
+                if event.fin and not self._partial:
+                    return event.data
+                self._partial.append(event.data)
+                if event.fin:
+                    parts, self._partial = self._partial, []
+                    if isinstance(parts[0], str):
+                        return "".join(cast(list[str], parts))
+                    return b"".join(cast(list[bytes], parts))
+        finally:
+            self._reading = False
+
+    async def recv_json(self, *, loads: Callable[[Message], Any] = json.loads) -> Any:
+        """Receive the next message and decode it as JSON (text or UTF-8 binary).
+
+        Raises:
+            ValueError: the message is not valid JSON (the connection stays open).
+        """
+        return loads(await self.recv())
+
+    async def recv_streaming(self) -> AsyncIterator[Message]:
+        """Receive the next message frame by frame, without assembling it in memory.
+
+        Yields ``str`` fragments for a text message and ``bytes`` for a binary one; a fragment
+        may be empty. Consume the iterator to the end before receiving again.
+        """
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving")
+        self._reading = True
+        try:
+            if self._partial:
+                parts, self._partial = self._partial, []
+                for part in parts:
+                    yield part
+            while True:
+                event = await self._next_fragment()
+                yield event.data
+                if event.fin:
+                    return
+        finally:
+            self._reading = False
+
+    async def _next_fragment(self) -> Data:
+        queue = self._queue
+        if queue:
+            event = queue.popleft()
+            if self._paused_reading and len(queue) <= self.options.max_queue // 4:
+                self._paused_reading = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+            return event
+        if self._connection_lost or (self.proto is not None and self.proto.close_rcvd):
+            raise self._closed_exception()
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            event = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                result = waiter.result()
+                if result is not None:
+                    queue.appendleft(result)
+            raise
+        finally:
+            self._waiter = None
+        if event is None:
+            raise self._closed_exception()
+        return event
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    def _closed_exception(self) -> ConnectionClosed:
+        proto = self.proto
+        rcvd = proto.close_rcvd if proto else None
+        sent = proto.close_sent if proto else None
+        then = proto.close_rcvd_then_sent if proto else None
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent.code in _OK_CODES
+        )
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        exc = cls(rcvd, sent, then)
+        if proto is not None and proto.exc is not None:
+            exc.__cause__ = proto.exc
+        return exc
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        message: Message | bytearray | memoryview | Any,
+        *,
+        compress: bool | None = None,
+    ) -> None:
+        """Send a message, like the browser's ``WebSocket.send()``.
+
+        - ``str``: a text message.
+        - ``bytes``, ``bytearray``, ``memoryview``: a binary message.
+        - a binary file-like object (with ``read()``, sync or async): a binary message streamed
+          in frames of 64 KiB, never read whole.
+        - a sync or async iterable of ``str`` or of bytes-like objects: one fragmented message,
+          a frame per item (text for ``str`` items, binary for bytes).
+
+        Args:
+            message: what to send.
+            compress: force compression on or off for this message (when negotiated); by
+                default messages under the extension's threshold go uncompressed.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            TypeError: the message is of another type (``dict``? use :meth:`send_json`).
+        """
+        if self._send_lock.locked():
+            async with self._send_lock:
+                await self._send(message, compress)
+        else:
+            await self._send(message, compress)
+
+    async def _send(self, message: Any, compress: bool | None) -> None:
+        proto = self._sendable()
+        if isinstance(message, str):
+            proto.send_text(message.encode(), compress=compress)
+        elif isinstance(message, bytes | bytearray | memoryview):
+            proto.send_binary(message, compress=compress)
+        elif hasattr(message, "read"):
+            await self._send_stream(_read_chunks(message), compress)
+            return
+        elif isinstance(message, AsyncIterable | Iterable) and not isinstance(message, dict):
+            await self._send_stream(_iterate_chunks(message), compress)
+            return
+        else:
+            raise TypeError(
+                f"cannot send {type(message).__name__}: send str, bytes-like, a binary "
+                "file-like object or an iterable of them; use send_json() for objects"
+            )
+        self._flush(proto)
+        if self._paused_writing:
+            await self._drain()
+
+    async def _send_stream(self, chunks: AsyncIterator[Message], compress: bool | None) -> None:
+        async with self._send_lock:
+            first: Message | None = None
+            try:
+                async for chunk in chunks:
+                    proto = self._sendable()
+                    if first is None:
+                        first = chunk
+                        if isinstance(chunk, str):
+                            proto.send_text(chunk.encode(), fin=False, compress=compress)
+                        else:
+                            proto.send_binary(chunk, fin=False, compress=compress)
+                    else:
+                        if isinstance(chunk, str) != isinstance(first, str):
+                            raise TypeError("a fragmented message mixes str and bytes")
+                        data = chunk.encode() if isinstance(chunk, str) else chunk
+                        proto.send_continuation(data, fin=False)
+                    self._flush(proto)
+                    if self._paused_writing:
+                        await self._drain()
+                proto = self._sendable()
+                if first is None:
+                    proto.send_binary(b"", compress=compress)
+                else:
+                    proto.send_continuation(b"", fin=True)
+                self._flush(proto)
+            except BaseException:
+                # A message cut in the middle can't be finished: fail the connection (1011).
+                if first is not None and self.proto is not None and not self._connection_lost:
+                    self.proto.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+                    self._flush(self.proto)
+                raise
+        if self._paused_writing:
+            await self._drain()
+
+    async def send_json(self, obj: Any, *, dumps: Callable[[Any], str | bytes] = json.dumps) -> None:
+        """Send ``obj`` encoded as JSON in a text message.
+
+        Args:
+            obj: any object ``dumps`` accepts.
+            dumps: the encoder; it may return ``str`` or UTF-8 ``bytes`` (orjson, msgspec).
+        """
+        data = dumps(obj)
+        proto = self._sendable()
+        if self._send_lock.locked():
+            async with self._send_lock:
+                proto = self._sendable()
+                proto.send_text(data.encode() if isinstance(data, str) else data)
+        else:
+            proto.send_text(data.encode() if isinstance(data, str) else data)
+        self._flush(proto)
+        if self._paused_writing:
+            await self._drain()
+
+    def _sendable(self) -> Protocol:
+        proto = self.proto
+        if proto is None:
+            raise UsageError("the opening handshake is not complete")
+        if proto.state is not State.OPEN or self._connection_lost:
+            raise self._closed_exception()
+        return proto
+
+    async def _drain(self) -> None:
+        while self._paused_writing and not self._connection_lost:
+            fut = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+        if self._connection_lost:
+            raise self._closed_exception()
+
+    # -- ping, pong, keepalive ---------------------------------------------------------------
+
+    async def ping(self, data: Buffer | str | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds.
+
+        Args:
+            data: the ping's payload (at most 125 bytes); random by default.
+
+        Raises:
+            ConnectionClosed: the connection closed before the pong arrived.
+        """
+        fut = self.send_ping(data)
+        return await asyncio.shield(fut)
+
+    def send_ping(self, data: Buffer | str | None = None) -> asyncio.Future[float]:
+        """Send a ping now and return a future resolved with the round-trip time."""
+        proto = self._sendable()
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise UsageError("a ping with the same payload is already waiting for its pong")
+        proto.send_ping(payload)
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self._pings[payload] = (fut, time.monotonic())
+        self._flush(proto)
+        return fut
+
+    async def pong(self, data: Buffer | str = b"") -> None:
+        """Send an unsolicited pong (a one-way heartbeat)."""
+        proto = self._sendable()
+        proto.send_pong(data.encode() if isinstance(data, str) else data)
+        self._flush(proto)
+
+    def _pong_received(self, payload: bytes) -> None:
+        self._activity()
+        if payload not in self._pings:
+            return
+        now = time.monotonic()
+        # A pong acknowledges its ping and every earlier one (RFC 6455 5.5.3).
+        for key in list(self._pings):
+            fut, sent_at = self._pings.pop(key)
+            if not fut.done():
+                fut.set_result(now - sent_at)
+            if key == payload:
+                self.latency = now - sent_at
+                break
+        if payload == self._keepalive_ping:
+            self._keepalive_ping = None
+            self._schedule_keepalive()
+
+    def _activity(self) -> None:
+        """Hook called on pings and pongs (used by subclasses and metrics)."""
+
+    def _schedule_keepalive(self) -> None:
+        interval = self.options.ping_interval
+        if interval is not None:
+            self._keepalive = self.loop.call_later(interval, self._keepalive_fire)
+
+    def _keepalive_fire(self) -> None:
+        proto = self.proto
+        if proto is None or proto.state is not State.OPEN or self._connection_lost:
+            return
+        fut = self.send_ping()
+        fut.add_done_callback(_consume)
+        self._keepalive_ping = next(reversed(self._pings))
+        timeout = self.options.ping_timeout
+        if timeout is not None:
+            self._keepalive = self.loop.call_later(timeout, self._keepalive_timeout)
+
+    def _keepalive_timeout(self) -> None:
+        if self._keepalive_ping is None or self.proto is None:
+            return
+        self.logger.debug("keepalive ping timed out; failing the connection")
+        self.proto.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._flush(self.proto)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Perform the closing handshake and wait for the TCP connection to close.
+
+        Idempotent: closing a closed connection does nothing. Gives up waiting after
+        ``close_timeout`` and drops the connection.
+
+        Raises:
+            ValueError: the code may not be sent or the reason exceeds 123 bytes.
+        """
+        proto = self.proto
+        if proto is not None and proto.state is State.OPEN and not self._connection_lost:
+            if self._send_lock.locked() and self.proto is not None:
+                # A fragmented message is being streamed: it can't be finished cleanly.
+                proto.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+            else:
+                proto.send_close(code, reason)
+            self._flush(proto)
+        elif proto is None and self.transport is not None:
+            self.transport.close()
+        await self.wait_closed()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        side = "client" if self.is_client else "server"
+        return f"<wsend {side} connection {self.ready_state.name} {self.remote_address}>"
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def _read_chunks(file: Any) -> AsyncIterator[bytes]:
+    """Read a sync or async binary file-like object in chunks."""
+    while True:
+        chunk = file.read(STREAM_CHUNK_SIZE)
+        if isinstance(chunk, Awaitable):
+            chunk = await chunk
+        if not chunk:
+            return
+        if isinstance(chunk, str):
+            raise TypeError("file-like objects must be opened in binary mode")
+        yield chunk
+
+
+async def _iterate_chunks(source: Any) -> AsyncIterator[Message]:
+    """Iterate a sync or async iterable of str or bytes-like items, checking their types."""
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield _check_chunk(item)
+    else:
+        for item in source:
+            yield _check_chunk(item)
+
+
+def _check_chunk(item: Any) -> Message:
+    if isinstance(item, str | bytes):
+        return item
+    if isinstance(item, bytearray | memoryview):
+        return bytes(item)
+    raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
+

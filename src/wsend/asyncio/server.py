@@ -1,0 +1,417 @@
+"""The asyncio WebSocket server: :func:`serve`, :class:`Server`, :class:`ServerConnection`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any
+
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, NegotiationError
+from ..protocol import handshake
+from ..protocol.connection import Connection as Protocol
+from ..protocol.connection import Side, State
+from ..protocol.deflate import ServerDeflate
+from ..protocol.frames import CloseCode
+from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
+from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
+from .routes import Router, default_response
+
+__all__ = ["ProcessRequest", "Server", "ServerConnection", "serve"]
+
+logger = logging.getLogger("wsend.server")
+
+Handler = Callable[["ServerConnection"], Awaitable[Any]]
+#: A hook run before the upgrade: return a Response to refuse it, or None to go on.
+ProcessRequest = Callable[["ServerConnection", Request], Response | None | Awaitable[Response | None]]
+Origins = Sequence[str | re.Pattern[str] | None]
+
+# Bytes a client may send after its request before the handshake completes.
+_MAX_EARLY_DATA = 65536
+
+
+class ServerConnection(Connection):
+    """A connection accepted by :func:`serve`, passed to the handler once open."""
+
+    is_client = False
+    logger = logger
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server.options)
+        self.server = server
+        self._parser: RequestParser | None = RequestParser(server.limits)
+        self._early = bytearray()
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connections.add(self)
+        timeout = self.server.open_timeout
+        if timeout is not None:
+            self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        self.server.connections.discard(self)
+
+    def _open_timed_out(self) -> None:
+        if self.proto is None and self.transport is not None:
+            self.logger.debug("opening handshake timed out")
+            self.transport.abort()
+
+    def handshake_data(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            # The request is complete and being processed; keep what follows, bounded.
+            self._early += data
+            if len(self._early) > _MAX_EARLY_DATA and self.transport is not None:
+                self.transport.abort()
+            return
+        try:
+            request = parser.feed(data)
+        except InvalidMessage as exc:
+            self._respond(handshake.response_for_error(exc))
+            return
+        if request is not None:
+            self._parser = None
+            self._early += parser.leftover
+            self._task = self.loop.create_task(self._handshake(request))
+
+    def _respond(self, response: Response) -> None:
+        """Answer with ``response`` and close the connection."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if "Connection" not in response.headers:
+                response.headers["Connection"] = "close"
+            transport.write(response.serialize())
+            transport.close()
+
+    async def _handshake(self, request: Request) -> None:
+        self.request = request
+        try:
+            response = await self._process(request)
+        except InvalidHandshake as exc:
+            response = handshake.response_for_error(exc)
+        except Exception:
+            self.logger.exception("error while processing the opening handshake")
+            response = handshake.build_reject(500)
+        if response.status != 101:
+            self.response = response
+            self._respond(response)
+            return
+        self.response = response
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        self.transport.write(response.serialize())
+        leftover = bytes(self._early)
+        self._early = bytearray()
+        self.start(self._protocol, leftover)
+        await self.server.run_handler(self)
+
+    async def _process(self, request: Request) -> Response:
+        """Decide the answer to ``request``: a 101 upgrade or a refusal or an HTTP response."""
+        server = self.server
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return await default_response(request, server.router)
+        key = handshake.check_request(request)
+        if server.origins is not None:
+            handshake.check_origin(request, server.origins)
+        for hook in server.process_request:
+            result = hook(self, request)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result
+        self.protocol = self._choose_subprotocol(request)
+        extensions = self._negotiate_extensions(request)
+        self._protocol = Protocol(
+            Side.SERVER,
+            max_message_size=self.options.max_message_size,
+            max_frame_size=self.options.max_frame_size,
+            deflate=self._deflate,
+        )
+        return handshake.build_accept(
+            request,
+            key,
+            subprotocol=self.protocol,
+            extensions=extensions,
+            extra_headers=server.extra_headers,
+            server=server.server_header,
+        )
+
+    def _choose_subprotocol(self, request: Request) -> str | None:
+        offered = handshake.parse_subprotocols(request.headers)
+        select = self.server.select_subprotocol
+        if select is not None:
+            chosen = select(self, offered)
+            if chosen is not None and chosen not in offered:
+                raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
+            return chosen
+        supported = self.server.subprotocols
+        if not supported:
+            return None
+        chosen = handshake.select_subprotocol(offered, supported)
+        if chosen is None and self.server.require_subprotocol:
+            raise NegotiationError("no supported subprotocol offered")
+        return chosen
+
+    def _negotiate_extensions(self, request: Request) -> str | None:
+        self._deflate = None
+        factory = self.server.deflate
+        if factory is None:
+            return None
+        for name, params in handshake.parse_extensions(request.headers):
+            if name != "permessage-deflate":
+                continue
+            result = factory.negotiate(params)
+            if result is not None:
+                response_params, self._deflate = result
+                self.extensions = [name]
+                return handshake.build_extensions([(name, response_params)])
+        return None
+
+
+class Server:
+    """A running WebSocket server; returned by :func:`serve`.
+
+    Attributes:
+        connections: the open connections (including those still in the opening handshake).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        options: ConnectionOptions,
+        compression: str | ServerDeflate | None = "deflate",
+        origins: Origins | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[ServerConnection, list[str]], str | None] | None = None,
+        require_subprotocol: bool = False,
+        process_request: ProcessRequest | Sequence[ProcessRequest] | None = None,
+        router: Router | None = None,
+        extra_headers: Headers | dict[str, str] | None = None,
+        server_header: str | None = handshake.USER_AGENT,
+        limits: HTTPLimits | None = None,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    ) -> None:
+        self.handler = handler
+        self.options = options
+        if compression == "deflate":
+            self.deflate: ServerDeflate | None = ServerDeflate()
+        elif compression is None or isinstance(compression, ServerDeflate):
+            self.deflate = compression
+        else:
+            raise ValueError(f"unsupported compression: {compression!r}")
+        self.origins = origins
+        self.subprotocols = list(subprotocols or ())
+        self.select_subprotocol = select_subprotocol
+        self.require_subprotocol = require_subprotocol
+        if process_request is None:
+            self.process_request: list[ProcessRequest] = []
+        elif callable(process_request):
+            self.process_request = [process_request]
+        else:
+            self.process_request = list(process_request)
+        self.router = router if router is not None else Router()
+        self.extra_headers = extra_headers
+        self.server_header = server_header
+        self.limits = limits or HTTPLimits()
+        self.open_timeout = open_timeout
+        self.connections: set[ServerConnection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._closing = False
+
+    def route(self, path: str, methods: Sequence[str] = ("GET",), *, prefix: bool = False) -> Any:
+        """Decorator adding an HTTP route to :attr:`router`."""
+        return self.router.route(path, methods, prefix=prefix)
+
+    def _factory(self) -> ServerConnection:
+        return ServerConnection(self)
+
+    async def run_handler(self, connection: ServerConnection) -> None:
+        """Run the application handler for an open connection, then close it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)  # type: ignore[arg-type]
+        try:
+            await self.handler(connection)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("connection handler failed")
+            await _close_quietly(connection, CloseCode.INTERNAL_ERROR, "internal error")
+        except asyncio.CancelledError:
+            connection.abort()
+            raise
+        else:
+            await _close_quietly(connection, CloseCode.NORMAL_CLOSURE, "")
+        finally:
+            self._handlers.discard(task)  # type: ignore[arg-type]
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        return () if self._server is None else tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listening socket (handy with ``port=0``)."""
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening on TCP")
+
+    async def start(self, **create_server: Any) -> None:
+        loop = asyncio.get_running_loop()
+        path = create_server.pop("path", None)
+        if path is not None:
+            self._server = await loop.create_unix_server(self._factory, path, **create_server)
+        else:
+            self._server = await loop.create_server(self._factory, **create_server)
+
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Stop accepting connections and start closing every open one with ``code``."""
+        if self._server is not None:
+            self._server.close()
+        self._closing = True
+        for conn in list(self.connections):
+            if conn.proto is None:
+                conn.abort()
+            elif conn.proto.state is State.OPEN:
+                self.connections.discard(conn)
+                conn.loop.create_task(_close_quietly(conn, code, reason))
+
+    async def shutdown(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float | None = 10.0,
+    ) -> None:
+        """Close every connection (1001 by default), wait for handlers up to ``timeout``.
+
+        Handlers still running after ``timeout`` are cancelled and their connections dropped.
+        """
+        self.close(code, reason)
+        await self.wait_closed(timeout)
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait until the server is closed and every handler has finished."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        handlers = set(self._handlers)
+        if handlers:
+            _done, pending = await asyncio.wait(handlers, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled."""
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+
+async def _close_quietly(conn: Connection, code: int, reason: str) -> None:
+    try:
+        await conn.close(code, reason)
+    except Exception:  # pragma: no cover - the transport died under us
+        conn.abort()
+
+
+class serve:  # noqa: N801 - used like a function: `await serve(...)`, `async with serve(...)`
+    """Start a WebSocket server; ``await`` it or use it with ``async with``.
+
+    Args:
+        handler: ``async def handler(ws)`` run for each connection once open; the connection
+            closes with 1000 when it returns and with 1011 if it raises.
+        host, port: where to listen (``port=0`` picks a free port: read ``server.port``).
+        path: a Unix socket path, instead of host and port.
+        sock: an already listening socket.
+        ssl: an ``ssl.SSLContext`` for ``wss://``, or use ``certfile`` and ``keyfile``.
+        compression: ``"deflate"`` (default) to accept permessage-deflate, ``None`` to refuse
+            it, or a :class:`~wsend.protocol.deflate.ServerDeflate` with custom settings.
+        origins: allowed Origin values (``str``, ``re.Pattern`` or ``None`` for no Origin);
+            others get 403. ``None`` (the default) accepts any origin.
+        subprotocols: supported subprotocols, in order of preference.
+        select_subprotocol: ``f(ws, offered) -> str | None`` to choose instead.
+        process_request: hooks ``f(ws, request)`` (sync or async) run in order before the
+            upgrade; returning a :class:`Response` refuses it with that response.
+        router: a :class:`~wsend.asyncio.routes.Router` for plain HTTP requests.
+        max_message_size, max_frame_size, max_queue, write_limit, ping_interval,
+            ping_timeout, close_timeout: see :class:`ConnectionOptions`.
+        open_timeout: seconds allowed for the TLS and opening handshakes.
+        limits: :class:`~wsend.protocol.http.HTTPLimits` for requests.
+        extra_headers: headers added to every 101 response.
+        reuse_port, backlog: passed to ``loop.create_server``.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        path: str | None = None,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        reuse_port: bool | None = None,
+        backlog: int = 1024,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        option_names = ConnectionOptions.__slots__
+        options = ConnectionOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in option_names})
+        if certfile is not None:
+            if ssl is not None:
+                raise ValueError("pass either ssl or certfile, not both")
+            ssl = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+            ssl.load_cert_chain(certfile, keyfile)
+        self.server = Server(handler, options=options, open_timeout=open_timeout, **kwargs)
+        self._kwargs: dict[str, Any] = {"ssl": ssl, "backlog": backlog}
+        if ssl is not None:
+            self._kwargs["ssl_handshake_timeout"] = open_timeout
+        if path is not None:
+            self._kwargs["path"] = path
+        elif sock is not None:
+            self._kwargs["sock"] = sock
+        else:
+            self._kwargs.update(host=host, port=port, reuse_port=reuse_port)
+        if sock is not None and path is not None:
+            raise ValueError("pass either path or sock, not both")
+
+    async def _start(self) -> Server:
+        await self.server.start(**self._kwargs)
+        return self.server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.server.shutdown()

@@ -1,0 +1,517 @@
+"""The WebSocket state machine after the opening handshake (RFC 6455 sections 5 to 7).
+
+Sans-I/O: feed received bytes with :meth:`Connection.receive_data`, collect parsed events with
+:meth:`Connection.events_received`, call ``send_*`` to produce frames, and write whatever
+:meth:`Connection.data_to_send` returns. :attr:`Connection.close_transport` tells when the
+caller must close the TCP connection.
+
+Invariants (every transition of the closing handshake happens in this module):
+
+- ``state`` only moves forward: OPEN -> CLOSING -> CLOSED.
+- OPEN -> CLOSING when a close frame is sent or received, or the connection is failed.
+- -> CLOSED when the transport ended (:meth:`receive_eof`), never earlier: the caller reports
+  the connection closed once the TCP connection is gone.
+- After a close frame was sent, no frame is ever sent again; after a close frame was received
+  or the connection failed, received bytes are discarded.
+- The peer's misbehaviour never raises from ``receive_data``: it fails the connection (a close
+  frame with the code from :func:`~wsend.protocol.frames.close_code_for`) and stores the error in
+  :attr:`Connection.exc`. Local misuse raises :class:`~wsend.exceptions.UsageError` or
+  :class:`ValueError` / :class:`TypeError` from the ``send_*`` methods.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import os
+from dataclasses import dataclass
+
+from ..exceptions import (
+    InvalidPayload,
+    PayloadTooBig,
+    ProtocolError,
+    UsageError,
+    WebSocketError,
+)
+from .deflate import PerMessageDeflate
+from .frames import Close, CloseCode, Opcode, close_code_for, is_valid_close_code, serialize_frame
+from .mask import apply_mask
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "Connection",
+    "Data",
+    "Event",
+    "Ping",
+    "Pong",
+    "Side",
+    "State",
+]
+
+Buffer = bytes | bytearray | memoryview
+
+# 1 MiB per message, as websockets: large enough for typical application messages, small enough
+# that a hostile peer can't make a server buffer much. aiohttp allows 4 MiB, Node's ws 100 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+
+class Side(enum.Enum):
+    """Which end of the connection this is; it decides the masking rules."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.IntEnum):
+    """The connection state, with the values of the browser's ``WebSocket.readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+@dataclass(slots=True)
+class Data:
+    """One data frame's worth of a message, decompressed and (for text) decoded.
+
+    ``data`` is a ``str`` for text messages and ``bytes`` for binary ones. ``fin`` is true on the
+    last fragment of a message; a message sent in one frame gives a single ``Data`` with ``fin``.
+    """
+
+    data: str | bytes
+    fin: bool
+
+
+@dataclass(slots=True)
+class Ping:
+    """A ping frame was received (a pong is queued automatically)."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class Pong:
+    """A pong frame was received."""
+
+    data: bytes
+
+
+Event = Data | Ping | Pong | Close
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_MASK_POOL = 1024  # random bytes fetched per os.urandom call: 256 masking keys
+
+
+class Connection:
+    """RFC 6455 framing and closing handshake for one side of an open connection.
+
+    Args:
+        side: ``Side.CLIENT`` masks outgoing frames and requires unmasked incoming frames;
+            ``Side.SERVER`` the reverse.
+        max_message_size: largest message accepted, counted after decompression (``None``:
+            no limit). A larger message fails the connection with 1009.
+        max_frame_size: largest frame payload accepted on the wire (``None``: same as
+            ``max_message_size``).
+        deflate: the negotiated permessage-deflate extension, if any.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        deflate: PerMessageDeflate | None = None,
+    ) -> None:
+        self.side = side
+        self.is_client = side is Side.CLIENT
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_message_size if max_frame_size is None else max_frame_size
+        self.deflate = deflate
+        self.state = State.OPEN
+        #: The close frame received, the close frame sent, and which came first.
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        #: The peer's error that failed the connection, if any.
+        self.exc: WebSocketError | None = None
+        #: Whether the caller must now close the transport (after writing pending data).
+        self.close_transport = False
+        self.eof_rcvd = False
+
+        self._buf = bytearray()
+        self._events: list[Event] = []
+        self._out: list[Buffer] = []
+        self._discard = False
+        # Incoming message in progress: its opcode (None between messages), whether it is
+        # compressed, its size so far, and the UTF-8 decoder of a text message.
+        self._in_opcode: int | None = None
+        self._in_compressed = False
+        self._in_size = 0
+        self._decoder = _utf8_decoder()
+        # Fail-fast validation of an incomplete text frame: payload bytes already decoded and
+        # the text they gave, or None when no frame is partly validated.
+        self._partial_done: int | None = None
+        self._partial_text: list[str] = []
+        # Outgoing message in progress (None between messages) and whether it is compressed.
+        self._out_opcode: int | None = None
+        self._out_compressed = False
+        self._masks = b""
+        self._mask_pos = 0
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive_data(self, data: Buffer) -> None:
+        """Feed bytes received from the network.
+
+        Parses every complete frame; events become available from :meth:`events_received` and
+        automatic replies (pong, close) from :meth:`data_to_send`. Never raises on bad input.
+        """
+        if self._discard or not data:
+            return
+        if self._buf:
+            self._buf += data
+            buf: Buffer = self._buf
+        else:
+            buf = data
+        try:
+            pos = self._parse(buf)
+        except WebSocketError as exc:
+            self._fail_with(exc)
+            self._buf = bytearray()
+            return
+        if self._discard:
+            self._buf = bytearray()
+        elif buf is self._buf:
+            del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf = bytearray(buf[pos:])
+
+    def receive_eof(self) -> None:
+        """Tell that the peer closed the TCP connection (or it was lost)."""
+        self.eof_rcvd = True
+        self._discard = True
+        self._buf = bytearray()
+        self.state = State.CLOSED
+        self.close_transport = True
+
+    def events_received(self) -> list[Event]:
+        """Return the events parsed since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def _parse(self, buf: Buffer) -> int:
+        """Parse complete frames from ``buf``; return how many bytes were consumed."""
+        pos = 0
+        end = len(buf)
+        while end - pos >= 2 and not self._discard:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            hlen = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                hlen = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                hlen = 10
+            masked = b1 & 0x80
+            if masked:
+                hlen += 4
+            self._check_header(b0, masked, length)
+            start = pos + hlen
+            if start > end:
+                break
+            stop = start + length
+            mask = bytes(buf[start - 4 : start]) if masked else None
+            if stop > end:
+                if end > start and self._validates_partially(b0):
+                    self._validate_partial(buf[start + (self._partial_done or 0) : end], b0, mask)
+                break
+            payload = buf[start:stop]
+            if mask is not None:
+                payload = apply_mask(payload, mask)
+            elif type(payload) is not bytes:
+                payload = bytes(payload)
+            pos = stop
+            if b0 & 0x08:
+                self._handle_control(b0 & 0x0F, payload)
+            else:
+                self._handle_data(b0, payload)
+        return pos
+
+    def _check_header(self, b0: int, masked: int, length: int) -> None:
+        """Reject a frame from its header alone, before its payload arrives (fail fast)."""
+        opcode = b0 & 0x0F
+        if b0 & 0x30:
+            raise ProtocolError("reserved bits must be 0")
+        if bool(masked) == self.is_client:
+            raise ProtocolError("incorrect masking")
+        if opcode & 0x08:
+            if opcode > Opcode.PONG:
+                raise ProtocolError(f"invalid opcode {opcode}")
+            if not b0 & 0x80:
+                raise ProtocolError("fragmented control frame")
+            if length > 125:
+                raise ProtocolError("control frame too long")
+            if b0 & 0x40:
+                raise ProtocolError("reserved bit set on control frame")
+            return
+        if opcode > Opcode.BINARY:
+            raise ProtocolError(f"invalid opcode {opcode}")
+        if opcode == Opcode.CONT:
+            if self._in_opcode is None:
+                raise ProtocolError("unexpected continuation frame")
+            if b0 & 0x40:
+                raise ProtocolError("reserved bit set on continuation frame")
+        else:
+            # A text frame whose start was already validated has begun its message.
+            if self._in_opcode is not None and self._partial_done is None:
+                raise ProtocolError("expected a continuation frame")
+            if b0 & 0x40 and self.deflate is None:
+                raise ProtocolError("reserved bit set without an extension")
+        if length >> 63:
+            raise ProtocolError("frame length exceeds 2**63 - 1")
+        limit = self.max_frame_size
+        if limit is not None and length > limit:
+            raise PayloadTooBig(f"frame of {length} bytes exceeds limit of {limit} bytes")
+        compressed = b0 & 0x40 if opcode else self._in_compressed
+        if not compressed and self.max_message_size is not None:
+            size = length + (self._in_size if opcode == Opcode.CONT else 0)
+            if size > self.max_message_size:
+                raise PayloadTooBig(
+                    f"message of at least {size} bytes exceeds limit of "
+                    f"{self.max_message_size} bytes"
+                )
+
+    def _validates_partially(self, b0: int) -> bool:
+        """Whether an incomplete frame is uncompressed text that can be checked early."""
+        opcode = b0 & 0x0F
+        if opcode == Opcode.TEXT:
+            return not b0 & 0x40
+        return opcode == Opcode.CONT and self._in_opcode == Opcode.TEXT and not self._in_compressed
+
+    def _validate_partial(self, chunk: Buffer, b0: int, mask: bytes | None) -> None:
+        """Decode the part of a text frame received so far, to fail at the first bad byte."""
+        if not chunk:
+            return
+        done = self._partial_done
+        if done is None:
+            done = 0
+            if b0 & 0x0F == Opcode.TEXT:
+                self._begin_message(Opcode.TEXT, compressed=False)
+        if mask is not None:
+            shift = done & 3
+            chunk = apply_mask(chunk, mask[shift:] + mask[:shift])
+        self._partial_text.append(self._decode(chunk, final=False))
+        self._partial_done = done + len(chunk)
+
+    def _begin_message(self, opcode: int, *, compressed: bool) -> None:
+        self._in_opcode = opcode
+        self._in_compressed = compressed
+        self._in_size = 0
+        if opcode == Opcode.TEXT:
+            self._decoder.reset()
+
+    def _decode(self, data: bytes, *, final: bool) -> str:
+        try:
+            return self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload("invalid UTF-8 in text message") from exc
+
+    def _handle_data(self, b0: int, payload: bytes) -> None:
+        opcode = b0 & 0x0F
+        fin = bool(b0 & 0x80)
+        done = self._partial_done
+        if done is not None:
+            self._partial_done = None
+            payload = payload[done:]
+        elif opcode:
+            self._begin_message(opcode, compressed=bool(b0 & 0x40))
+        if self._in_compressed:
+            assert self.deflate is not None
+            limit = self.max_message_size
+            payload = self.deflate.decompress(
+                payload, fin=fin, max_length=None if limit is None else limit - self._in_size
+            )
+        self._in_size += len(payload)
+        data: str | bytes = payload
+        if self._in_opcode == Opcode.TEXT:
+            data = self._decode(payload, final=fin)
+            if done is not None:
+                self._partial_text.append(data)
+                data = "".join(self._partial_text)
+                self._partial_text = []
+        if fin:
+            self._in_opcode = None
+        self._events.append(Data(data, fin))
+
+    def _handle_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == Opcode.PING:
+            self._events.append(Ping(payload))
+            if self.close_sent is None:
+                self._write(Opcode.PONG, payload)
+        elif opcode == Opcode.PONG:
+            self._events.append(Pong(payload))
+        else:
+            self._receive_close(Close.parse(payload))
+
+    def _receive_close(self, close: Close) -> None:
+        """A close frame arrived: echo its code if we haven't sent one (RFC 6455 5.5.1)."""
+        self.close_rcvd = close
+        self._events.append(close)
+        self._discard = True
+        if self.close_sent is None:
+            self.close_rcvd_then_sent = True
+            self._send_close(Close(close.code))
+        else:
+            self.close_rcvd_then_sent = False
+        self.state = State.CLOSING
+        # The server closes the TCP connection first (RFC 6455 7.1.1); the client waits for it.
+        if not self.is_client:
+            self.close_transport = True
+
+    # -- failing ---------------------------------------------------------------------------
+
+    def _fail_with(self, exc: WebSocketError) -> None:
+        self.exc = exc
+        self.fail(close_code_for(exc))
+
+    def fail(self, code: int = CloseCode.PROTOCOL_ERROR, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close frame if possible, then stop.
+
+        Further received data is discarded and :attr:`close_transport` becomes true: the
+        caller writes what :meth:`data_to_send` returns, then closes the transport.
+        """
+        if self.close_sent is None and self.state is State.OPEN:
+            self._send_close(Close(code, reason))
+        self._discard = True
+        self.state = max(self.state, State.CLOSING)
+        self.close_transport = True
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[Buffer]:
+        """Return the chunks to write to the network, in order, since the last call."""
+        out, self._out = self._out, []
+        return out
+
+    def send_text(self, data: Buffer, *, fin: bool = True, compress: bool | None = None) -> None:
+        """Send a text frame (the first or only frame of a message).
+
+        Args:
+            data: UTF-8 encoded text; the caller guarantees it is valid UTF-8.
+            fin: false to start a fragmented message, continued with :meth:`send_continuation`.
+            compress: force compression on or off for this message; ``None`` lets the
+                extension decide from the size (always on for a fragmented message).
+
+        Raises:
+            UsageError: the connection is not open, or a fragmented message is in progress.
+        """
+        self._send_first(Opcode.TEXT, data, fin, compress)
+
+    def send_binary(self, data: Buffer, *, fin: bool = True, compress: bool | None = None) -> None:
+        """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
+        self._send_first(Opcode.BINARY, data, fin, compress)
+
+    def send_continuation(self, data: Buffer, *, fin: bool) -> None:
+        """Send the next frame of the fragmented message in progress.
+
+        Raises:
+            UsageError: no fragmented message is in progress, or the connection is not open.
+        """
+        self._check_open()
+        if self._out_opcode is None:
+            raise UsageError("no fragmented message in progress")
+        if self._out_compressed:
+            assert self.deflate is not None
+            data = self.deflate.compress(data, fin=fin)
+        if fin:
+            self._out_opcode = None
+        self._write(Opcode.CONT, data, fin=fin)
+
+    def _send_first(self, opcode: int, data: Buffer, fin: bool, compress: bool | None) -> None:
+        self._check_open()
+        if self._out_opcode is not None:
+            raise UsageError("a fragmented message is in progress")
+        deflate = self.deflate
+        rsv1 = False
+        if deflate is not None and compress is not False:
+            if compress or not fin or deflate.should_compress(len(data)):
+                data = deflate.compress(data, fin=fin)
+                rsv1 = True
+        if not fin:
+            self._out_opcode = opcode
+            self._out_compressed = rsv1
+        self._write(opcode, data, fin=fin, rsv1=rsv1)
+
+    def send_ping(self, data: Buffer = b"") -> None:
+        """Send a ping; a peer answers with a pong carrying the same payload.
+
+        Raises:
+            ValueError: the payload exceeds 125 bytes.
+            UsageError: the connection is not open.
+        """
+        self._check_control(data)
+        self._write(Opcode.PING, data)
+
+    def send_pong(self, data: Buffer = b"") -> None:
+        """Send an unsolicited pong (a heartbeat that expects no reply)."""
+        self._check_control(data)
+        self._write(Opcode.PONG, data)
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 7.1.2).
+
+        Args:
+            code: a close code that may be sent (1000-1014 but 1004-1006, or 3000-4999), or
+                1005 to send a close frame without payload.
+            reason: at most 123 bytes once encoded in UTF-8.
+
+        Raises:
+            ValueError: the code may not be sent or the reason is too long.
+            UsageError: a close frame was already sent.
+        """
+        if code != CloseCode.NO_STATUS_RCVD and not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent")
+        if code == CloseCode.NO_STATUS_RCVD and reason:
+            raise ValueError("a close frame without code cannot carry a reason")
+        if len(reason.encode()) > 123:
+            raise ValueError("close reason exceeds 123 bytes")
+        if self.close_sent is not None or self.state is not State.OPEN:
+            raise UsageError("the closing handshake already started")
+        self.close_rcvd_then_sent = False
+        self._send_close(Close(code, reason))
+        self.state = State.CLOSING
+
+    def _send_close(self, close: Close) -> None:
+        self.close_sent = close
+        self._write(Opcode.CLOSE, close.serialize())
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise UsageError(f"cannot send on a connection in state {self.state.name}")
+
+    def _check_control(self, data: Buffer) -> None:
+        if len(data) > 125:
+            raise ValueError("control frame payload exceeds 125 bytes")
+        self._check_open()
+
+    def _write(self, opcode: int, payload: Buffer, *, fin: bool = True, rsv1: bool = False) -> None:
+        mask = None
+        if self.is_client:
+            pos = self._mask_pos
+            if pos + 4 > len(self._masks):
+                self._masks = os.urandom(_MASK_POOL)
+                pos = 0
+            mask = self._masks[pos : pos + 4]
+            self._mask_pos = pos + 4
+        self._out.extend(serialize_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.side.value} {self.state.name}>"

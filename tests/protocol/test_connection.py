@@ -1,0 +1,382 @@
+"""Tests of the sans-I/O state machine: framing, fragmentation, closing, limits, failures."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsend.exceptions import InvalidPayload, PayloadTooBig, ProtocolError, UsageError
+from wsend.protocol.connection import Connection, Data, Ping, Pong, Side, State
+from wsend.protocol.deflate import ClientDeflate, ServerDeflate
+from wsend.protocol.frames import Close, CloseCode, Opcode, serialize_frame
+from wsend.protocol.mask import apply_mask_py
+
+MASK = b"\x12\x34\x56\x78"
+
+
+def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+    """A raw frame, as a client (masked) or a server (unmasked) would send it."""
+    chunks = serialize_frame(opcode, payload, fin=fin, mask=MASK if mask else None)
+    data = b"".join(bytes(c) for c in chunks)
+    return bytes([data[0] | rsv]) + data[1:]
+
+
+def wire(conn: Connection) -> bytes:
+    return b"".join(bytes(c) for c in conn.data_to_send())
+
+
+def pair(**kwargs: object) -> tuple[Connection, Connection]:
+    return Connection(Side.CLIENT, **kwargs), Connection(Side.SERVER, **kwargs)  # type: ignore[arg-type]
+
+
+def parse_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
+    """Parse unmasked or masked frames back into (opcode, fin, payload)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        b0, b1 = data[pos], data[pos + 1]
+        length = b1 & 0x7F
+        pos += 2
+        if length == 126:
+            (length,) = struct.unpack("!H", data[pos : pos + 2])
+            pos += 2
+        elif length == 127:
+            (length,) = struct.unpack("!Q", data[pos : pos + 8])
+            pos += 8
+        mask = None
+        if b1 & 0x80:
+            mask = data[pos : pos + 4]
+            pos += 4
+        payload = data[pos : pos + length]
+        if mask:
+            payload = apply_mask_py(payload, mask)
+        out.append((b0 & 0x0F, bool(b0 & 0x80), payload))
+        pos += length
+    return out
+
+
+# -- data messages ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", [Side.CLIENT, Side.SERVER])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 100_000])
+def test_round_trip_sizes(side: Side, size: int) -> None:
+    other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+    sender, receiver = Connection(side), Connection(other)
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    sender.send_binary(payload)
+    sender.send_text(("é" * size).encode()[:size] if size % 2 == 0 else b"x" * size)
+    receiver.receive_data(wire(sender))
+    events = receiver.events_received()
+    assert events[0] == Data(payload, True)
+    assert isinstance(events[1], Data) and isinstance(events[1].data, str)
+    assert receiver.exc is None
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), min_size=1, max_size=6), st.data())
+@settings(max_examples=200, deadline=None)
+def test_any_split_of_the_stream(sizes: list[int], data: st.DataObject) -> None:
+    client, server = pair()
+    text = "".join(chr(0x41 + i % 26) + "€" for i in range(sum(sizes)))
+    encoded = text.encode()
+    pieces = []
+    pos = 0
+    for n in sizes:
+        pieces.append(encoded[pos : pos + n])
+        pos += n
+    pieces.append(encoded[pos:])
+    client.send_text(pieces[0], fin=len(pieces) == 1)
+    for i, piece in enumerate(pieces[1:], 2):
+        client.send_continuation(piece, fin=i == len(pieces))
+    stream = wire(client)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        server.receive_data(stream[last:cut])
+        last = cut
+    events = server.events_received()
+    assert server.exc is None
+    assert "".join(e.data for e in events if isinstance(e, Data)) == text  # type: ignore[misc]
+    assert events[-1].fin  # type: ignore[union-attr]
+
+
+def test_control_frames_between_fragments() -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(
+        frame(Opcode.TEXT, b"he", fin=False)
+        + frame(Opcode.PING, b"p")
+        + frame(Opcode.CONT, b"llo", fin=True)
+    )
+    assert server.events_received() == [Data("he", False), Ping(b"p"), Data("llo", True)]
+    assert parse_frames(wire(server)) == [(Opcode.PONG, True, b"p")]
+
+
+def test_pong_event() -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(frame(Opcode.PONG, b"abc"))
+    assert server.events_received() == [Pong(b"abc")]
+    assert wire(server) == b""
+
+
+def test_client_masks_server_does_not() -> None:
+    client, server = pair()
+    client.send_binary(b"abc")
+    server.send_binary(b"abc")
+    assert wire(client)[1] & 0x80
+    assert not wire(server)[1] & 0x80
+
+
+def test_masks_differ_between_frames() -> None:
+    client = Connection(Side.CLIENT)
+    masks = set()
+    for _ in range(300):
+        client.send_binary(b"x")
+        masks.add(wire(client)[2:6])
+    assert len(masks) > 250
+
+
+# -- protocol errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(Opcode.TEXT, b"x", rsv=0x40), 1002),  # rsv1 without extension
+        (frame(Opcode.TEXT, b"x", rsv=0x20), 1002),
+        (frame(Opcode.TEXT, b"x", rsv=0x10), 1002),
+        (frame(3, b"x"), 1002),  # reserved data opcode
+        (frame(11, b"x"), 1002),  # reserved control opcode
+        (frame(Opcode.PING, b"x", fin=False), 1002),
+        (frame(Opcode.PING, b"x" * 126), 1002),
+        (frame(Opcode.CONT, b"x"), 1002),
+        (frame(Opcode.TEXT, b"x", fin=False) + frame(Opcode.TEXT, b"y"), 1002),
+        (frame(Opcode.TEXT, b"\xff"), 1007),
+        (frame(Opcode.TEXT, b"a", fin=False) + frame(Opcode.CONT, b"\xc3", fin=True), 1007),
+        (frame(Opcode.CLOSE, b"\x03"), 1002),
+        (frame(Opcode.CLOSE, struct.pack("!H", 1005)), 1002),
+        (frame(Opcode.CLOSE, struct.pack("!H", 999)), 1002),
+        (frame(Opcode.CLOSE, struct.pack("!H", 5000)), 1002),
+        (frame(Opcode.CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
+        (frame(Opcode.TEXT, b"x", mask=False), 1002),  # unmasked from a client
+    ],
+)
+def test_peer_errors_fail_with_the_right_code(data: bytes, code: int) -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(data)
+    frames = parse_frames(wire(server))
+    assert frames[-1][0] == Opcode.CLOSE
+    assert Close.parse(frames[-1][2]).code == code
+    assert server.close_transport
+    assert server.state is State.CLOSING
+    assert isinstance(server.exc, ProtocolError)
+    # Anything after the failure is ignored.
+    server.receive_data(frame(Opcode.TEXT, b"ignored"))
+    assert not [e for e in server.events_received() if e == Data("ignored", True)]
+
+
+def test_masked_frame_from_server_fails_client() -> None:
+    client = Connection(Side.CLIENT)
+    client.receive_data(frame(Opcode.TEXT, b"x", mask=True))
+    assert isinstance(client.exc, ProtocolError)
+
+
+def test_invalid_utf8_fails_before_the_frame_ends() -> None:
+    server = Connection(Side.SERVER)
+    data = frame(Opcode.TEXT, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"x" * 1000)
+    server.receive_data(data[:20])
+    assert isinstance(server.exc, InvalidPayload)
+    assert server.close_transport
+
+
+def test_valid_text_split_inside_a_frame_is_not_decoded_twice() -> None:
+    server = Connection(Side.SERVER)
+    text = "κόσμε" * 50
+    data = frame(Opcode.TEXT, text.encode(), fin=False) + frame(Opcode.CONT, text.encode())
+    for i in range(0, len(data), 7):
+        server.receive_data(data[i : i + 7])
+    events = server.events_received()
+    assert server.exc is None
+    assert "".join(e.data for e in events) == text * 2  # type: ignore[union-attr,misc]
+
+
+def test_frame_too_big_fails_from_its_header() -> None:
+    server = Connection(Side.SERVER, max_message_size=1000)
+    server.receive_data(frame(Opcode.BINARY, b"x" * 1001)[:8])
+    assert isinstance(server.exc, PayloadTooBig)
+    assert Close.parse(parse_frames(wire(server))[0][2]).code == 1009
+
+
+def test_fragmented_message_too_big() -> None:
+    server = Connection(Side.SERVER, max_message_size=1000)
+    server.receive_data(frame(Opcode.BINARY, b"x" * 600, fin=False))
+    server.receive_data(frame(Opcode.CONT, b"x" * 600, fin=True))
+    assert isinstance(server.exc, PayloadTooBig)
+
+
+def test_separate_frame_limit() -> None:
+    server = Connection(Side.SERVER, max_message_size=10_000, max_frame_size=100)
+    server.receive_data(frame(Opcode.BINARY, b"x" * 100, fin=False))
+    assert server.exc is None
+    server.receive_data(frame(Opcode.CONT, b"x" * 101))
+    assert isinstance(server.exc, PayloadTooBig)
+
+
+def test_no_limit() -> None:
+    server = Connection(Side.SERVER, max_message_size=None)
+    server.receive_data(frame(Opcode.BINARY, b"x" * 3_000_000))
+    assert server.events_received()[0] == Data(b"x" * 3_000_000, True)
+
+
+def test_64_bit_length_with_top_bit() -> None:
+    server = Connection(Side.SERVER, max_message_size=None)
+    server.receive_data(b"\x82\xff" + b"\x80" + b"\x00" * 7 + MASK)
+    assert isinstance(server.exc, ProtocolError)
+
+
+# -- closing handshake ------------------------------------------------------------------------
+
+
+def test_close_initiated_by_client() -> None:
+    client, server = pair()
+    client.send_close(1000, "bye")
+    assert client.state is State.CLOSING
+    server.receive_data(wire(client))
+    assert server.events_received() == [Close(1000, "bye")]
+    assert server.close_rcvd_then_sent is True
+    assert server.close_transport  # the server closes TCP first
+    client.receive_data(wire(server))
+    assert client.close_rcvd == Close(1000)
+    assert client.close_rcvd_then_sent is False
+    assert not client.close_transport  # the client waits for the server
+    client.receive_eof()
+    assert client.state is State.CLOSED
+
+
+def test_close_initiated_by_server() -> None:
+    client, server = pair()
+    server.send_close(1001)
+    assert not server.close_transport
+    client.receive_data(wire(server))
+    assert client.close_rcvd == Close(1001)
+    server.receive_data(wire(client))
+    assert server.close_rcvd == Close(1001)
+    assert server.close_transport
+
+
+def test_close_without_code_is_echoed_without_code() -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(frame(Opcode.CLOSE))
+    assert server.close_rcvd == Close(CloseCode.NO_STATUS_RCVD)
+    assert parse_frames(wire(server)) == [(Opcode.CLOSE, True, b"")]
+
+
+def test_close_in_the_middle_of_a_fragmented_message_is_echoed() -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(frame(Opcode.TEXT, b"a", fin=False) + frame(Opcode.CLOSE, b"\x03\xe8"))
+    assert server.close_rcvd == Close(1000)
+    assert Close.parse(parse_frames(wire(server))[-1][2]) == Close(1000)
+
+
+def test_no_pong_after_close_sent() -> None:
+    server = Connection(Side.SERVER)
+    server.send_close()
+    wire(server)
+    server.receive_data(frame(Opcode.PING, b"x"))
+    assert wire(server) == b""
+
+
+def test_eof_without_close() -> None:
+    client = Connection(Side.CLIENT)
+    client.receive_eof()
+    assert client.state is State.CLOSED
+    assert client.close_rcvd is None
+
+
+# -- local misuse -----------------------------------------------------------------------------
+
+
+def test_send_after_close_is_a_usage_error() -> None:
+    client = Connection(Side.CLIENT)
+    client.send_close()
+    with pytest.raises(UsageError):
+        client.send_text(b"x")
+    with pytest.raises(UsageError):
+        client.send_close()
+
+
+@pytest.mark.parametrize(("code", "reason"), [(1004, ""), (1006, ""), (2999, ""), (5000, ""), (1000, "x" * 124), (1005, "x")])
+def test_invalid_local_close(code: int, reason: str) -> None:
+    client = Connection(Side.CLIENT)
+    with pytest.raises(ValueError, match="close"):
+        client.send_close(code, reason)
+
+
+def test_control_payload_limit() -> None:
+    client = Connection(Side.CLIENT)
+    with pytest.raises(ValueError, match="125"):
+        client.send_ping(b"x" * 126)
+    client.send_pong(b"x" * 125)
+
+
+def test_fragment_misuse() -> None:
+    client = Connection(Side.CLIENT)
+    with pytest.raises(UsageError):
+        client.send_continuation(b"x", fin=True)
+    client.send_text(b"a", fin=False)
+    with pytest.raises(UsageError):
+        client.send_binary(b"b")
+    client.send_continuation(b"b", fin=True)
+    client.send_binary(b"c")
+
+
+# -- compression ------------------------------------------------------------------------------
+
+
+def deflate_pair() -> tuple[Connection, Connection]:
+    server_side = ServerDeflate()
+    client_side = ClientDeflate()
+    result = server_side.negotiate(client_side.offer())
+    assert result is not None
+    response, server_ext = result
+    client_ext = client_side.accept(response)
+    return Connection(Side.CLIENT, deflate=client_ext), Connection(Side.SERVER, deflate=server_ext)
+
+
+def test_compressed_round_trip_and_fragmented() -> None:
+    client, server = deflate_pair()
+    text = "hello world " * 100
+    client.send_text(text.encode())
+    data = wire(client)
+    assert data[0] & 0x40 and len(data) < len(text) // 4
+    client.send_binary(b"a" * 1000, fin=False)
+    client.send_continuation(b"b" * 1000, fin=True)
+    client.send_text(b"tiny")  # under the threshold: not compressed
+    tiny = wire(client)
+    server.receive_data(data + tiny)
+    events = server.events_received()
+    assert events[0] == Data(text, True)
+    assert b"".join(e.data for e in events[1:3]) == b"a" * 1000 + b"b" * 1000  # type: ignore[misc]
+    assert events[3] == Data("tiny", True)
+    server.send_text(text.encode(), compress=True)
+    client.receive_data(wire(server))
+    assert client.events_received() == [Data(text, True)]
+
+
+def test_decompression_bomb_hits_the_limit() -> None:
+    client, server = deflate_pair()
+    server.max_message_size = 10_000
+    client.send_binary(b"\0" * 5_000_000, compress=True)
+    bomb = wire(client)
+    assert len(bomb) < 10_000
+    server.receive_data(bomb)
+    assert isinstance(server.exc, PayloadTooBig)
+    assert Close.parse(parse_frames(wire(server))[-1][2]).code == 1009
+
+
+def test_rsv1_on_continuation_is_an_error() -> None:
+    _, server = deflate_pair()
+    server.receive_data(frame(Opcode.BINARY, b"", fin=False) + frame(Opcode.CONT, b"", rsv=0x40))
+    assert isinstance(server.exc, ProtocolError)
