@@ -18,7 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .asyncio import (  # noqa: E402
+from .asyncio import (
     ClientConnection,
     Connection,
     Router,
@@ -27,8 +27,8 @@ from .asyncio import (  # noqa: E402
     connect,
     serve,
 )
-from .auth import basic_auth, token_auth  # noqa: E402
-from .exceptions import (  # noqa: E402
+from .auth import basic_auth, token_auth
+from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -39,8 +39,8 @@ from .exceptions import (  # noqa: E402
     InvalidOrigin,
     InvalidPayload,
     InvalidStatus,
-    InvalidURI,
     InvalidUpgrade,
+    InvalidURI,
     InvalidVersion,
     NegotiationError,
     OpenTimeout,
@@ -51,9 +51,9 @@ from .exceptions import (  # noqa: E402
     UsageError,
     WebSocketError,
 )
-from .protocol.connection import State  # noqa: E402
-from .protocol.frames import Close, CloseCode  # noqa: E402
-from .protocol.http import Headers, Request, Response  # noqa: E402
+from .protocol.connection import State
+from .protocol.frames import Close, CloseCode
+from .protocol.http import Headers, Request, Response
 
 __all__ = [
     "ClientConnection",

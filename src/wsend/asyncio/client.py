@@ -186,12 +186,13 @@ class ClientConnection(Connection):
             max_message_size=self.options.max_message_size,
             max_frame_size=self.options.max_frame_size,
             deflate=negotiated,
+            defer_failure=True,
         )
         self.start(proto, leftover)
         return None
 
 
-class connect:  # noqa: N801 - used like a function: `await connect(...)`, `async with connect(...)`
+class connect:
     """Open a WebSocket connection; ``await`` it or use it with ``async with``.
 
     Args:

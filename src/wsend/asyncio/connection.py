@@ -148,6 +148,7 @@ class Connection(asyncio.BufferedProtocol):
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_ping: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._fail_timer: asyncio.Handle | None = None
         self._closed = self.loop.create_future()
         self._connection_lost = False
 
@@ -235,7 +236,7 @@ class Connection(asyncio.BufferedProtocol):
         proto = self.proto
         if proto is not None:
             proto.receive_eof()
-        for timer in (self._keepalive, self._close_timer):
+        for timer in (self._keepalive, self._close_timer, self._fail_timer):
             if timer is not None:
                 timer.cancel()
         waiter = self._waiter
@@ -246,10 +247,10 @@ class Connection(asyncio.BufferedProtocol):
                 fut.set_result(None)
         self._drain_waiters.clear()
         closed = self._closed_exception()
-        for fut, _ in self._pings.values():
-            if not fut.done():
-                fut.set_exception(closed)
-                fut.exception()  # a ping nobody awaits must not log "never retrieved"
+        for ping, _ in self._pings.values():
+            if not ping.done():
+                ping.set_exception(closed)
+                ping.exception()  # a ping nobody awaits must not log "never retrieved"
         self._pings.clear()
         if not self._closed.done():
             self._closed.set_result(None)
@@ -286,7 +287,29 @@ class Connection(asyncio.BufferedProtocol):
                     self._close_received()
                 elif type(event) is Ping:
                     self._activity()
+        if proto.pending_failure is not None and self._fail_timer is None:
+            self._schedule_failure()
         self._flush(proto)
+
+    def _schedule_failure(self) -> None:
+        """The peer erred: fail once the application has read what came before the error.
+
+        Messages received before the error are still delivered and may be answered; the
+        close frame follows once the receive queue is empty, or after ``close_timeout``.
+        """
+        if self._queue:
+            timeout = self.options.close_timeout
+            self._fail_timer = self.loop.call_later(
+                10.0 if timeout is None else timeout, self._fail_pending
+            )
+        else:
+            self._fail_timer = self.loop.call_soon(self._fail_pending)
+
+    def _fail_pending(self) -> None:
+        proto = self.proto
+        if proto is not None and proto.pending_failure is not None:
+            proto.fail_pending()
+            self._flush(proto)
 
     def _deliver(self, event: Data) -> None:
         waiter = self._waiter
@@ -387,6 +410,10 @@ class Connection(asyncio.BufferedProtocol):
         queue = self._queue
         if queue:
             event = queue.popleft()
+            if not queue and self.proto is not None and self.proto.pending_failure is not None:
+                if self._fail_timer is not None:
+                    self._fail_timer.cancel()
+                self._fail_timer = self.loop.call_soon(self._fail_pending)
             if self._paused_reading and len(queue) <= self.options.max_queue // 4:
                 self._paused_reading = False
                 if self.transport is not None:
@@ -394,20 +421,21 @@ class Connection(asyncio.BufferedProtocol):
             return event
         if self._connection_lost or (self.proto is not None and self.proto.close_rcvd):
             raise self._closed_exception()
-        waiter = self._waiter = self.loop.create_future()
+        waiter: asyncio.Future[Data | None] = self.loop.create_future()
+        self._waiter = waiter
         try:
-            event = await waiter
+            result = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                result = waiter.result()
-                if result is not None:
-                    queue.appendleft(result)
+                pending = waiter.result()
+                if pending is not None:
+                    queue.appendleft(pending)
             raise
         finally:
             self._waiter = None
-        if event is None:
+        if result is None:
             raise self._closed_exception()
-        return event
+        return result
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -524,7 +552,9 @@ class Connection(asyncio.BufferedProtocol):
         if self._paused_writing:
             await self._drain()
 
-    async def send_json(self, obj: Any, *, dumps: Callable[[Any], str | bytes] = json.dumps) -> None:
+    async def send_json(
+        self, obj: Any, *, dumps: Callable[[Any], str | bytes] = json.dumps
+    ) -> None:
         """Send ``obj`` encoded as JSON in a text message.
 
         Args:
@@ -553,7 +583,7 @@ class Connection(asyncio.BufferedProtocol):
 
     async def _drain(self) -> None:
         while self._paused_writing and not self._connection_lost:
-            fut = self.loop.create_future()
+            fut: asyncio.Future[None] = self.loop.create_future()
             self._drain_waiters.append(fut)
             await fut
         if self._connection_lost:
@@ -712,4 +742,3 @@ def _check_chunk(item: Any) -> Message:
     if isinstance(item, bytearray | memoryview):
         return bytes(item)
     raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
-

@@ -62,7 +62,9 @@ class Router:
 
         return register
 
-    def static(self, prefix: str, directory: str | os.PathLike[str], index: str = "index.html") -> None:
+    def static(
+        self, prefix: str, directory: str | os.PathLike[str], index: str = "index.html"
+    ) -> None:
         """Serve the files under ``directory`` at URL paths under ``prefix``.
 
         Paths that escape ``directory`` (``..``, symlinks pointing outside) get 404.
@@ -113,7 +115,9 @@ class Router:
             handler = table.get("GET")
         if handler is None:
             allowed = sorted(set(table) | ({"HEAD"} if "GET" in table else set()))
-            return Response.text(405, "Method Not Allowed\n", Headers({"Allow": ", ".join(allowed)}))
+            return Response.text(
+                405, "Method Not Allowed\n", Headers({"Allow": ", ".join(allowed)})
+            )
         result = handler(request)
         if inspect.isawaitable(result):
             result = await result

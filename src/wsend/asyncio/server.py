@@ -15,7 +15,7 @@ from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, Neg
 from ..protocol import handshake
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Side, State
-from ..protocol.deflate import ServerDeflate
+from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
@@ -27,7 +27,9 @@ logger = logging.getLogger("wsend.server")
 
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 #: A hook run before the upgrade: return a Response to refuse it, or None to go on.
-ProcessRequest = Callable[["ServerConnection", Request], Response | None | Awaitable[Response | None]]
+ProcessRequest = Callable[
+    ["ServerConnection", Request], Response | Awaitable[Response | None] | None
+]
 Origins = Sequence[str | re.Pattern[str] | None]
 
 # Bytes a client may send after its request before the handshake completes.
@@ -47,6 +49,8 @@ class ServerConnection(Connection):
         self._early = bytearray()
         self._open_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._protocol: Protocol | None = None
+        self._deflate: PerMessageDeflate | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -118,13 +122,14 @@ class ServerConnection(Connection):
         self.transport.write(response.serialize())
         leftover = bytes(self._early)
         self._early = bytearray()
+        assert self._protocol is not None
         self.start(self._protocol, leftover)
         await self.server.run_handler(self)
 
     async def _process(self, request: Request) -> Response:
         """Decide the answer to ``request``: a 101 upgrade or a refusal or an HTTP response."""
         server = self.server
-        if "websocket" not in request.headers.get("Upgrade", "").lower():
+        if "websocket" not in (request.headers.get("Upgrade") or "").lower():
             return await default_response(request, server.router)
         key = handshake.check_request(request)
         if server.origins is not None:
@@ -142,6 +147,7 @@ class ServerConnection(Connection):
             max_message_size=self.options.max_message_size,
             max_frame_size=self.options.max_frame_size,
             deflate=self._deflate,
+            defer_failure=True,
         )
         return handshake.build_accept(
             request,
@@ -232,7 +238,7 @@ class Server:
         self.limits = limits or HTTPLimits()
         self.open_timeout = open_timeout
         self.connections: set[ServerConnection] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._closing = False
 
@@ -247,7 +253,7 @@ class Server:
         """Run the application handler for an open connection, then close it."""
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)  # type: ignore[arg-type]
+        self._handlers.add(task)
         try:
             await self.handler(connection)
         except ConnectionClosed:
@@ -261,7 +267,7 @@ class Server:
         else:
             await _close_quietly(connection, CloseCode.NORMAL_CLOSURE, "")
         finally:
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -340,7 +346,7 @@ async def _close_quietly(conn: Connection, code: int, reason: str) -> None:
         conn.abort()
 
 
-class serve:  # noqa: N801 - used like a function: `await serve(...)`, `async with serve(...)`
+class serve:
     """Start a WebSocket server; ``await`` it or use it with ``async with``.
 
     Args:

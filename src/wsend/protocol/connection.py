@@ -114,6 +114,10 @@ class Connection:
         max_frame_size: largest frame payload accepted on the wire (``None``: same as
             ``max_message_size``).
         deflate: the negotiated permessage-deflate extension, if any.
+        defer_failure: when the peer errs, don't fail the connection at once: store the error
+            in :attr:`pending_failure`, stop parsing, and keep the connection open for sending
+            until the caller calls :meth:`fail_pending`. This lets an application answer the
+            messages that arrived before the error, as the peer expects.
     """
 
     def __init__(
@@ -123,8 +127,12 @@ class Connection:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
         deflate: PerMessageDeflate | None = None,
+        defer_failure: bool = False,
     ) -> None:
         self.side = side
+        self.defer_failure = defer_failure
+        #: The peer's error waiting for :meth:`fail_pending` (with ``defer_failure``).
+        self.pending_failure: WebSocketError | None = None
         self.is_client = side is Side.CLIENT
         self.max_message_size = max_message_size
         self.max_frame_size = max_message_size if max_frame_size is None else max_frame_size
@@ -178,8 +186,12 @@ class Connection:
         try:
             pos = self._parse(buf)
         except WebSocketError as exc:
-            self._fail_with(exc)
             self._buf = bytearray()
+            if self.defer_failure:
+                self.pending_failure = exc
+                self._discard = True
+            else:
+                self._fail_with(exc)
             return
         if self._discard:
             self._buf = bytearray()
@@ -190,6 +202,8 @@ class Connection:
 
     def receive_eof(self) -> None:
         """Tell that the peer closed the TCP connection (or it was lost)."""
+        if self.pending_failure is not None:
+            self.exc, self.pending_failure = self.pending_failure, None
         self.eof_rcvd = True
         self._discard = True
         self._buf = bytearray()
@@ -300,6 +314,7 @@ class Connection:
         """Decode the part of a text frame received so far, to fail at the first bad byte."""
         if not chunk:
             return
+        chunk = bytes(chunk)
         done = self._partial_done
         if done is None:
             done = 0
@@ -378,6 +393,13 @@ class Connection:
 
     # -- failing ---------------------------------------------------------------------------
 
+    def fail_pending(self) -> None:
+        """Fail the connection for the error stored in :attr:`pending_failure`, if any."""
+        exc = self.pending_failure
+        if exc is not None:
+            self.pending_failure = None
+            self._fail_with(exc)
+
     def _fail_with(self, exc: WebSocketError) -> None:
         self.exc = exc
         self.fail(close_code_for(exc))
@@ -441,10 +463,13 @@ class Connection:
             raise UsageError("a fragmented message is in progress")
         deflate = self.deflate
         rsv1 = False
-        if deflate is not None and compress is not False:
-            if compress or not fin or deflate.should_compress(len(data)):
-                data = deflate.compress(data, fin=fin)
-                rsv1 = True
+        if (
+            deflate is not None
+            and compress is not False
+            and (compress or not fin or deflate.should_compress(len(data)))
+        ):
+            data = deflate.compress(data, fin=fin)
+            rsv1 = True
         if not fin:
             self._out_opcode = opcode
             self._out_compressed = rsv1
