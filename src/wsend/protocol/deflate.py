@@ -288,9 +288,9 @@ class PerMessageDeflate:
 
         Raises:
             PayloadTooBig: the output would exceed ``max_length``; fail the connection (1009).
-            ProtocolError: the data is not valid deflate, uses a window larger than agreed, or
-                continues after a final deflate block; fail the connection (1002, section 7.2.2
-                says to _Fail the WebSocket Connection_).
+            ProtocolError: the data is not valid deflate, refers further back than the agreed
+                window, or continues after a final deflate block; fail the connection (1002;
+                section 7.2.2 says to _Fail the WebSocket Connection_).
 
         After an exception the decompressor is dropped; the connection must not call again.
         """

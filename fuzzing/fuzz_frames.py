@@ -1,0 +1,93 @@
+"""Fuzz the frame parser and state machine of :mod:`wsend.protocol.connection`.
+
+The first input byte picks the side (client or server), whether permessage-deflate is on, the
+message size limit and how the rest is split into chunks; the rest is fed as received bytes.
+
+Oracle: ``receive_data`` never raises. Every error is recorded in ``exc`` as a
+``ProtocolError`` (or subclass), with a close frame queued carrying the code that
+``close_code_for`` gives; data events are ``str`` for text and ``bytes`` for binary; the
+message size limit holds for every message; after a failure no more events appear.
+
+Run with atheris::
+
+    python fuzzing/fuzz_frames.py -atheris_runs=1000000
+
+``TestOneInput`` needs no atheris, so the test suite also calls it with random inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from wsend.exceptions import ProtocolError
+from wsend.protocol.connection import Connection, Data, Side
+from wsend.protocol.deflate import ClientDeflate, ServerDeflate
+from wsend.protocol.frames import Close, Opcode, close_code_for
+
+LIMIT = 4096
+
+SEEDS = [
+    b"\x01\x81\x85\x12\x34\x56\x78" + bytes(b ^ m for b, m in zip(b"hello", b"\x12\x34\x56\x78")),
+    b"\x00\x81\x05hello\x89\x00\x80\x02hi",
+    b"\x03\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00",
+    b"\x02\x01\x03abc\x00\x03def\x80\x00",
+]
+
+
+def make(selector: int) -> Connection:
+    side = Side.CLIENT if selector & 1 else Side.SERVER
+    deflate = None
+    if selector & 2:
+        client, server = ClientDeflate(), ServerDeflate()
+        negotiated = server.negotiate(client.offer())
+        assert negotiated is not None
+        params, server_ext = negotiated
+        deflate = client.accept(params) if side is Side.CLIENT else server_ext
+    return Connection(side, max_message_size=LIMIT, deflate=deflate)
+
+
+def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name
+    if not data:
+        return
+    selector, payload = data[0], data[1:]
+    conn = make(selector)
+    step = selector >> 4
+    pieces = (
+        [payload] if step == 0 else [payload[i : i + step] for i in range(0, len(payload), step)]
+    )
+    size = 0
+    failed = False
+    for piece in pieces:
+        conn.receive_data(piece)
+        for event in conn.events_received():
+            assert not failed, "event after failure"
+            if isinstance(event, Data):
+                assert isinstance(event.data, str | bytes)
+                size += len(event.data.encode() if isinstance(event.data, str) else event.data)
+                assert size <= LIMIT
+                if event.fin:
+                    size = 0
+        if conn.exc is not None:
+            failed = True
+    if conn.exc is not None:
+        assert isinstance(conn.exc, ProtocolError)
+        out = b"".join(bytes(chunk) for chunk in conn.data_to_send())
+        assert out, "no close frame after a failure"
+        assert conn.close_transport
+        code = close_code_for(conn.exc)
+        # The close frame is the last frame written; find it by its opcode byte.
+        assert out[-(len(Close(code).serialize()) + 2 + (6 if conn.is_client else 0)) :][
+            0
+        ] & 0x0F == (Opcode.CLOSE)
+
+
+def main() -> None:  # pragma: no cover - needs atheris
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
