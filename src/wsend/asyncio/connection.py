@@ -149,6 +149,10 @@ class Connection(asyncio.BufferedProtocol):
         self._keepalive_ping: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._fail_timer: asyncio.Handle | None = None
+        self._corked: list[Buffer] = []
+        self._corked_size = 0
+        self._cork_scheduled = False
+        self._high_water = DEFAULT_WRITE_LIMIT
         self._closed = self.loop.create_future()
         self._connection_lost = False
 
@@ -169,7 +173,7 @@ class Connection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0
-        return transport.get_write_buffer_size()
+        return transport.get_write_buffer_size() + self._corked_size
 
     @property
     def close_code(self) -> int | None:
@@ -211,6 +215,7 @@ class Connection(asyncio.BufferedProtocol):
         if isinstance(high, tuple):
             high, low = high
         transport.set_write_buffer_limits(high, high // 4 if low is None else low)
+        self._high_water = high
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _recv_buffer()
@@ -323,21 +328,46 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _flush(self, proto: Protocol) -> None:
+        """Hand the protocol's output to the transport, corked until the end of this step.
+
+        Frames produced during one event-loop iteration (a batch of echoes, a burst of sends)
+        are joined and written with one system call by :meth:`_write_out`, scheduled with
+        ``call_soon``. Past the write buffer's high-water mark they are written at once, so
+        that backpressure applies.
+        """
         chunks = proto.data_to_send()
         transport = self.transport
-        if transport is None:
+        if transport is None or transport.is_closing():
             return
         if chunks:
-            if len(chunks) == 1:
-                transport.write(chunks[0])
-            else:
-                transport.writelines(chunks)
+            self._corked.extend(chunks)
+            for chunk in chunks:
+                self._corked_size += len(chunk)
+            if self._corked_size >= self._high_water:
+                self._write_out()
+            elif not self._cork_scheduled:
+                self._cork_scheduled = True
+                self.loop.call_soon(self._write_out)
         if proto.close_transport:
+            self._write_out()
             if proto.exc is not None and not transport.is_closing():
                 self.logger.debug("failing connection: %s", proto.exc)
             transport.close()
         elif proto.state is State.CLOSING and self._close_timer is None:
             self._arm_close_timer()
+
+    def _write_out(self) -> None:
+        """Write every corked chunk with a single ``transport.write``."""
+        self._cork_scheduled = False
+        corked = self._corked
+        if not corked:
+            return
+        transport = self.transport
+        self._corked = []
+        self._corked_size = 0
+        if transport is None or transport.is_closing():
+            return
+        transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def _arm_close_timer(self) -> None:
         timeout = self.options.close_timeout
@@ -348,6 +378,10 @@ class Connection(asyncio.BufferedProtocol):
         # The client waits for the server to close TCP, but not forever (RFC 6455 7.1.1).
         if self._close_timer is None:
             self._arm_close_timer()
+        # No message follows a close frame: a waiting reader learns it now, as a later one would.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -578,6 +612,9 @@ class Connection(asyncio.BufferedProtocol):
         if proto is None:
             raise UsageError("the opening handshake is not complete")
         if proto.state is not State.OPEN or self._connection_lost:
+            raise self._closed_exception()
+        transport = self.transport
+        if transport is not None and transport.is_closing():
             raise self._closed_exception()
         return proto
 

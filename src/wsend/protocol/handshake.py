@@ -414,15 +414,33 @@ def check_response(
     if response.status != 101:
         raise InvalidStatus(response.status, response.headers, response.body)
     headers = response.headers
-    upgrade = parse_tokens(headers.get_all("Upgrade"), name="Upgrade")
-    if [u.lower() for u in upgrade] != ["websocket"]:
-        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
-    if "upgrade" not in parse_connection(headers):
-        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
+    upgrade, connection = _upgrade_options(headers)
+    if upgrade != ["websocket"]:  # exactly this, section 4.1, client step 2
+        raise _upgrade_error(headers, "Upgrade")
+    if "upgrade" not in connection:
+        raise _upgrade_error(headers, "Connection")
     accept = _single(headers, "Sec-WebSocket-Accept")
     if accept != accept_key(key):
         raise InvalidHeader("Sec-WebSocket-Accept", accept)
     return _chosen_subprotocol(headers, subprotocols), parse_extensions(headers)
+
+
+def _upgrade_options(headers: Headers) -> tuple[list[str], set[str]]:
+    """Return the lowercased Upgrade protocols and Connection options.
+
+    Raises:
+        InvalidUpgrade: one of them isn't a list of tokens.
+    """
+    try:
+        upgrade = parse_tokens(headers.get_all("Upgrade"), name="Upgrade")
+        connection = parse_connection(headers)
+    except InvalidHeader as exc:
+        raise InvalidUpgrade(exc.name, exc.value) from exc
+    return [u.lower() for u in upgrade], connection
+
+
+def _upgrade_error(headers: Headers, name: str) -> InvalidUpgrade:
+    return InvalidUpgrade(name, ", ".join(headers.get_all(name)) or None)
 
 
 def _single(headers: Headers, name: str, error: type[InvalidHeader] = InvalidHeader) -> str:
@@ -483,15 +501,11 @@ def check_request(request: Request) -> str:
 
 
 def _check_upgrade(headers: Headers) -> None:
-    try:
-        upgrade = {u.lower() for u in parse_tokens(headers.get_all("Upgrade"), name="Upgrade")}
-        connection = parse_connection(headers)
-    except InvalidHeader as exc:
-        raise InvalidUpgrade(exc.name, exc.value) from exc
-    if "websocket" not in upgrade:
-        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+    upgrade, connection = _upgrade_options(headers)
+    if "websocket" not in upgrade:  # "containing", section 4.2.1 step 3
+        raise _upgrade_error(headers, "Upgrade")
     if "upgrade" not in connection:
-        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
+        raise _upgrade_error(headers, "Connection")
 
 
 def _is_valid_key(key: str) -> bool:

@@ -684,6 +684,11 @@ class ResponseParser(_Parser):
         if len(self._reason) > self.limits.max_request_line:
             self._fail("status line too long", 400)
 
+    def _check_head(self) -> None:
+        assert isinstance(self._parser, httptools.HttpResponseParser)
+        if not 100 <= self._parser.get_status_code() <= 999:  # llhttp accepts "000"
+            self._fail("invalid status code", 400)
+
     def _is_chunked(self) -> bool:
         codings = ",".join(self._headers.get_all("Transfer-Encoding")).lower()
         return "chunked" in codings
