@@ -27,7 +27,8 @@ from wsend.protocol.frames import Close, Opcode, close_code_for
 LIMIT = 4096
 
 SEEDS = [
-    b"\x01\x81\x85\x12\x34\x56\x78" + bytes(b ^ m for b, m in zip(b"hello", b"\x12\x34\x56\x78")),
+    b"\x01\x81\x85\x12\x34\x56\x78"
+    + bytes(b ^ m for b, m in zip(b"hello", b"\x12\x34\x56\x78\x12", strict=True)),
     b"\x00\x81\x05hello\x89\x00\x80\x02hi",
     b"\x03\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00",
     b"\x02\x01\x03abc\x00\x03def\x80\x00",
@@ -46,7 +47,7 @@ def make(selector: int) -> Connection:
     return Connection(side, max_message_size=LIMIT, deflate=deflate)
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name
+def TestOneInput(data: bytes) -> None:
     if not data:
         return
     selector, payload = data[0], data[1:]

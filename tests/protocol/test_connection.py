@@ -17,7 +17,9 @@ from wsend.protocol.mask import apply_mask_py
 MASK = b"\x12\x34\x56\x78"
 
 
-def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+def frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True
+) -> bytes:
     """A raw frame, as a client (masked) or a server (unmasked) would send it."""
     chunks = serialize_frame(opcode, payload, fin=fin, mask=MASK if mask else None)
     data = b"".join(bytes(c) for c in chunks)
@@ -72,7 +74,8 @@ def test_round_trip_sizes(side: Side, size: int) -> None:
     receiver.receive_data(wire(sender))
     events = receiver.events_received()
     assert events[0] == Data(payload, True)
-    assert isinstance(events[1], Data) and isinstance(events[1].data, str)
+    assert isinstance(events[1], Data)
+    assert isinstance(events[1].data, str)
     assert receiver.exc is None
 
 
@@ -307,7 +310,10 @@ def test_send_after_close_is_a_usage_error() -> None:
         client.send_close()
 
 
-@pytest.mark.parametrize(("code", "reason"), [(1004, ""), (1006, ""), (2999, ""), (5000, ""), (1000, "x" * 124), (1005, "x")])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(1004, ""), (1006, ""), (2999, ""), (5000, ""), (1000, "x" * 124), (1005, "x")],
+)
 def test_invalid_local_close(code: int, reason: str) -> None:
     client = Connection(Side.CLIENT)
     with pytest.raises(ValueError, match="close"):
@@ -350,7 +356,8 @@ def test_compressed_round_trip_and_fragmented() -> None:
     text = "hello world " * 100
     client.send_text(text.encode())
     data = wire(client)
-    assert data[0] & 0x40 and len(data) < len(text) // 4
+    assert data[0] & 0x40
+    assert len(data) < len(text) // 4
     client.send_binary(b"a" * 1000, fin=False)
     client.send_continuation(b"b" * 1000, fin=True)
     client.send_text(b"tiny")  # under the threshold: not compressed
@@ -380,3 +387,33 @@ def test_rsv1_on_continuation_is_an_error() -> None:
     _, server = deflate_pair()
     server.receive_data(frame(Opcode.BINARY, b"", fin=False) + frame(Opcode.CONT, b"", rsv=0x40))
     assert isinstance(server.exc, ProtocolError)
+
+
+# -- fuzz harness smoke test ------------------------------------------------------------------
+
+
+def _load_fuzz_target():  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "fuzzing" / "fuzz_frames.py"
+    spec = importlib.util.spec_from_file_location("fuzz_frames", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FUZZ = _load_fuzz_target()
+
+
+@pytest.mark.parametrize("seed", FUZZ.SEEDS)
+def test_fuzz_seeds(seed: bytes) -> None:
+    FUZZ.TestOneInput(seed)
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=500, deadline=None)
+def test_fuzz_target_holds_on_random_input(data: bytes) -> None:
+    FUZZ.TestOneInput(data)
