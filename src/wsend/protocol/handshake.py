@@ -44,6 +44,7 @@ __all__ = [
     "GUID",
     "SERVER",
     "USER_AGENT",
+    "VERSION",
     "ExtensionHeader",
     "accept_key",
     "build_accept",
