@@ -24,6 +24,7 @@ from .asyncio import (
     Router,
     Server,
     ServerConnection,
+    broadcast,
     connect,
     serve,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "WebSocketError",
     "__version__",
     "basic_auth",
+    "broadcast",
     "connect",
     "serve",
     "token_auth",

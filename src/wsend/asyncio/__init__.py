@@ -1,5 +1,6 @@
 """The asyncio client and server."""
 
+from .broadcast import broadcast
 from .client import ClientConnection, connect, parse_uri
 from .connection import Connection, ConnectionOptions
 from .routes import Router
@@ -12,6 +13,7 @@ __all__ = [
     "Router",
     "Server",
     "ServerConnection",
+    "broadcast",
     "connect",
     "parse_uri",
     "serve",

@@ -60,6 +60,10 @@ STREAM_CHUNK_SIZE = 65536
 # buffer_updated(), so one buffer serves all connections and idle ones cost nothing here.
 _RECV_BUFFER_SIZE = 262144
 
+# Corked chunks are joined into one write up to this size; larger ones are written apart to
+# avoid copying big payloads.
+_JOIN_LIMIT = 65536
+
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 _shared_buffers: dict[int, memoryview] = {}
@@ -328,28 +332,32 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _flush(self, proto: Protocol) -> None:
-        """Hand the protocol's output to the transport, corked until the end of this step.
+        """Hand the protocol's output to the transport.
 
-        Frames produced during one event-loop iteration (a batch of echoes, a burst of sends)
-        are joined and written with one system call by :meth:`_write_out`, scheduled with
-        ``call_soon``. Past the write buffer's high-water mark they are written at once, so
-        that backpressure applies.
+        The first output of an event-loop iteration is written at once (lowest latency); what
+        follows in the same iteration (a batch of echoes, a burst of sends) is corked and
+        written with one system call by :meth:`_write_out`, scheduled with ``call_soon``. Past
+        the write buffer's high-water mark corked data is written at once, so that
+        backpressure applies.
         """
         chunks = proto.data_to_send()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         if chunks:
-            self._corked.extend(chunks)
-            for chunk in chunks:
-                self._corked_size += len(chunk)
-            if self._corked_size >= self._high_water:
-                self._write_out()
-            elif not self._cork_scheduled:
+            if not self._cork_scheduled:
                 self._cork_scheduled = True
                 self.loop.call_soon(self._write_out)
+                for chunk in chunks:
+                    transport.write(chunk)
+            else:
+                self._corked.extend(chunks)
+                for chunk in chunks:
+                    self._corked_size += len(chunk)
+                if self._corked_size >= self._high_water:
+                    self._write_corked()
         if proto.close_transport:
-            self._write_out()
+            self._write_corked()
             if proto.exc is not None and not transport.is_closing():
                 self.logger.debug("failing connection: %s", proto.exc)
             transport.close()
@@ -357,17 +365,28 @@ class Connection(asyncio.BufferedProtocol):
             self._arm_close_timer()
 
     def _write_out(self) -> None:
-        """Write every corked chunk with a single ``transport.write``."""
+        """End of the iteration: write what was corked, and write directly again."""
         self._cork_scheduled = False
+        self._write_corked()
+
+    def _write_corked(self) -> None:
+        """Write every corked chunk, joined into one ``transport.write`` when small."""
         corked = self._corked
         if not corked:
             return
         transport = self.transport
+        size = self._corked_size
         self._corked = []
         self._corked_size = 0
         if transport is None or transport.is_closing():
             return
-        transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+        if len(corked) == 1:
+            transport.write(corked[0])
+        elif size <= _JOIN_LIMIT:
+            transport.write(b"".join(corked))
+        else:
+            for chunk in corked:
+                transport.write(chunk)
 
     def _arm_close_timer(self) -> None:
         timeout = self.options.close_timeout
@@ -676,8 +695,11 @@ class Connection(asyncio.BufferedProtocol):
             if key == payload:
                 self.latency = now - sent_at
                 break
-        if payload == self._keepalive_ping:
+        if self._keepalive_ping is not None and self._keepalive_ping not in self._pings:
+            # The keepalive ping is answered (maybe by a later pong): stop its timeout.
             self._keepalive_ping = None
+            if self._keepalive is not None:
+                self._keepalive.cancel()
             self._schedule_keepalive()
 
     def _activity(self) -> None:

@@ -239,6 +239,7 @@ class Server:
         self.open_timeout = open_timeout
         self.connections: set[ServerConnection] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[None]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._closing = False
 
@@ -299,8 +300,9 @@ class Server:
             if conn.proto is None:
                 conn.abort()
             elif conn.proto.state is State.OPEN:
-                self.connections.discard(conn)
-                conn.loop.create_task(_close_quietly(conn, code, reason))
+                task = conn.loop.create_task(_close_quietly(conn, code, reason))
+                self._closers.add(task)
+                task.add_done_callback(self._closers.discard)
 
     async def shutdown(
         self,

@@ -38,7 +38,6 @@ Received messages are printed with '< ', sent ones with '> '. When stdin is not 
 each line read is sent (commands work too); received messages go to stdout, the rest to
 stderr; the connection is closed when the input ends (unless --keep-open).
 
-\b
 {EXIT_CODES_HELP}
 (0 also when we closed with a code of our own; 5 when the server closed with an error code
 or the connection dropped without a closing handshake.)
@@ -52,18 +51,31 @@ def default_history_path() -> Path:
 
 
 class StdinLines:
-    """Lines of stdin, read by a daemon thread so that a blocked read never holds up exit."""
+    """Lines of stdin, read by a daemon thread so that a blocked read never holds up exit.
 
-    def __init__(self) -> None:
+    The thread reads the file descriptor with ``os.read``: a daemon thread blocked inside
+    ``sys.stdin.buffer`` would hold its lock while the interpreter shuts down, which aborts it.
+    """
+
+    def __init__(self, fd: int = 0) -> None:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
+        self._fd = fd
         threading.Thread(target=self._read, name="wsend-stdin", daemon=True).start()
 
     def _read(self) -> None:
-        for raw in sys.stdin.buffer:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+        pending = b""
+        while chunk := _read_chunk(self._fd):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                self._put(line)
+        if pending:
+            self._put(pending)
         self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+
+    def _put(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").removesuffix("\r")
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, text)
 
     async def next_line(self) -> str | None:
         """Return the next line, ``None`` at the end of stdin."""
@@ -91,6 +103,13 @@ class PromptLines:
             return await self.prompt.prompt_async("> ")
         except (EOFError, KeyboardInterrupt):
             return None
+
+
+def _read_chunk(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
 
 
 def make_history(path: Path | None) -> History:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from typing import Any
 
 import click
 
@@ -103,6 +105,8 @@ async def run(
             compression="deflate" if compress else None,
             max_message_size=max_size or None,
         )
+    except ssl.SSLError as exc:
+        raise CliError(f"cannot load the certificate: {exc}") from exc
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     scheme = "wss" if certfile else "ws"
@@ -146,7 +150,7 @@ async def run(
 )
 @click.option(
     "--max-size",
-    type=SIZE,
+    **SIZE,
     default="1M",
     show_default=True,
     help="Largest message accepted; 0 for no limit.",
@@ -166,18 +170,5 @@ def command(
     """Run a WebSocket echo server: every message is sent back."""
     if keyfile and not certfile:
         raise CliError("--keyfile needs --certfile", ExitCode.USAGE)
-    try:
-        code = asyncio.run(
-            run(
-                host,
-                port,
-                certfile=certfile,
-                keyfile=keyfile,
-                compress=compress,
-                max_size=max_size,
-                quiet=quiet,
-            )
-        )
-    except __import__("ssl").SSLError as exc:
-        raise CliError(f"cannot load the certificate: {exc}") from exc
-    ctx.exit(code)
+    options: dict[str, Any] = {"certfile": certfile, "keyfile": keyfile, "compress": compress}
+    ctx.exit(asyncio.run(run(host, port, max_size=max_size, quiet=quiet, **options)))

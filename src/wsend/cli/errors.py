@@ -51,7 +51,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = ExitCode.FAILURE) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a class default
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print ``error: <message>`` on one line to stderr (or ``file``)."""
@@ -97,7 +97,7 @@ def _refused(exc: InvalidStatus) -> str:
     phrase = Response(exc.status_code).reason
     message = f"server refused the WebSocket handshake: HTTP {exc.status_code} {phrase}".rstrip()
     body = exc.body[:200].decode("utf-8", "replace").strip()
-    if body and exc.headers.get("Content-Type", "").startswith("text/"):
+    if body and (exc.headers.get("Content-Type") or "").startswith("text/"):
         message += f" ({' '.join(body.split())})"
     return message
 

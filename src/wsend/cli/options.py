@@ -41,22 +41,23 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNITS = {"": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30}
 
 
-class SizeParam(click.ParamType):
-    """A size in bytes, with an optional unit: ``512``, ``64k``, ``1M``, ``1g`` (powers of 2)."""
+def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: Any) -> Any:
+    """A click callback reading a size in bytes: ``512``, ``64k``, ``1M``, ``1g`` (powers of 2).
 
-    name = "size"
+    Raises:
+        click.BadParameter: the value isn't a size.
+    """
+    if value is None or isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise click.BadParameter(f"{value!r} is not a size such as 512, 64k or 1M", ctx, param)
+    return int(match.group(1)) * _UNITS[unit]
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _UNITS:
-            self.fail(f"{value!r} is not a size such as 512, 64k or 1M", param, ctx)
-        return int(match.group(1)) * _UNITS[unit]
 
-
-SIZE = SizeParam()
+#: Keyword arguments of ``click.option`` for a size option.
+SIZE: dict[str, Any] = {"callback": parse_size, "metavar": "SIZE"}
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,7 @@ def _options(compress: bool) -> list[Callable[[F], F]]:
         ),
         click.option(
             "--max-size",
-            type=SIZE,
-            metavar="SIZE",
+            **SIZE,
             help="Largest message accepted, e.g. 64k, 16M; 0 for no limit (default: 1M).",
         ),
     ]

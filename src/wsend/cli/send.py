@@ -29,7 +29,6 @@ DATA is sent as is; @FILE sends the content of FILE; - (or no DATA when stdin is
 terminal) sends stdin. Text read from a file or stdin loses one trailing newline. Replies
 are printed one per line on stdout.
 
-\b
 {EXIT_CODES_HELP}
 """
 

@@ -475,6 +475,24 @@ class Connection:
             self._out_compressed = rsv1
         self._write(opcode, data, fin=fin, rsv1=rsv1)
 
+    def send_prepared(self, frame: Buffer) -> None:
+        """Queue a complete, unmasked frame built once for many connections (broadcast).
+
+        Only servers may send it (clients mask each frame). The frame must be a whole,
+        uncompressed data message built with :func:`~wsend.protocol.frames.serialize_frame`:
+        uncompressed messages are valid whatever extension was negotiated.
+
+        Raises:
+            UsageError: on a client, on a connection not open, or while a fragmented message
+                is in progress.
+        """
+        self._check_open()
+        if self.is_client:
+            raise UsageError("clients can't send prepared frames: they must mask each frame")
+        if self._out_opcode is not None:
+            raise UsageError("a fragmented message is in progress")
+        self._out.append(frame)
+
     def send_ping(self, data: Buffer = b"") -> None:
         """Send a ping; a peer answers with a pong carrying the same payload.
 

@@ -44,7 +44,7 @@ SPEEDUPS = False
 
 if not os.environ.get("WSEND_NO_SPEEDUPS"):
     try:
-        from ._speedups import apply_mask as _c_apply_mask  # type: ignore[import-not-found]
+        from ._speedups import apply_mask as _c_apply_mask
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:  # pragma: no cover - depends on the build

@@ -1,0 +1,70 @@
+"""The ``wsend`` command: ``connect``, ``send``, ``echo`` and ``bench``.
+
+Each command lives in its own module and exposes a click command named ``command``;
+:data:`COMMANDS` lists the modules in the order ``wsend --help`` shows them. To add a
+command (``wsend serve``), write ``wsend/cli/serve.py`` with a ``command`` and add
+``"serve"`` to :data:`COMMANDS`; it gets ``--help``, error reporting and the exit codes of
+:mod:`wsend.cli.errors` for free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .. import __version__
+from .errors import EXIT_CODES_HELP, ExitCode
+
+__all__ = ["COMMANDS", "cli", "main"]
+
+#: The modules of ``wsend.cli`` that define a command. Add new commands here.
+COMMANDS: tuple[str, ...] = ("connect", "send", "echo", "bench")
+
+EPILOG = f"""\b
+Examples:
+  wsend echo --port 8765                       # an echo server to play with
+  wsend connect ws://127.0.0.1:8765            # interactive session
+  wsend send ws://127.0.0.1:8765 hello --wait 1
+  wsend bench ws://127.0.0.1:8765 -c 8 -d 5
+
+Run 'wsend COMMAND --help' for the options and examples of a command.
+
+{EXIT_CODES_HELP}
+"""
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="wsend")
+def cli() -> None:
+    """wsend: WebSocket client and server tools."""
+
+
+def _register() -> None:
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        cli.add_command(module.command, name)
+
+
+_register()
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Run the ``wsend`` command line and exit with its exit code.
+
+    Errors are printed as one ``error: ...`` line on stderr; Ctrl-C exits with 130 and no
+    traceback.
+    """
+    try:
+        code = cli.main(args=args, prog_name="wsend", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        sys.stderr.close()  # nobody reads what we would say
+        code = ExitCode.FAILURE
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

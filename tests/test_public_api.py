@@ -1,0 +1,78 @@
+"""The public API is exactly what ``__all__`` lists, and the protocol core does no I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import wsend
+
+EXPECTED = {
+    "ClientConnection",
+    "Close",
+    "CloseCode",
+    "ConcurrencyError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Headers",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidPayload",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "NegotiationError",
+    "OpenTimeout",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Request",
+    "RequestRejected",
+    "Response",
+    "Router",
+    "Server",
+    "ServerConnection",
+    "State",
+    "TooManyRedirects",
+    "UsageError",
+    "WebSocketError",
+    "__version__",
+    "basic_auth",
+    "broadcast",
+    "connect",
+    "serve",
+    "token_auth",
+}
+
+
+def test_all_is_guarded() -> None:
+    assert set(wsend.__all__) == EXPECTED
+    for name in wsend.__all__:
+        assert hasattr(wsend, name), name
+
+
+def test_every_exception_derives_from_the_base() -> None:
+    for name in wsend.__all__:
+        obj = getattr(wsend, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, wsend.WebSocketError), name
+
+
+def test_protocol_core_imports_no_io_modules() -> None:
+    """The sans-I/O core never imports asyncio, sockets or TLS (checked on its source)."""
+    core = Path(wsend.__file__).parent / "protocol"
+    for path in core.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in {"asyncio", "socket", "ssl", "selectors", "trio"}, (path, name)
