@@ -103,7 +103,7 @@ def token_auth(
             try:
                 return parse_bearer(request.headers["Authorization"])
             except InvalidHeader:
-                return None
+                pass  # another scheme (Basic from a proxy...): look further
         if query_param is not None:
             values = request.query.get(query_param)
             if values:
