@@ -546,8 +546,20 @@ class Connection(asyncio.BufferedProtocol):
         if self._send_lock.locked():
             async with self._send_lock:
                 await self._send(message, compress)
-        else:
-            await self._send(message, compress)
+            return
+        kind = type(message)
+        if kind is bytes or kind is str:
+            # The common case, without the detour through _send().
+            proto = self._sendable()
+            if kind is str:
+                proto.send_text(cast(str, message).encode(), compress=compress)
+            else:
+                proto.send_binary(cast(bytes, message), compress=compress)
+            self._flush(proto)
+            if self._paused_writing:
+                await self._drain()
+            return
+        await self._send(message, compress)
 
     async def _send(self, message: Any, compress: bool | None) -> None:
         proto = self._sendable()

@@ -290,8 +290,9 @@ def command(
         except ImportError as exc:
             message = "--plot needs matplotlib: pip install 'wsend[plot]'"
             raise CliError(message, ExitCode.USAGE) from exc
-    if client.max_size is None and size > 1 << 20:
-        client = dataclasses.replace(client, max_size=size)
+    if client.max_size is None and size > 1 << 19:
+        # Room for the echo, and for compressed frames of random data, a bit larger.
+        client = dataclasses.replace(client, max_size=2 * size)
     result = BenchResult(url, connections, size, binary, rate)
     progress = sys.stderr.isatty()
     asyncio.run(run(url, client, result, duration=duration, progress=progress))

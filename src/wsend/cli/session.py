@@ -84,6 +84,7 @@ class Session:
             await self._read_lines(source, receiver)
             if not receiver.done():
                 await receiver
+            await self.ws.wait_closed()
         finally:
             receiver.cancel()
         return self.finish()

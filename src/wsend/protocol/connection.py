@@ -134,6 +134,7 @@ class Connection:
         #: The peer's error waiting for :meth:`fail_pending` (with ``defer_failure``).
         self.pending_failure: WebSocketError | None = None
         self.is_client = side is Side.CLIENT
+        self._max_frame_size: int | None = None
         self.max_message_size = max_message_size
         self.max_frame_size = max_message_size if max_frame_size is None else max_frame_size
         self.deflate = deflate
@@ -148,6 +149,7 @@ class Connection:
         self.close_transport = False
         self.eof_rcvd = False
 
+        self._expect_mask = not self.is_client
         self._buf = bytearray()
         self._events: list[Event] = []
         self._out: list[Buffer] = []
@@ -167,6 +169,35 @@ class Connection:
         self._out_compressed = False
         self._masks = b""
         self._mask_pos = 0
+
+    @property
+    def max_message_size(self) -> int | None:
+        """The largest message accepted (after decompression), or ``None``."""
+        return self._max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int | None) -> None:
+        self._max_message_size = value
+        self._update_fast_limit()
+
+    @property
+    def max_frame_size(self) -> int | None:
+        """The largest frame payload accepted on the wire, or ``None``."""
+        return self._max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int | None) -> None:
+        self._max_frame_size = value
+        self._update_fast_limit()
+
+    def _update_fast_limit(self) -> None:
+        # Frames up to this size skip the full header check (see _parse).
+        limits = [
+            n
+            for n in (getattr(self, "_max_frame_size", None), self._max_message_size)
+            if n is not None
+        ]
+        self._fast_limit = min(limits) if limits else 1 << 62
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -237,7 +268,18 @@ class Connection:
             masked = b1 & 0x80
             if masked:
                 hlen += 4
-            self._check_header(b0, masked, length)
+            # Fast path: a whole uncompressed text or binary message in one frame, from the
+            # right side, within the limits, between messages. Anything else is checked fully.
+            if (
+                (b0 == 0x82 or b0 == 0x81)
+                and (masked != 0) is self._expect_mask
+                and length <= self._fast_limit
+                and self._in_opcode is None
+            ):
+                simple = True
+            else:
+                self._check_header(b0, masked, length)
+                simple = False
             start = pos + hlen
             if start > end:
                 break
@@ -253,7 +295,15 @@ class Connection:
             elif type(payload) is not bytes:
                 payload = bytes(payload)
             pos = stop
-            if b0 & 0x08:
+            if simple and self._partial_done is None:
+                if b0 == 0x81:
+                    try:
+                        self._events.append(Data(payload.decode(), True))
+                    except UnicodeDecodeError as exc:
+                        raise InvalidPayload("invalid UTF-8 in text message") from exc
+                else:
+                    self._events.append(Data(payload, True))
+            elif b0 & 0x08:
                 self._handle_control(b0 & 0x0F, payload)
             else:
                 self._handle_data(b0, payload)
