@@ -23,7 +23,7 @@ close frames sent and received, an :class:`InvalidStatus` holds the HTTP respons
     │   ├── InvalidPayload              invalid UTF-8 or close payload (close code 1007)
     │   └── PayloadTooBig               a frame or message exceeds a limit (close code 1009)
     ├── ConnectionClosed                the connection is closed (carries the close frames)
-    │   ├── ConnectionClosedOK          ... with 1000 or 1001 on both sides
+    │   ├── ConnectionClosedOK          ... with 1000, 1001 or no code on both sides
     │   └── ConnectionClosedError       ... abnormally, or with an error code
     ├── OpenTimeout                     the opening handshake took too long (also TimeoutError)
     └── UsageError                      local misuse of the API (also RuntimeError)
@@ -104,6 +104,7 @@ class InvalidStatus(InvalidHandshake):
 
     def __init__(self, status_code: int, headers: Headers, body: bytes = b"") -> None:
         self.status_code = status_code
+        self.status = status_code
         self.headers = headers
         self.body = body
         super().__init__(f"server rejected WebSocket connection: HTTP {status_code}")
@@ -209,7 +210,7 @@ class ConnectionClosed(WebSocketError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally: 1000 (Normal Closure) or 1001 (Going Away)."""
+    """The connection closed normally: 1000, 1001 or no code (1005) in both close frames."""
 
 
 class ConnectionClosedError(ConnectionClosed):

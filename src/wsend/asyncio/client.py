@@ -94,6 +94,8 @@ def parse_uri(uri: str) -> WebSocketURI:
 class ClientConnection(Connection):
     """A connection opened by :func:`connect`."""
 
+    __slots__ = ("_handshake_done", "_parser")
+
     is_client = True
     logger = logger
 
@@ -197,7 +199,8 @@ class connect:
 
     Args:
         uri: ``ws://`` or ``wss://`` URI; ``user:password@`` in it sends Basic auth.
-        ssl: for ``wss://``, an ``ssl.SSLContext`` (certificates are verified by default).
+        ssl: for ``wss://``, an ``ssl.SSLContext``; ``None`` or ``True`` use the default
+            context, which verifies certificates.
         origin: the Origin header to send.
         subprotocols: subprotocols to offer, in order of preference.
         headers: extra request headers (``Authorization``, ``Cookie``...).
@@ -250,6 +253,8 @@ class connect:
             raise ValueError(f"unsupported compression: {compression!r}")
         if ssl is not None and ssl is not False and not self.uri.secure:
             raise ValueError("ssl is only for wss:// URIs")
+        if ssl is False and self.uri.secure:
+            raise ValueError("wss:// URIs need TLS: pass an SSLContext, or use ws://")
         self.ssl = ssl
         self.origin = origin
         self.subprotocols = list(subprotocols or ())

@@ -34,7 +34,7 @@ from ..exceptions import (
 )
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, Ping, Pong, State
-from ..protocol.frames import Close, CloseCode
+from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
 from ..protocol.http import Request, Response
 
 __all__ = ["Connection", "ConnectionOptions"]
@@ -64,7 +64,6 @@ _RECV_BUFFER_SIZE = 262144
 # avoid copying big payloads.
 _JOIN_LIMIT = 65536
 
-_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 _shared_buffers: dict[int, memoryview] = {}
 
@@ -121,6 +120,42 @@ class Connection(asyncio.BufferedProtocol):
     its handler.
     """
 
+    # Slots keep idle connections small; "__dict__" still lets applications set their own
+    # attributes on a connection (the dict is only created when they do).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_timer",
+        "_closed",
+        "_connection_lost",
+        "_cork_scheduled",
+        "_corked",
+        "_corked_size",
+        "_drain_waiters",
+        "_fail_timer",
+        "_high_water",
+        "_keepalive",
+        "_keepalive_ping",
+        "_partial",
+        "_paused_reading",
+        "_paused_writing",
+        "_pings",
+        "_queue",
+        "_reading",
+        "_send_lock",
+        "_waiter",
+        "extensions",
+        "latency",
+        "loop",
+        "options",
+        "proto",
+        "protocol",
+        "request",
+        "response",
+        "transport",
+        "user",
+    )
+
     is_client = False
     logger = logging.getLogger("wsend")
 
@@ -140,7 +175,8 @@ class Connection(asyncio.BufferedProtocol):
         self.latency = 0.0
         #: Whatever authentication hooks stored about the peer.
         self.user: Any = None
-        self._queue: collections.deque[Data] = collections.deque()
+        # Created on first use: a reader usually waits and takes frames without queueing.
+        self._queue: collections.deque[Data] | None = None
         self._waiter: asyncio.Future[Data | None] | None = None
         self._reading = False
         self._partial: list[Message] = []
@@ -179,18 +215,27 @@ class Connection(asyncio.BufferedProtocol):
             return 0
         return transport.get_write_buffer_size() + self._corked_size
 
+    def _close_known(self) -> bool:
+        proto = self.proto
+        if self._connection_lost:
+            return True
+        return proto is not None and proto.close_rcvd is not None and proto.close_sent is not None
+
     @property
     def close_code(self) -> int | None:
-        """The close code received (1005 without code, 1006 if none); ``None`` while open."""
-        if self.ready_state is not State.CLOSED:
+        """The close code received (1005 without code, 1006 if none).
+
+        ``None`` until the closing handshake completed or the connection was lost.
+        """
+        if not self._close_known():
             return None
         rcvd = self.proto.close_rcvd if self.proto else None
         return CloseCode.ABNORMAL_CLOSURE if rcvd is None else rcvd.code
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason received; ``None`` while open."""
-        if self.ready_state is not State.CLOSED:
+        """The close reason received; ``None`` until the close code is known."""
+        if not self._close_known():
             return None
         rcvd = self.proto.close_rcvd if self.proto else None
         return "" if rcvd is None else rcvd.reason
@@ -325,8 +370,11 @@ class Connection(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(event)
             return
-        self._queue.append(event)
-        if len(self._queue) >= self.options.max_queue and not self._paused_reading:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(event)
+        if len(queue) >= self.options.max_queue and not self._paused_reading:
             self._paused_reading = True
             assert self.transport is not None
             self.transport.pause_reading()
@@ -482,7 +530,9 @@ class Connection(asyncio.BufferedProtocol):
             if waiter.done() and not waiter.cancelled():
                 pending = waiter.result()
                 if pending is not None:
-                    queue.appendleft(pending)
+                    if self._queue is None:
+                        self._queue = collections.deque()
+                    self._queue.appendleft(pending)
             raise
         finally:
             self._waiter = None
@@ -508,8 +558,8 @@ class Connection(asyncio.BufferedProtocol):
         ok = (
             rcvd is not None
             and sent is not None
-            and rcvd.code in _OK_CODES
-            and sent.code in _OK_CODES
+            and rcvd.code in OK_CLOSE_CODES
+            and sent.code in OK_CLOSE_CODES
         )
         cls = ConnectionClosedOK if ok else ConnectionClosedError
         exc = cls(rcvd, sent, then)

@@ -39,6 +39,8 @@ _MAX_EARLY_DATA = 65536
 class ServerConnection(Connection):
     """A connection accepted by :func:`serve`, passed to the handler once open."""
 
+    __slots__ = ("_deflate", "_early", "_open_timer", "_parser", "_protocol", "_task", "server")
+
     is_client = False
     logger = logger
 
@@ -364,6 +366,7 @@ class serve:
             others get 403. ``None`` (the default) accepts any origin.
         subprotocols: supported subprotocols, in order of preference.
         select_subprotocol: ``f(ws, offered) -> str | None`` to choose instead.
+        require_subprotocol: refuse clients that offer none of ``subprotocols`` (400).
         process_request: hooks ``f(ws, request)`` (sync or async) run in order before the
             upgrade; returning a :class:`Response` refuses it with that response.
         router: a :class:`~wsend.asyncio.routes.Router` for plain HTTP requests.
@@ -372,6 +375,7 @@ class serve:
         open_timeout: seconds allowed for the TLS and opening handshakes.
         limits: :class:`~wsend.protocol.http.HTTPLimits` for requests.
         extra_headers: headers added to every 101 response.
+        server_header: the ``Server`` header of responses (``None`` to omit it).
         reuse_port, backlog: passed to ``loop.create_server``.
     """
 

@@ -217,9 +217,9 @@ async def _progress(result: BenchResult, duration: float, stop: asyncio.Event) -
     ) as bar:
         for _ in range(ticks):
             await asyncio.sleep(0.1)
+            bar.update(1, result.messages)
             if stop.is_set():
                 break
-            bar.update(1, result.messages)
 
 
 @click.command("bench", epilog=EPILOG)

@@ -239,7 +239,8 @@ class HubOptions:
         for name in _RATES & data.keys():
             rate = _fields(RateLimit, _mapping(data[name], name), f"{name}.")
             kwargs[name] = _build(RateLimit, rate, name)
-        return _build(cls, kwargs, "")
+        options: HubOptions = _build(cls, kwargs, "")
+        return options
 
 
 _RATES: Final = frozenset({"commands_rate", "publications_rate"})

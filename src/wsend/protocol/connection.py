@@ -120,6 +120,39 @@ class Connection:
             messages that arrived before the error, as the peer expects.
     """
 
+    __slots__ = (
+        "_buf",
+        "_decoder",
+        "_discard",
+        "_events",
+        "_expect_mask",
+        "_fast_limit",
+        "_in_compressed",
+        "_in_opcode",
+        "_in_size",
+        "_mask_pos",
+        "_masks",
+        "_max_frame_size",
+        "_max_message_size",
+        "_out",
+        "_out_compressed",
+        "_out_opcode",
+        "_partial_done",
+        "_partial_text",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "close_transport",
+        "defer_failure",
+        "deflate",
+        "eof_rcvd",
+        "exc",
+        "is_client",
+        "pending_failure",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,

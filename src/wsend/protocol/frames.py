@@ -66,8 +66,11 @@ _WIRE_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
 
-#: Codes meaning a normal end, for :class:`~wsend.exceptions.ConnectionClosedOK`.
-OK_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
+#: Codes meaning a normal end, for :class:`~wsend.exceptions.ConnectionClosedOK`. A close frame
+#: without code (1005) is a normal end too: the peer gave no reason to think otherwise.
+OK_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
 
 
 def is_valid_close_code(code: int) -> bool:

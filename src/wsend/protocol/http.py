@@ -39,6 +39,50 @@ import httptools
 
 from ..exceptions import InvalidMessage, UsageError
 
+# Header names and values that every WebSocket handshake repeats, decoded once and shared by
+# every connection's headers: idle connections keep their request, so this saves memory.
+_COMMON_NAMES = {
+    name.encode(): name
+    for name in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Origin",
+        "User-Agent",
+        "Cookie",
+        "Authorization",
+        "Pragma",
+        "Cache-Control",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Accept",
+        "Content-Length",
+        "Content-Type",
+        "Server",
+        "Date",
+        "Location",
+        "WWW-Authenticate",
+    )
+}
+_COMMON_VALUES = {
+    value.encode(): value
+    for value in (
+        "websocket",
+        "Upgrade",
+        "upgrade",
+        "13",
+        "no-cache",
+        "gzip, deflate, br, zstd",
+        "gzip, deflate, br",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate",
+    )
+}
+
 __all__ = [
     "HTTPLimits",
     "Headers",
@@ -465,7 +509,10 @@ class _Parser:
         if self._head_size > self.limits.max_total_header_size:
             self._fail("header section too large", 431)
         try:
-            self._headers.add(name.decode("latin-1"), value.decode("latin-1").rstrip(" \t"))
+            self._headers.add(
+                _COMMON_NAMES.get(name) or name.decode("latin-1"),
+                _COMMON_VALUES.get(value) or value.decode("latin-1").rstrip(" \t"),
+            )
         except ValueError:
             self._fail("invalid header field", 400)
 
