@@ -27,7 +27,6 @@ from wsend.asyncio.connection import ConnectionOptions
 from wsend.asyncio.server import Server
 from wsend.protocol import connection as protocol_connection
 from wsend.protocol import deflate, frames
-from wsend.protocol.deflate import ClientDeflate, ServerDeflate
 from wsend.protocol.http import HTTPLimits
 
 OUTPUT = Path(__file__).with_name("reference.md")
@@ -70,16 +69,14 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ),
     ("Broadcasting", "", ["broadcast"]),
     ("Authentication", "", ["basic_auth", "token_auth"]),
-    ("HTTP messages", "", ["Request", "Response", "Headers"]),
+    ("HTTP messages", "", ["Request", "Response", "Headers", "HTTPLimits"]),
+    ("Compression settings", "", ["ClientDeflate", "ServerDeflate"]),
     ("Close frames", "", ["Close", "CloseCode"]),
 ]
 
 # Classes not exported by ``wsend`` but needed to use its parameters.
 EXTRA: list[tuple[str, Any]] = [
     ("wsend.asyncio.ConnectionOptions", ConnectionOptions),
-    ("wsend.protocol.http.HTTPLimits", HTTPLimits),
-    ("wsend.protocol.deflate.ClientDeflate", ClientDeflate),
-    ("wsend.protocol.deflate.ServerDeflate", ServerDeflate),
 ]
 
 # Pointers to the guides, for classes whose docstrings don't describe each parameter.
@@ -88,8 +85,7 @@ NOTES = {
     "`serve()`. Each one, its default and what happens when it is exceeded are explained in "
     "[Limits](howto/limits.md); see also [backpressure](howto/backpressure.md) and "
     "[keepalive](howto/keepalive.md).",
-    "wsend.protocol.deflate.ServerDeflate": "Memory figures and guidance: "
-    "[Compression](howto/compression.md).",
+    "ServerDeflate": "Memory figures and guidance: [Compression](howto/compression.md).",
 }
 
 SECTION_RE = re.compile(r"^(Args|Arguments|Returns|Raises|Attributes|Yields):\s*$")

@@ -9,6 +9,7 @@ import wsend
 
 EXPECTED = {
     "ClientConnection",
+    "ClientDeflate",
     "Close",
     "CloseCode",
     "ConcurrencyError",
@@ -16,6 +17,7 @@ EXPECTED = {
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "HTTPLimits",
     "Headers",
     "InvalidHandshake",
     "InvalidHeader",
@@ -36,6 +38,7 @@ EXPECTED = {
     "Router",
     "Server",
     "ServerConnection",
+    "ServerDeflate",
     "State",
     "TooManyRedirects",
     "UsageError",

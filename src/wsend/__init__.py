@@ -53,11 +53,13 @@ from .exceptions import (
     WebSocketError,
 )
 from .protocol.connection import State
+from .protocol.deflate import ClientDeflate, ServerDeflate
 from .protocol.frames import Close, CloseCode
-from .protocol.http import Headers, Request, Response
+from .protocol.http import Headers, HTTPLimits, Request, Response
 
 __all__ = [
     "ClientConnection",
+    "ClientDeflate",
     "Close",
     "CloseCode",
     "ConcurrencyError",
@@ -65,6 +67,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "HTTPLimits",
     "Headers",
     "InvalidHandshake",
     "InvalidHeader",
@@ -85,6 +88,7 @@ __all__ = [
     "Router",
     "Server",
     "ServerConnection",
+    "ServerDeflate",
     "State",
     "TooManyRedirects",
     "UsageError",
