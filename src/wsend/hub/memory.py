@@ -196,6 +196,11 @@ class MemoryBackend:
         if not brokers:
             del self._subscribers[channel]
 
+    def unsubscribe_all(self, broker: MemoryBroker, channels: Iterable[str]) -> None:
+        """Stop delivering each of ``channels`` to ``broker``."""
+        for channel in channels:
+            self.unsubscribe(channel, broker)
+
     def publish(
         self, channel: str, publication: Publication, history: HistoryOptions
     ) -> tuple[Publication, list[MemoryBroker]]:
@@ -304,10 +309,6 @@ class MemoryBackend:
             if stream.expires < math.inf:
                 yield stream.expires, channel, stream
 
-    def _detach(self, broker: MemoryBroker, channels: Iterable[str]) -> None:
-        for channel in channels:
-            self.unsubscribe(channel, broker)
-
 
 class MemoryBroker:
     """A :class:`~wsend.hub.broker.Broker` keeping everything in this process.
@@ -369,7 +370,7 @@ class MemoryBroker:
         self._closed = True
         self._handler = None
         self._pending.clear()
-        self.backend._detach(self, self._channels)
+        self.backend.unsubscribe_all(self, self._channels)
         self._channels.clear()
         for task in list(self._tasks):
             task.cancel()
