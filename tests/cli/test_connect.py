@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +32,8 @@ class Driver:
         self.proc = proc
         self.out: list[str] = []
         self.err: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         self._readers = [
             asyncio.create_task(self._collect(proc.stdout, self.out)),
             asyncio.create_task(self._collect(proc.stderr, self.err)),
@@ -108,6 +110,15 @@ async def test_session_with_ping_binary_json_and_close(echo_server: Background) 
     assert "> hello" in result.err
 
 
+async def test_sigint_closes_normally(echo_server: Background) -> None:
+    async with wsend_connect(echo_server.url) as session:
+        await session.expect(session.err, r"^connected to ")
+        session.proc.send_signal(signal.SIGINT)
+        result = await session.finish()
+    assert result.code == 0
+    assert "connection closed: 1000 (NORMAL_CLOSURE)" in result.err
+
+
 async def test_end_of_input_closes_normally(echo_server: Background) -> None:
     result = await arun_wsend("connect", echo_server.url, input=b"")
     assert result.code == 0
@@ -168,9 +179,18 @@ class RecordingOutput(DummyOutput):
     def __init__(self) -> None:
         super().__init__()
         self.written: list[str] = []
+        self.changed = asyncio.Event()
 
     def write(self, data: str) -> None:
         self.written.append(data)
+        self.changed.set()
+
+    async def shows(self, text: str) -> None:
+        """Wait until ``text`` has been written."""
+        async with asyncio.timeout(10):
+            while text not in self.text:
+                self.changed.clear()
+                await self.changed.wait()
 
     @property
     def text(self) -> str:
@@ -194,18 +214,13 @@ async def test_interactive_prompt_in_process(start_server: StartServer) -> None:
             )
         )
 
-        async def shows(text: str) -> None:
-            async with asyncio.timeout(10):
-                while text not in output.text:
-                    await asyncio.sleep(0.02)
-
-        await shows("/help for commands")
+        await output.shows("/help for commands")
         pipe.send_text("hi\r")
-        await shows('"echo": "hi"')
+        await output.shows('"echo": "hi"')
         pipe.send_text("/ping\r")
-        await shows("pong: ")
+        await output.shows("pong: ")
         pipe.send_text("/nope\r")
-        await shows("unknown command /nope")
+        await output.shows("unknown command /nope")
         pipe.send_text("/quit\r")
         async with asyncio.timeout(10):
             code = await session

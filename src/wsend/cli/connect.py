@@ -149,12 +149,14 @@ async def run(
     if console is None:
         console = PromptConsole() if interactive else StreamConsole()
     async with open_connection(url, settings) as ws:
-        console.info(_connected(url, ws.protocol, ws.extensions, interactive))
         session = Session(ws, console, display, keep_open=keep_open)
         if interactive:
+            console.info(_connected(url, ws.protocol, ws.extensions, interactive))
             return await _interactive(session, history)
-        undo = on_stop_signals(lambda: asyncio.ensure_future(_quit(session)))
+        closing: list[asyncio.Task[None]] = []
+        undo = on_stop_signals(lambda: closing.append(asyncio.create_task(session.close())))
         try:
+            console.info(_connected(url, ws.protocol, ws.extensions, interactive))
             return await session.run(StdinLines())
         finally:
             undo()
@@ -165,10 +167,6 @@ async def _interactive(session: Session, history: Path | None) -> int:
 
     with patch_stdout(raw=True):
         return await session.run(PromptLines(make_history(history)))
-
-
-async def _quit(session: Session) -> None:
-    await session.close()
 
 
 def _connected(url: str, protocol: str | None, extensions: list[str], interactive: bool) -> str:

@@ -1,0 +1,464 @@
+"""A hub node on asyncio: the WebSocket endpoint, fan-out to local sessions, the server API.
+
+:class:`Hub` glues the sans-I/O :class:`~.session.Session` to real connections. For each
+WebSocket it creates a session, feeds it every message, and drains its outgoing queue with one
+writer task (so a slow client backs up into its own bounded queue, never into the hub). It keeps
+the channel -> local sessions registry, subscribes its broker to channels while they have local
+subscribers, and hands every publication the broker delivers to those sessions, encoded once
+per codec.
+
+It also offers the server-side Python API (:meth:`Hub.publish`, :meth:`Hub.disconnect`,
+presence and history queries), the HTTP API (:mod:`.httpapi`) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from ..asyncio.routes import Router
+from ..asyncio.server import ServerConnection
+from ..exceptions import ConnectionClosed
+from ..protocol.http import Request, Response
+from .auth import TokenVerifier
+from .broker import (
+    Broker,
+    ClientInfo,
+    HistoryOptions,
+    HistoryResult,
+    Presence,
+    PresenceStats,
+    Publication,
+    StreamPosition,
+)
+from .codes import DisconnectCode
+from .memory import MemoryBroker, MemoryPresence
+from .metrics import CONTENT_TYPE, HubMetrics
+from .options import HubOptions, parse_channel
+from .session import RpcHandler, Session
+from .wire import JSON, MSGPACK, SUBPROTOCOLS, PubFrames
+
+__all__ = ["Hub"]
+
+logger = logging.getLogger("wsend.hub")
+
+ConnectCallback = Callable[[Session, Any], Any]
+SubscribeCallback = Callable[[Session, str, Any], Any]
+
+# A WebSocket message gathers queued frames up to this size.
+_BATCH_BYTES = 65536
+# How often deadlines (connect timeout, token expiry) are checked.
+_TICK = 1.0
+
+
+class _Link:
+    """The node's side of one connection: the session's :class:`~.session.Sink`."""
+
+    __slots__ = ("closing", "event", "ws")
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.event = asyncio.Event()
+        self.closing: tuple[int, str] | None = None
+
+    def wakeup(self) -> None:
+        self.event.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self.event.set()
+
+
+class Hub:
+    """One hub node.
+
+    Args:
+        options: channels, namespaces, auth and limits (:class:`~.options.HubOptions`).
+        broker: the fan-out and history engine; an in-memory one by default.
+        presence: the presence engine; an in-memory one by default.
+        verifier: checks JWTs; built from ``options.jwt`` when omitted.
+        api_key: enables the HTTP API (``/api/...``) for requests carrying this key.
+        clock: the time source (seconds since the epoch), injectable for tests.
+
+    Use :meth:`routes` and :meth:`handler` with :func:`wsend.serve`, or just :meth:`serve`.
+    """
+
+    def __init__(
+        self,
+        options: HubOptions | None = None,
+        *,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+        verifier: TokenVerifier | None = None,
+        api_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._options = options or HubOptions()
+        self._clock = clock
+        self._broker = broker or MemoryBroker(clock)
+        self._presence = presence or MemoryPresence(clock)
+        if verifier is None and self._options.jwt is not None:
+            jwt = self._options.jwt
+            verifier = TokenVerifier(
+                secret=jwt.secret,
+                public_key=jwt.public_key,
+                algorithms=jwt.algorithms,
+                audience=jwt.audience,
+                issuer=jwt.issuer,
+                leeway=jwt.leeway,
+            )
+        self._verifier = verifier
+        self.api_key = api_key
+        self.metrics = HubMetrics()
+        self._rpc: dict[str, RpcHandler] = {}
+        self._connect_cb: ConnectCallback | None = None
+        self._subscribe_cb: SubscribeCallback | None = None
+        self._channels: dict[str, set[Session]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._links: dict[Session, _Link] = {}
+        self._started = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- the Node protocol (what sessions use) -----------------------------------------------
+
+    @property
+    def options(self) -> HubOptions:
+        return self._options
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker
+
+    @property
+    def presence(self) -> Presence:
+        return self._presence
+
+    @property
+    def verifier(self) -> TokenVerifier | None:
+        return self._verifier
+
+    @property
+    def rpc_handlers(self) -> Mapping[str, RpcHandler]:
+        return self._rpc
+
+    @property
+    def node_name(self) -> str:
+        return self._options.node_name
+
+    def clock(self) -> float:
+        return self._clock()
+
+    async def on_connect(self, session: Session, data: Any) -> Any:
+        if self._connect_cb is None:
+            return None
+        return await _maybe_await(self._connect_cb(session, data))
+
+    async def can_subscribe(self, session: Session, channel: str, data: Any) -> bool:
+        if self._subscribe_cb is None:
+            return False
+        return bool(await _maybe_await(self._subscribe_cb(session, channel, data)))
+
+    async def add_subscription(self, session: Session, channel: str) -> None:
+        async with self._lock(channel):
+            sessions = self._channels.get(channel)
+            if sessions is None:
+                sessions = self._channels[channel] = {session}
+                try:
+                    await self._broker.subscribe(channel)
+                except BaseException:
+                    del self._channels[channel]
+                    raise
+                self.metrics.channels.inc()
+            else:
+                sessions.add(session)
+        self.metrics.subscriptions.inc()
+
+    async def remove_subscription(self, session: Session, channel: str) -> None:
+        async with self._lock(channel):
+            sessions = self._channels.get(channel)
+            if sessions is None or session not in sessions:
+                return
+            sessions.discard(session)
+            self.metrics.subscriptions.dec()
+            if not sessions:
+                del self._channels[channel]
+                self.metrics.channels.dec()
+                await self._broker.unsubscribe(channel)
+
+    async def announce(
+        self, kind: Literal["join", "leave"], channel: str, info: ClientInfo
+    ) -> None:
+        # Join and leave reach this node's subscribers; across nodes they travel with the
+        # engine when it supports it (see the Redis engine).
+        for session in list(self._channels.get(channel, ())):
+            if session.client == info.client:
+                continue
+            if kind == "join":
+                session.deliver_join(channel, info)
+            else:
+                session.deliver_leave(channel, info)
+        relay = getattr(self._broker, "announce", None)
+        if relay is not None:
+            await relay(kind, channel, info)
+
+    def _lock(self, channel: str) -> asyncio.Lock:
+        lock = self._locks.get(channel)
+        if lock is None:
+            lock = self._locks[channel] = asyncio.Lock()
+        return lock
+
+    # -- application hooks --------------------------------------------------------------------
+
+    def rpc(self, method: str) -> Callable[[RpcHandler], RpcHandler]:
+        """Decorator registering ``handler(session, data) -> result`` for RPC ``method``."""
+
+        def register(handler: RpcHandler) -> RpcHandler:
+            self._rpc[method] = handler
+            return handler
+
+        return register
+
+    def on_connect_callback(self, callback: ConnectCallback) -> ConnectCallback:
+        """Decorator: ``callback(session, data) -> data`` runs at ``connect``.
+
+        Raise :class:`~.codes.HubError` in it to refuse the connection.
+        """
+        self._connect_cb = callback
+        return callback
+
+    def on_subscribe_callback(self, callback: SubscribeCallback) -> SubscribeCallback:
+        """Decorator: ``callback(session, channel, data) -> bool`` for namespaces with
+        ``subscribe="callback"``."""
+        self._subscribe_cb = callback
+        return callback
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the engines and the periodic checks (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        await self._broker.start(self._on_publication)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def close(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
+        """Close every connection with ``code`` and stop the engines."""
+        for link in list(self._links.values()):
+            link.close(code, reason)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self._broker.close()
+        await self._presence.close()
+        self._started = False
+
+    async def _tick(self) -> None:
+        presence_every = 10
+        count = 0
+        while True:
+            await asyncio.sleep(_TICK)
+            now = self._clock()
+            count += 1
+            for session in list(self._links):
+                session.check_expiry(now)
+                if count % presence_every == 0:
+                    try:
+                        await session.refresh_presence()
+                    except Exception:  # pragma: no cover - an engine failure
+                        logger.exception("refreshing presence failed")
+
+    async def _on_publication(self, channel: str, publication: Publication | None) -> None:
+        if publication is None:
+            # The engine lost messages: ask every subscriber to resubscribe with recovery.
+            for name, sessions in list(self._channels.items()):
+                for session in list(sessions):
+                    await session.unsubscribe(name, 2500, "resubscribe")
+            return
+        local = self._channels.get(channel)
+        if not local:
+            return
+        frames = PubFrames(channel, publication)
+        for session in list(local):
+            session.deliver_publication(channel, publication, frames)
+        self.metrics.publications.inc(len(local))
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """The WebSocket handler for the hub endpoint (``/ws``)."""
+        await self.start()
+        codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
+        link = _Link(ws)
+        session = Session(self, link, codec)
+        self._links[session] = link
+        self.metrics.connections.inc()
+        writer = asyncio.get_running_loop().create_task(self._write(session, link))
+        try:
+            await self._read(session, link, ws)
+        finally:
+            link.close(1000, "")
+            if not writer.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(writer), 1.0)
+                writer.cancel()
+            try:
+                await session.on_close()
+            finally:
+                del self._links[session]
+                self.metrics.connections.dec()
+                code = ws.close_code if ws.close_code is not None else (link.closing or (1000,))[0]
+                self.metrics.disconnects.labels(str(code)).inc()
+
+    async def _read(self, session: Session, link: _Link, ws: ServerConnection) -> None:
+        metrics = self.metrics
+        try:
+            async for message in ws:
+                metrics.messages_in.inc()
+                metrics.bytes_in.inc(len(message))
+                started = time.perf_counter()
+                await session.handle_message(message)
+                metrics.commands.labels("batch").observe(time.perf_counter() - started)
+                if link.closing is not None:
+                    break
+        except ConnectionClosed:
+            pass
+
+    async def _write(self, session: Session, link: _Link) -> None:
+        ws = link.ws
+        metrics = self.metrics
+        try:
+            while True:
+                await link.event.wait()
+                link.event.clear()
+                closing = link.closing
+                slow = closing is not None and closing[0] == DisconnectCode.SLOW_CONSUMER
+                while not slow:
+                    message = session.pop_message(_BATCH_BYTES)
+                    if message is None:
+                        break
+                    await ws.send(message)
+                    metrics.messages_out.inc()
+                    metrics.bytes_out.inc(len(message))
+                    if link.closing is not None and link.closing[0] == DisconnectCode.SLOW_CONSUMER:
+                        break
+                if link.closing is not None:
+                    code, reason = link.closing
+                    if code == DisconnectCode.SLOW_CONSUMER:
+                        metrics.drops.labels("slow_consumer").inc()
+                    await ws.close(code, reason)
+                    return
+        except ConnectionClosed:
+            return
+
+    # -- server-side API ----------------------------------------------------------------------
+
+    def _history_options(self, channel: str) -> HistoryOptions:
+        ns = self._options.namespace(parse_channel(channel))
+        return HistoryOptions(ns.history_size, ns.history_ttl)
+
+    async def publish(self, channel: str, data: Any, *, key: str | None = None) -> StreamPosition:
+        """Publish ``data`` to ``channel`` from the server; returns its position in history.
+
+        Raises:
+            HubError: the channel name is invalid or its namespace unknown.
+        """
+        await self.start()
+        publication = Publication(data=data, key=key, time=self._clock())
+        return await self._broker.publish(channel, publication, self._history_options(channel))
+
+    async def broadcast(self, channels: Iterable[str], data: Any) -> list[StreamPosition]:
+        """Publish the same ``data`` to several channels."""
+        return [await self.publish(channel, data) for channel in channels]
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        limit: int | None = None,
+        since: StreamPosition | None = None,
+        reverse: bool = False,
+    ) -> HistoryResult:
+        """Read ``channel``'s history (see :meth:`Broker.history`)."""
+        await self.start()
+        return await self._broker.history(
+            channel,
+            since=since,
+            limit=limit,
+            reverse=reverse,
+            history=self._history_options(channel),
+        )
+
+    async def presence_of(self, channel: str) -> dict[str, ClientInfo]:
+        """The clients present in ``channel``."""
+        parse_channel(channel)
+        return await self._presence.get(channel)
+
+    async def presence_stats(self, channel: str) -> PresenceStats:
+        """How many clients and users are present in ``channel``."""
+        parse_channel(channel)
+        return await self._presence.stats(channel)
+
+    def sessions(self, user: str | None = None) -> list[Session]:
+        """This node's sessions, or those of ``user``."""
+        return [s for s in self._links if user is None or s.user == user]
+
+    def disconnect(
+        self, user: str, code: int = DisconnectCode.FORBIDDEN, reason: str = "disconnected"
+    ) -> int:
+        """Close every connection of ``user`` on this node; returns how many."""
+        links = [link for s, link in self._links.items() if s.user == user]
+        for link in links:
+            link.close(code, reason)
+        return len(links)
+
+    def send_message(self, user: str, data: Any) -> int:
+        """Send a ``message`` push to every connection of ``user``; returns how many."""
+        sessions = self.sessions(user)
+        for session in sessions:
+            session.deliver_message(data)
+        return len(sessions)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def routes(self, router: Router | None = None, *, path: str = "/ws") -> Router:
+        """Add ``/metrics`` and the HTTP API to ``router`` (a new one by default)."""
+        from .httpapi import add_api_routes
+
+        router = router if router is not None else Router()
+        router.add("/metrics", self._metrics_route)
+        add_api_routes(self, router)
+        self.path = path
+        return router
+
+    def _metrics_route(self, request: Request) -> Response:
+        return Response.bytes(200, self.metrics.render(), CONTENT_TYPE)
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Refuse upgrades on other paths than the hub's endpoint (404)."""
+        if request.path != getattr(self, "path", "/ws"):
+            return Response.text(404, "Not Found: the hub's endpoint is /ws\n")
+        return None
+
+    def serve_kwargs(self, router: Router | None = None, *, path: str = "/ws") -> dict[str, Any]:
+        """Keyword arguments for :func:`wsend.serve` that run this hub."""
+        return {
+            "router": self.routes(router, path=path),
+            "subprotocols": list(SUBPROTOCOLS),
+            "process_request": [self.process_request],
+            "max_message_size": self._options.max_message_size,
+            "ping_interval": self._options.ping_interval or None,
+        }
+
+
+async def _maybe_await(value: Any | Awaitable[Any]) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
