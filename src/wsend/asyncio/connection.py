@@ -341,7 +341,7 @@ class Connection(asyncio.BufferedProtocol):
                     self._close_received()
                 elif type(event) is Ping:
                     self._activity()
-        if proto.pending_failure is not None and self._fail_timer is None:
+        if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
         self._flush(proto)
 
@@ -361,8 +361,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _fail_pending(self) -> None:
         proto = self.proto
-        if proto is not None and proto.pending_failure is not None:
-            proto.fail_pending()
+        if proto is not None and proto.has_pending:
+            proto.resolve_pending()
             self._flush(proto)
 
     def _deliver(self, event: Data) -> None:
@@ -511,7 +511,7 @@ class Connection(asyncio.BufferedProtocol):
         queue = self._queue
         if queue:
             event = queue.popleft()
-            if not queue and self.proto is not None and self.proto.pending_failure is not None:
+            if not queue and self.proto is not None and self.proto.has_pending:
                 if self._fail_timer is not None:
                     self._fail_timer.cancel()
                 self._fail_timer = self.loop.call_soon(self._fail_pending)
@@ -520,7 +520,10 @@ class Connection(asyncio.BufferedProtocol):
                 if self.transport is not None:
                     self.transport.resume_reading()
             return event
-        if self._connection_lost or (self.proto is not None and self.proto.close_rcvd):
+        proto = self.proto
+        if self._connection_lost or (proto is not None and proto.close_rcvd):
+            if proto is not None and proto.has_pending:
+                self._fail_pending()
             raise self._closed_exception()
         waiter: asyncio.Future[Data | None] = self.loop.create_future()
         self._waiter = waiter
@@ -537,6 +540,8 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self._waiter = None
         if result is None:
+            if self.proto is not None and self.proto.has_pending:
+                self._fail_pending()
             raise self._closed_exception()
         return result
 

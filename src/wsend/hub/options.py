@@ -8,8 +8,8 @@ Channel names (``docs/protocol.md`` sections 4 and 6)::
 - ``namespace``: 1-64 of ``A-Z a-z 0-9 _ -``, before the first ``:``; a channel without ``:``
   belongs to the default namespace ``""``.
 - ``name``: ``A-Z a-z 0-9`` and ``_ - . : @ / = + ~ !`` (no spaces, quotes, backslashes, ``%``,
-  ``*``, ``?``, ``,`` or ``#``: they are wildcards, separators or escapes in other systems);
-  it may be empty only before a ``#`` suffix (``notes:#alice``).
+  ``*``, ``?``, ``,`` or ``#``: they are wildcards, separators or escapes in other systems),
+  not starting with ``:``; it may be empty only before a ``#`` suffix (``notes:#alice``).
 - ``#user1,user2``: a user-private channel; user ids are 1 or more of ``A-Z a-z 0-9`` and
   ``_ - . @ = + |``, separated by commas. Only the users listed may subscribe to it.
 
@@ -48,7 +48,7 @@ _SUBSCRIBE_POLICIES: Final = ("anyone", "authenticated", "token", "callback")
 _SLOW_CONSUMER_POLICIES: Final = ("disconnect", "conflate")
 _CHANNEL_RE: Final = re.compile(
     r"(?:(?P<ns>[A-Za-z0-9_-]{1,64}):)?"
-    r"(?P<name>[A-Za-z0-9_.:@/=+~!-]*)"
+    r"(?P<name>(?:[A-Za-z0-9_.@/=+~!-][A-Za-z0-9_.:@/=+~!-]*)?)"
     r"(?:#(?P<users>[A-Za-z0-9_.@=+|-]+(?:,[A-Za-z0-9_.@=+|-]+)*))?"
 )
 
@@ -179,6 +179,8 @@ class HubOptions:
     # Centrifugo's client.channel_limit.
     max_subscriptions_per_client: int = 128
     max_message_size: int = 64 * 1024
+    # A publication's data, encoded; at most the message size unless set lower.
+    max_publication_size: int = 64 * 1024
     recovery_max_publications: int = 1000
     commands_rate: RateLimit = RateLimit(100.0, 200.0)
     publications_rate: RateLimit = RateLimit(50.0, 100.0)
@@ -191,7 +193,7 @@ class HubOptions:
     max_bad_frames: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("max_subscriptions_per_client", "max_message_size"):
+        for name in ("max_subscriptions_per_client", "max_message_size", "max_publication_size"):
             _check_positive(name, getattr(self, name))
         for name in ("recovery_max_publications", "rate_limit_disconnect_after"):
             _check_positive(name, getattr(self, name))

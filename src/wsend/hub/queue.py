@@ -59,8 +59,12 @@ class OutgoingQueue:
         channel: str | None = None,
         key: Hashable = None,
         conflate: bool = False,
+        max_bytes: int | None = None,
     ) -> bool:
         """Queue ``item``; return False (queueing nothing) if the bound would be exceeded.
+
+        ``max_bytes`` lowers the bound for this push (a namespace's own limit); it can't raise
+        it above the queue's.
 
         With ``conflate`` and a ``channel``, ``item`` replaces the queued conflatable item with
         the same ``(channel, key)`` in its position (``key`` may be ``None``: then the channel's
@@ -69,7 +73,8 @@ class OutgoingQueue:
         ckey = (channel, key) if conflate and channel is not None else None
         seq = self._keys.get(ckey) if ckey is not None else None
         old = len(self._items[seq][0]) if seq is not None else 0
-        if self._size - old + len(item) > self.max_bytes:
+        bound = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
+        if self._size - old + len(item) > bound:
             return False
         self._size += len(item) - old
         if seq is None:

@@ -42,6 +42,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+import msgspec
+
 from .auth import ConnectionClaims, TokenVerifier
 from .broker import Broker, ClientInfo, Presence, Publication, StreamPosition
 from .codes import DisconnectCode, ErrorCode, HubError
@@ -277,7 +279,7 @@ class Session:
             frames = PubFrames(channel, publication)
         try:
             frame = frames.for_codec(self.codec)
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
             logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
             return
         item = _Pending(publication.offset, publication.epoch, publication.key, frame)
@@ -463,7 +465,7 @@ class Session:
 
     def _check_still(self, sub: _Subscription) -> None:
         """Raise if ``sub`` was dropped meanwhile (unsubscribe or close during an await)."""
-        if self._subs.get(sub.channel.full) is not sub:
+        if self.closed or self._subs.get(sub.channel.full) is not sub:
             raise HubError(ErrorCode.NOT_SUBSCRIBED, "unsubscribed meanwhile")
 
     async def _authorize(
@@ -534,7 +536,11 @@ class Session:
             recoverable=ns.recovery, epoch=position.epoch, offset=position.offset
         )
         if command.recover:
-            result.recovered = since is not None and _complete(since, position, read.publications)
+            result.recovered = (
+                since is not None
+                and len(read.publications) <= self.options.recovery_max_publications
+                and _complete(since, position, read.publications)
+            )
             if result.recovered:
                 result.publications = [publication_frame(p) for p in read.publications]
         return result
@@ -553,7 +559,7 @@ class Session:
         self._check_read(channel, ns)
         if not command.data:
             raise HubError(ErrorCode.BAD_REQUEST, "data required")
-        if len(command.data) > self.options.max_message_size:
+        if len(command.data) > self.options.max_publication_size:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "data too large")
         if not self._publications.take():
             self._rate_limited()
@@ -652,10 +658,12 @@ class Session:
                 return  # a duplicate or out of order
             sub.epoch, sub.offset = item.epoch, item.offset
         ns = sub.ns
-        conflate = ns.slow_consumer == "conflate"
-        fits = conflate or self.queue.size_bytes + len(item.frame) <= ns.queue_max_bytes
-        pushed = fits and self.queue.push(
-            item.frame, channel=sub.channel.full, key=item.key, conflate=conflate
+        pushed = self.queue.push(
+            item.frame,
+            channel=sub.channel.full,
+            key=item.key,
+            conflate=ns.slow_consumer == "conflate",
+            max_bytes=ns.queue_max_bytes,
         )
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")

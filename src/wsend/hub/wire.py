@@ -389,9 +389,7 @@ class Codec:
             if obj.codec == self.name:
                 return msgspec.Raw(obj.raw)
             return obj.value()
-        if isinstance(obj, ClientInfo):
-            return info_frame(obj)
-        raise NotImplementedError(f"can't encode {type(obj).__name__}")
+        raise TypeError(f"can't encode {type(obj).__name__}")
 
     def data(self, raw: msgspec.Raw) -> Encoded | None:
         """Wrap a command's ``data`` field: ``None`` when absent or null."""

@@ -114,10 +114,11 @@ class Connection:
         max_frame_size: largest frame payload accepted on the wire (``None``: same as
             ``max_message_size``).
         deflate: the negotiated permessage-deflate extension, if any.
-        defer_failure: when the peer errs, don't fail the connection at once: store the error
-            in :attr:`pending_failure`, stop parsing, and keep the connection open for sending
-            until the caller calls :meth:`fail_pending`. This lets an application answer the
-            messages that arrived before the error, as the peer expects.
+        defer_failure: when the peer errs or sends a close frame, don't fail or answer at once:
+            store the error in :attr:`pending_failure` (or set :attr:`pending_close`), stop
+            parsing, and keep the connection open for sending until the caller calls
+            :meth:`resolve_pending`. This lets an application answer the messages that arrived
+            before, as the peer expects.
     """
 
     __slots__ = (
@@ -148,6 +149,7 @@ class Connection:
         "eof_rcvd",
         "exc",
         "is_client",
+        "pending_close",
         "pending_failure",
         "side",
         "state",
@@ -166,6 +168,8 @@ class Connection:
         self.defer_failure = defer_failure
         #: The peer's error waiting for :meth:`fail_pending` (with ``defer_failure``).
         self.pending_failure: WebSocketError | None = None
+        #: Whether the peer's close frame waits for an answer (with ``defer_failure``).
+        self.pending_close = False
         self.is_client = side is Side.CLIENT
         self._max_frame_size: int | None = None
         self.max_message_size = max_message_size
@@ -268,6 +272,7 @@ class Connection:
         """Tell that the peer closed the TCP connection (or it was lost)."""
         if self.pending_failure is not None:
             self.exc, self.pending_failure = self.pending_failure, None
+        self.pending_close = False
         self.eof_rcvd = True
         self._discard = True
         self._buf = bytearray()
@@ -466,9 +471,17 @@ class Connection:
         self._discard = True
         if self.close_sent is None:
             self.close_rcvd_then_sent = True
+            if self.defer_failure:
+                # Answer once the application has read the messages sent before the close
+                # (see resolve_pending): it may still reply to them.
+                self.pending_close = True
+                return
             self._send_close(Close(close.code))
         else:
             self.close_rcvd_then_sent = False
+        self._closing_handshake_done()
+
+    def _closing_handshake_done(self) -> None:
         self.state = State.CLOSING
         # The server closes the TCP connection first (RFC 6455 7.1.1); the client waits for it.
         if not self.is_client:
@@ -476,12 +489,24 @@ class Connection:
 
     # -- failing ---------------------------------------------------------------------------
 
-    def fail_pending(self) -> None:
-        """Fail the connection for the error stored in :attr:`pending_failure`, if any."""
+    @property
+    def has_pending(self) -> bool:
+        """Whether a deferred failure or close answer waits for :meth:`resolve_pending`."""
+        return self.pending_failure is not None or self.pending_close
+
+    def resolve_pending(self) -> None:
+        """Do what ``defer_failure`` postponed: fail for :attr:`pending_failure`, or answer the
+        peer's close frame (when the application hasn't closed in the meantime)."""
         exc = self.pending_failure
         if exc is not None:
             self.pending_failure = None
             self._fail_with(exc)
+        elif self.pending_close:
+            self.pending_close = False
+            assert self.close_rcvd is not None
+            if self.close_sent is None and self.state is State.OPEN:
+                self._send_close(Close(self.close_rcvd.code))
+            self._closing_handshake_done()
 
     def _fail_with(self, exc: WebSocketError) -> None:
         self.exc = exc
@@ -611,9 +636,14 @@ class Connection:
             raise ValueError("close reason exceeds 123 bytes")
         if self.close_sent is not None or self.state is not State.OPEN:
             raise UsageError("the closing handshake already started")
-        self.close_rcvd_then_sent = False
         self._send_close(Close(code, reason))
-        self.state = State.CLOSING
+        if self.pending_close:
+            # The peer's close frame came first: this answers it.
+            self.pending_close = False
+            self._closing_handshake_done()
+        else:
+            self.close_rcvd_then_sent = False
+            self.state = State.CLOSING
 
     def _send_close(self, close: Close) -> None:
         self.close_sent = close
