@@ -417,3 +417,31 @@ def test_fuzz_seeds(seed: bytes) -> None:
 @settings(max_examples=500, deadline=None)
 def test_fuzz_target_holds_on_random_input(data: bytes) -> None:
     FUZZ.TestOneInput(data)
+
+
+# -- draining after a failure -----------------------------------------------------------------
+
+
+def test_after_failing_the_peers_close_frame_is_found_among_skipped_frames() -> None:
+    server = Connection(Side.SERVER, max_message_size=100)
+    server.receive_data(frame(Opcode.BINARY, b"x" * 101))
+    assert isinstance(server.exc, PayloadTooBig)
+    assert server.close_rcvd is None
+    # The peer keeps sending (a large frame, in pieces), then answers our close frame.
+    tail = frame(Opcode.BINARY, b"y" * 70_000) + frame(Opcode.PING, b"p")
+    tail += frame(Opcode.CLOSE, Close(1009).serialize())
+    for i in range(0, len(tail), 999):
+        server.receive_data(tail[i : i + 999])
+    assert server.close_rcvd == Close(1009)
+    assert server.events_received() == []
+    assert len(server._buf) == 0  # payloads were skipped, never buffered
+
+
+def test_draining_a_broken_stream_never_raises() -> None:
+    server = Connection(Side.SERVER)
+    server.receive_data(b"\x8f\x80abcd")  # reserved opcode: fail
+    assert isinstance(server.exc, ProtocolError)
+    server.receive_data(b"\xff" * 20 + b"\x88\x82abcd\x00")  # garbage, half a close frame
+    server.receive_data(b"\x01")
+    server.receive_eof()
+    assert server.state is State.CLOSED

@@ -133,6 +133,7 @@ class Connection(asyncio.BufferedProtocol):
         "_corked_size",
         "_drain_waiters",
         "_fail_timer",
+        "_half_closed",
         "_high_water",
         "_keepalive",
         "_keepalive_ping",
@@ -189,6 +190,7 @@ class Connection(asyncio.BufferedProtocol):
         self._keepalive_ping: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._fail_timer: asyncio.Handle | None = None
+        self._half_closed = False
         self._corked: list[Buffer] = []
         self._corked_size = 0
         self._cork_scheduled = False
@@ -406,9 +408,24 @@ class Connection(asyncio.BufferedProtocol):
                     self._write_corked()
         if proto.close_transport:
             self._write_corked()
-            if proto.exc is not None and not transport.is_closing():
+            if proto.exc is not None:
                 self.logger.debug("failing connection: %s", proto.exc)
-            transport.close()
+            # No message can arrive any more: a waiting reader learns it now.
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if proto.close_rcvd is None and not proto.eof_rcvd and transport.can_write_eof():
+                # Failing while the peer may still be sending: closing now could make the
+                # kernel answer its data with a reset that destroys our close frame before
+                # the peer reads it. Shut down writing instead, discard what still arrives,
+                # and close when the peer does (or after close_timeout).
+                if not self._half_closed:
+                    self._half_closed = True
+                    transport.write_eof()
+                    if self._close_timer is None:
+                        self._arm_close_timer()
+            else:
+                transport.close()
         elif proto.state is State.CLOSING and self._close_timer is None:
             self._arm_close_timer()
 

@@ -114,17 +114,17 @@ class Connection:
         max_frame_size: largest frame payload accepted on the wire (``None``: same as
             ``max_message_size``).
         deflate: the negotiated permessage-deflate extension, if any.
-        defer_failure: when the peer errs or sends a close frame, don't fail or answer at once:
-            store the error in :attr:`pending_failure` (or set :attr:`pending_close`), stop
-            parsing, and keep the connection open for sending until the caller calls
-            :meth:`resolve_pending`. This lets an application answer the messages that arrived
-            before, as the peer expects.
+        defer_failure: when the peer errs, don't fail the connection at once: store the error
+            in :attr:`pending_failure`, stop parsing, and keep the connection open for sending
+            until the caller calls :meth:`resolve_pending`. This lets an application answer the
+            messages that arrived before the error, as the peer expects.
     """
 
     __slots__ = (
         "_buf",
         "_decoder",
         "_discard",
+        "_drain_skip",
         "_events",
         "_expect_mask",
         "_fast_limit",
@@ -149,7 +149,6 @@ class Connection:
         "eof_rcvd",
         "exc",
         "is_client",
-        "pending_close",
         "pending_failure",
         "side",
         "state",
@@ -168,8 +167,6 @@ class Connection:
         self.defer_failure = defer_failure
         #: The peer's error waiting for :meth:`fail_pending` (with ``defer_failure``).
         self.pending_failure: WebSocketError | None = None
-        #: Whether the peer's close frame waits for an answer (with ``defer_failure``).
-        self.pending_close = False
         self.is_client = side is Side.CLIENT
         self._max_frame_size: int | None = None
         self.max_message_size = max_message_size
@@ -191,6 +188,8 @@ class Connection:
         self._events: list[Event] = []
         self._out: list[Buffer] = []
         self._discard = False
+        # After a failure: payload bytes still to skip while draining (-1: not draining).
+        self._drain_skip = -1
         # Incoming message in progress: its opcode (None between messages), whether it is
         # compressed, its size so far, and the UTF-8 decoder of a text message.
         self._in_opcode: int | None = None
@@ -245,6 +244,8 @@ class Connection:
         automatic replies (pong, close) from :meth:`data_to_send`. Never raises on bad input.
         """
         if self._discard or not data:
+            if self._drain_skip >= 0 and data:
+                self._drain(data)
             return
         if self._buf:
             self._buf += data
@@ -272,9 +273,9 @@ class Connection:
         """Tell that the peer closed the TCP connection (or it was lost)."""
         if self.pending_failure is not None:
             self.exc, self.pending_failure = self.pending_failure, None
-        self.pending_close = False
         self.eof_rcvd = True
         self._discard = True
+        self._drain_skip = -1
         self._buf = bytearray()
         self.state = State.CLOSED
         self.close_transport = True
@@ -470,12 +471,9 @@ class Connection:
         self._events.append(close)
         self._discard = True
         if self.close_sent is None:
+            # Answered at once, as the peer may be waiting for it (its close() returns once the
+            # handshake completes); messages that came before stay readable.
             self.close_rcvd_then_sent = True
-            if self.defer_failure:
-                # Answer once the application has read the messages sent before the close
-                # (see resolve_pending): it may still reply to them.
-                self.pending_close = True
-                return
             self._send_close(Close(close.code))
         else:
             self.close_rcvd_then_sent = False
@@ -491,22 +489,15 @@ class Connection:
 
     @property
     def has_pending(self) -> bool:
-        """Whether a deferred failure or close answer waits for :meth:`resolve_pending`."""
-        return self.pending_failure is not None or self.pending_close
+        """Whether a deferred failure waits for :meth:`resolve_pending`."""
+        return self.pending_failure is not None
 
     def resolve_pending(self) -> None:
-        """Do what ``defer_failure`` postponed: fail for :attr:`pending_failure`, or answer the
-        peer's close frame (when the application hasn't closed in the meantime)."""
+        """Fail the connection for the error that ``defer_failure`` postponed, if any."""
         exc = self.pending_failure
         if exc is not None:
             self.pending_failure = None
             self._fail_with(exc)
-        elif self.pending_close:
-            self.pending_close = False
-            assert self.close_rcvd is not None
-            if self.close_sent is None and self.state is State.OPEN:
-                self._send_close(Close(self.close_rcvd.code))
-            self._closing_handshake_done()
 
     def _fail_with(self, exc: WebSocketError) -> None:
         self.exc = exc
@@ -523,6 +514,57 @@ class Connection:
         self._discard = True
         self.state = max(self.state, State.CLOSING)
         self.close_transport = True
+        if self.close_rcvd is None and not self.eof_rcvd:
+            # Keep watching for the peer's close frame (see _drain).
+            self._buf = bytearray()
+            self._drain_skip = 0
+
+    def _drain(self, data: Buffer) -> None:
+        """After failing, skip the peer's frames without keeping them, until its close frame.
+
+        The caller may then close TCP knowing the peer read our close frame (closing while the
+        peer still sends makes the kernel answer with a reset, which can destroy our close
+        frame before the peer reads it). Payloads are skipped, not buffered: memory stays
+        bounded whatever the peer sends. A stream too broken to parse just waits for EOF.
+        """
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        while True:
+            if self._drain_skip:
+                step = min(self._drain_skip, end - pos)
+                pos += step
+                self._drain_skip -= step
+                if self._drain_skip:
+                    break
+            if end - pos < 2:
+                break
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            hlen = 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
+            if end - pos < hlen:
+                break
+            if length == 126:
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if buf[pos] & 0x0F == Opcode.CLOSE and length <= 125:
+                if end - pos < hlen + length:
+                    break
+                payload = bytes(buf[pos + hlen : pos + hlen + length])
+                if b1 & 0x80:
+                    payload = apply_mask(payload, bytes(buf[pos + hlen - 4 : pos + hlen]))
+                try:
+                    self.close_rcvd = Close.parse(payload)
+                except WebSocketError:
+                    self.close_rcvd = Close(CloseCode.NO_STATUS_RCVD)
+                self._drain_skip = -1
+                self._buf = bytearray()
+                return
+            pos += hlen
+            self._drain_skip = length
+        del buf[:pos]
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -637,13 +679,8 @@ class Connection:
         if self.close_sent is not None or self.state is not State.OPEN:
             raise UsageError("the closing handshake already started")
         self._send_close(Close(code, reason))
-        if self.pending_close:
-            # The peer's close frame came first: this answers it.
-            self.pending_close = False
-            self._closing_handshake_done()
-        else:
-            self.close_rcvd_then_sent = False
-            self.state = State.CLOSING
+        self.close_rcvd_then_sent = False
+        self.state = State.CLOSING
 
     def _send_close(self, close: Close) -> None:
         self.close_sent = close
