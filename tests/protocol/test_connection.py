@@ -341,14 +341,17 @@ def test_fragment_misuse() -> None:
 # -- compression ------------------------------------------------------------------------------
 
 
-def deflate_pair() -> tuple[Connection, Connection]:
+def deflate_pair(**server_options: int) -> tuple[Connection, Connection]:
     server_side = ServerDeflate()
     client_side = ClientDeflate()
     result = server_side.negotiate(client_side.offer())
     assert result is not None
     response, server_ext = result
     client_ext = client_side.accept(response)
-    return Connection(Side.CLIENT, deflate=client_ext), Connection(Side.SERVER, deflate=server_ext)
+    return (
+        Connection(Side.CLIENT, deflate=client_ext),
+        Connection(Side.SERVER, deflate=server_ext, **server_options),  # type: ignore[arg-type]
+    )
 
 
 def test_compressed_round_trip_and_fragmented() -> None:
@@ -445,3 +448,27 @@ def test_draining_a_broken_stream_never_raises() -> None:
     server.receive_data(b"\x01")
     server.receive_eof()
     assert server.state is State.CLOSED
+
+
+def test_incompressible_message_at_the_limit_is_accepted() -> None:
+    """A compressed frame may exceed the message limit by deflate's expansion."""
+    import os
+
+    client, server = deflate_pair()
+    server.max_message_size = 100_000
+    payload = os.urandom(100_000)
+    client.send_binary(payload, compress=True)
+    data = wire(client)
+    assert len(data) > 100_000
+    server.receive_data(data)
+    assert server.exc is None
+    assert server.events_received() == [Data(payload, True)]
+
+
+def test_explicit_frame_limit_applies_to_compressed_frames() -> None:
+    import os
+
+    client, server = deflate_pair(max_message_size=100_000, max_frame_size=100_000)
+    client.send_binary(os.urandom(100_000), compress=True)
+    server.receive_data(wire(client))
+    assert isinstance(server.exc, PayloadTooBig)

@@ -100,6 +100,17 @@ class Pong:
 Event = Data | Ping | Pong | Close
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _deflate_bound(size: int) -> int:
+    """The largest deflate output for ``size`` input bytes, whatever the zlib settings.
+
+    zlib's conservative ``deflateBound`` (for non-default window and memory levels, where
+    small stored blocks add more overhead), plus room for the sync flush.
+    """
+    return size + ((size + 7) >> 3) + ((size + 63) >> 6) + 5 + 64
+
+
 _MASK_POOL = 1024  # random bytes fetched per os.urandom call: 256 masking keys
 
 
@@ -128,6 +139,7 @@ class Connection:
         "_events",
         "_expect_mask",
         "_fast_limit",
+        "_frame_limit_implicit",
         "_in_compressed",
         "_in_opcode",
         "_in_size",
@@ -169,6 +181,7 @@ class Connection:
         self.pending_failure: WebSocketError | None = None
         self.is_client = side is Side.CLIENT
         self._max_frame_size: int | None = None
+        self._frame_limit_implicit = max_frame_size is None
         self.max_message_size = max_message_size
         self.max_frame_size = max_message_size if max_frame_size is None else max_frame_size
         self.deflate = deflate
@@ -380,10 +393,14 @@ class Connection:
                 raise ProtocolError("reserved bit set without an extension")
         if length >> 63:
             raise ProtocolError("frame length exceeds 2**63 - 1")
+        compressed = b0 & 0x40 if opcode else self._in_compressed
         limit = self.max_frame_size
         if limit is not None and length > limit:
-            raise PayloadTooBig(f"frame of {length} bytes exceeds limit of {limit} bytes")
-        compressed = b0 & 0x40 if opcode else self._in_compressed
+            # Without an explicit frame limit, a compressed frame may exceed the message limit
+            # by deflate's worst-case expansion (incompressible data): its inflated size is
+            # what the message limit checks.
+            if not (compressed and self._frame_limit_implicit and length <= _deflate_bound(limit)):
+                raise PayloadTooBig(f"frame of {length} bytes exceeds limit of {limit} bytes")
         if not compressed and self.max_message_size is not None:
             size = length + (self._in_size if opcode == Opcode.CONT else 0)
             if size > self.max_message_size:
