@@ -395,12 +395,16 @@ class Connection:
             raise ProtocolError("frame length exceeds 2**63 - 1")
         compressed = b0 & 0x40 if opcode else self._in_compressed
         limit = self.max_frame_size
-        if limit is not None and length > limit:
-            # Without an explicit frame limit, a compressed frame may exceed the message limit
-            # by deflate's worst-case expansion (incompressible data): its inflated size is
-            # what the message limit checks.
-            if not (compressed and self._frame_limit_implicit and length <= _deflate_bound(limit)):
-                raise PayloadTooBig(f"frame of {length} bytes exceeds limit of {limit} bytes")
+        # Without an explicit frame limit, a compressed frame may exceed the message limit by
+        # deflate's worst-case expansion (incompressible data): the message limit then checks
+        # its inflated size.
+        expanded = compressed and self._frame_limit_implicit
+        if (
+            limit is not None
+            and length > limit
+            and not (expanded and length <= _deflate_bound(limit))
+        ):
+            raise PayloadTooBig(f"frame of {length} bytes exceeds limit of {limit} bytes")
         if not compressed and self.max_message_size is not None:
             size = length + (self._in_size if opcode == Opcode.CONT else 0)
             if size > self.max_message_size:
