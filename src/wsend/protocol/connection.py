@@ -260,14 +260,18 @@ class Connection:
             if self._drain_skip >= 0 and data:
                 self._drain(data)
             return
-        if self._buf:
+        buffered = bool(self._buf)
+        if buffered:
             self._buf += data
-            buf: Buffer = self._buf
+            # Parse through a view: payloads are then copied once, not sliced then copied.
+            buf: Buffer = memoryview(self._buf)
         else:
             buf = data
         try:
             pos = self._parse(buf)
         except WebSocketError as exc:
+            if buffered:
+                buf.release()  # type: ignore[union-attr]
             self._buf = bytearray()
             if self.defer_failure:
                 self.pending_failure = exc
@@ -275,9 +279,11 @@ class Connection:
             else:
                 self._fail_with(exc)
             return
+        if buffered:
+            buf.release()  # type: ignore[union-attr]
         if self._discard:
             self._buf = bytearray()
-        elif buf is self._buf:
+        elif buffered:
             del self._buf[:pos]
         elif pos < len(buf):
             self._buf = bytearray(buf[pos:])

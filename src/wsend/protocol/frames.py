@@ -171,7 +171,9 @@ def serialize_frame(
     else:
         header = _pack_long(b0, mbit | 127, length)
     if mask is not None:
-        return [header + mask + apply_mask(payload, mask)]
+        if length <= 16384:
+            return [header + mask + apply_mask(payload, mask)]
+        return [header + mask, apply_mask(payload, mask)]
     if length <= 16384:
         return [header + payload]
     return [header, payload]
