@@ -62,7 +62,10 @@ def TestOneInput(data: bytes) -> None:
         conn.receive_data(piece)
         for event in conn.events_received():
             assert not failed, "event after failure"
-            if isinstance(event, Data):
+            if isinstance(event, str | bytes):  # a whole message
+                assert size == 0, "a whole message inside a fragmented one"
+                assert len(event.encode() if isinstance(event, str) else event) <= LIMIT
+            elif isinstance(event, Data):
                 assert isinstance(event.data, str | bytes)
                 size += len(event.data.encode() if isinstance(event.data, str) else event.data)
                 assert size <= LIMIT

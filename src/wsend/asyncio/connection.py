@@ -41,6 +41,8 @@ __all__ = ["Connection", "ConnectionOptions"]
 
 Buffer = bytes | bytearray | memoryview
 Message = str | bytes
+#: What the receive queue holds: whole messages, or fragments of a fragmented one.
+Item = str | bytes | Data
 
 # Keepalive as websockets: a ping every 20 s detects dead peers well within typical proxy idle
 # timeouts (60 s for nginx and AWS ALB); 20 s to answer tolerates slow mobile links.
@@ -177,8 +179,8 @@ class Connection(asyncio.BufferedProtocol):
         #: Whatever authentication hooks stored about the peer.
         self.user: Any = None
         # Created on first use: a reader usually waits and takes frames without queueing.
-        self._queue: collections.deque[Data] | None = None
-        self._waiter: asyncio.Future[Data | None] | None = None
+        self._queue: collections.deque[Item] | None = None
+        self._waiter: asyncio.Future[Item | None] | None = None
         self._reading = False
         self._partial: list[Message] = []
         self._paused_reading = False
@@ -335,13 +337,14 @@ class Connection(asyncio.BufferedProtocol):
         events = proto.events_received()
         if events:
             for event in events:
-                if type(event) is Data:
-                    self._deliver(event)
-                elif type(event) is Pong:
-                    self._pong_received(event.data)
-                elif type(event) is Close:
+                kind = type(event)
+                if kind is bytes or kind is str or kind is Data:
+                    self._deliver(event)  # type: ignore[arg-type]
+                elif kind is Pong:
+                    self._pong_received(cast(Pong, event).data)
+                elif kind is Close:
                     self._close_received()
-                elif type(event) is Ping:
+                elif kind is Ping:
                     self._activity()
         if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
@@ -367,7 +370,7 @@ class Connection(asyncio.BufferedProtocol):
             proto.resolve_pending()
             self._flush(proto)
 
-    def _deliver(self, event: Data) -> None:
+    def _deliver(self, event: Item) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(event)
@@ -483,8 +486,8 @@ class Connection(asyncio.BufferedProtocol):
         try:
             while True:
                 event = await self._next_fragment()
-                if event.fin and not self._partial:
-                    return event.data
+                if type(event) is not Data:
+                    return event  # type: ignore[return-value]
                 self._partial.append(event.data)
                 if event.fin:
                     parts, self._partial = self._partial, []
@@ -518,13 +521,16 @@ class Connection(asyncio.BufferedProtocol):
                     yield part
             while True:
                 event = await self._next_fragment()
+                if type(event) is not Data:
+                    yield event  # type: ignore[misc]
+                    return
                 yield event.data
                 if event.fin:
                     return
         finally:
             self._reading = False
 
-    async def _next_fragment(self) -> Data:
+    async def _next_fragment(self) -> Item:
         queue = self._queue
         if queue:
             event = queue.popleft()
@@ -542,7 +548,7 @@ class Connection(asyncio.BufferedProtocol):
             if proto is not None and proto.has_pending:
                 self._fail_pending()
             raise self._closed_exception()
-        waiter: asyncio.Future[Data | None] = self.loop.create_future()
+        waiter: asyncio.Future[Item | None] = self.loop.create_future()
         self._waiter = waiter
         try:
             result = await waiter

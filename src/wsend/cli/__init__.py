@@ -1,9 +1,9 @@
-"""The ``wsend`` command: ``connect``, ``send``, ``echo`` and ``bench``.
+"""The ``wsend`` command: ``connect``, ``send``, ``echo``, ``serve`` and ``bench``.
 
 Each command lives in its own module and exposes a click command named ``command``;
 :data:`COMMANDS` lists the modules in the order ``wsend --help`` shows them. To add a
-command (``wsend serve``), write ``wsend/cli/serve.py`` with a ``command`` and add
-``"serve"`` to :data:`COMMANDS`; it gets ``--help``, error reporting and the exit codes of
+command, write ``wsend/cli/NAME.py`` with a ``command`` and add ``"NAME"`` to
+:data:`COMMANDS`; it gets ``--help``, error reporting and the exit codes of
 :mod:`wsend.cli.errors` for free.
 """
 
@@ -21,11 +21,12 @@ from .errors import EXIT_CODES_HELP, ExitCode
 __all__ = ["COMMANDS", "cli", "main"]
 
 #: The modules of ``wsend.cli`` that define a command. Add new commands here.
-COMMANDS: tuple[str, ...] = ("connect", "send", "echo", "bench")
+COMMANDS: tuple[str, ...] = ("connect", "send", "echo", "serve", "bench")
 
 EPILOG = f"""\b
 Examples:
   wsend echo --port 8765                       # an echo server to play with
+  wsend serve                                  # the hub with demo apps: http://127.0.0.1:8765/
   wsend connect ws://127.0.0.1:8765            # interactive session
   wsend send ws://127.0.0.1:8765 hello --wait 1
   wsend bench ws://127.0.0.1:8765 -c 8 -d 5

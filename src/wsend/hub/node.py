@@ -57,14 +57,22 @@ _TICK = 1.0
 
 
 class _Link:
-    """The node's side of one connection: the session's :class:`~.session.Sink`."""
+    """The node's side of one connection: the session's :class:`~.session.Sink`.
 
-    __slots__ = ("closing", "event", "ws")
+    ``sending`` is true while the writer awaits ``ws.send``: past the transport's high-water
+    mark, that is, while the peer doesn't read. A slow-consumer close can't wait for it: the
+    close frame is then written at once (the transport buffers it) and the connection's close
+    timeout drops a peer that never reads again.
+    """
+
+    __slots__ = ("closer", "closing", "event", "sending", "ws")
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.event = asyncio.Event()
         self.closing: tuple[int, str] | None = None
+        self.sending = False
+        self.closer: asyncio.Task[None] | None = None
 
     def wakeup(self) -> None:
         self.event.set()
@@ -73,6 +81,8 @@ class _Link:
         if self.closing is None:
             self.closing = (code, reason)
             self.event.set()
+            if self.sending and code == DisconnectCode.SLOW_CONSUMER:
+                self.closer = asyncio.ensure_future(self.ws.close(code, reason))
 
 
 class Hub:
@@ -124,6 +134,7 @@ class Hub:
         self._links: dict[Session, _Link] = {}
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
+        self._latency: dict[str, Callable[[float], None]] = {}
 
     # -- the Node protocol (what sessions use) -----------------------------------------------
 
@@ -250,8 +261,8 @@ class Hub:
 
     async def close(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
         """Close every connection with ``code`` and stop the engines."""
-        for link in list(self._links.values()):
-            link.close(code, reason)
+        for session in list(self._links):
+            session.close(code, reason)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -292,12 +303,19 @@ class Hub:
 
     # -- connections --------------------------------------------------------------------------
 
+    def _observe(self, method: str, seconds: float) -> None:
+        """Record a command's latency (the histogram's child per method is looked up once)."""
+        observe = self._latency.get(method)
+        if observe is None:
+            observe = self._latency[method] = self.metrics.commands.labels(method).observe
+        observe(seconds)
+
     async def handler(self, ws: ServerConnection) -> None:
         """The WebSocket handler for the hub endpoint (``/ws``)."""
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
         link = _Link(ws)
-        session = Session(self, link, codec)
+        session = Session(self, link, codec, self._observe)
         self._links[session] = link
         self.metrics.connections.inc()
         writer = asyncio.get_running_loop().create_task(self._write(session, link))
@@ -313,9 +331,19 @@ class Hub:
                 await session.on_close()
             finally:
                 del self._links[session]
-                self.metrics.connections.dec()
-                code = ws.close_code if ws.close_code is not None else (link.closing or (1000,))[0]
-                self.metrics.disconnects.labels(str(code)).inc()
+                self._closed(session, link)
+
+    def _closed(self, session: Session, link: _Link) -> None:
+        """Count a connection's end: its close code, and what it dropped."""
+        metrics = self.metrics
+        metrics.connections.dec()
+        closing = link.closing
+        code = closing[0] if closing is not None and closing[0] != 1000 else link.ws.close_code
+        metrics.disconnects.labels(str(1006 if code is None else code)).inc()
+        if session.close_code == DisconnectCode.SLOW_CONSUMER:
+            metrics.drops.labels("slow_consumer").inc(max(1, len(session.queue)))
+        if session.queue.replaced:
+            metrics.drops.labels("conflated").inc(session.queue.replaced)
 
     async def _read(self, session: Session, link: _Link, ws: ServerConnection) -> None:
         metrics = self.metrics
@@ -323,9 +351,7 @@ class Hub:
             async for message in ws:
                 metrics.messages_in.inc()
                 metrics.bytes_in.inc(len(message))
-                started = time.perf_counter()
                 await session.handle_message(message)
-                metrics.commands.labels("batch").observe(time.perf_counter() - started)
                 if link.closing is not None:
                     break
         except ConnectionClosed:
@@ -344,16 +370,17 @@ class Hub:
                     message = session.pop_message(_BATCH_BYTES)
                     if message is None:
                         break
-                    await ws.send(message)
+                    link.sending = True
+                    try:
+                        await ws.send(message)
+                    finally:
+                        link.sending = False
                     metrics.messages_out.inc()
                     metrics.bytes_out.inc(len(message))
                     if link.closing is not None and link.closing[0] == DisconnectCode.SLOW_CONSUMER:
                         break
                 if link.closing is not None:
-                    code, reason = link.closing
-                    if code == DisconnectCode.SLOW_CONSUMER:
-                        metrics.drops.labels("slow_consumer").inc()
-                    await ws.close(code, reason)
+                    await ws.close(*link.closing)
                     return
         except ConnectionClosed:
             return
@@ -413,11 +440,15 @@ class Hub:
     def disconnect(
         self, user: str, code: int = DisconnectCode.FORBIDDEN, reason: str = "disconnected"
     ) -> int:
-        """Close every connection of ``user`` on this node; returns how many."""
-        links = [link for s, link in self._links.items() if s.user == user]
-        for link in links:
-            link.close(code, reason)
-        return len(links)
+        """Close every connection of ``user`` on this node; returns how many.
+
+        Each session stops executing commands at once; what it queued before is sent, then the
+        WebSocket closes with ``code`` (4000-4499 tell clients to reconnect, 4500-4999 not to).
+        """
+        sessions = self.sessions(user)
+        for session in sessions:
+            session.close(code, reason)
+        return len(sessions)
 
     def send_message(self, user: str, data: Any) -> int:
         """Send a ``message`` push to every connection of ``user``; returns how many."""

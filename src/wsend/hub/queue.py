@@ -33,7 +33,7 @@ class OutgoingQueue:
         max_bytes: the bound on the sum of the queued items' sizes (> 0).
     """
 
-    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes")
+    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes", "replaced")
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
@@ -43,6 +43,8 @@ class OutgoingQueue:
         self._keys: dict[ConflationKey, int] = {}
         self._size = 0
         self._next = 0
+        #: Items dropped because a conflatable item with the same key replaced them.
+        self.replaced = 0
 
     @property
     def size_bytes(self) -> int:
@@ -77,7 +79,9 @@ class OutgoingQueue:
         if self._size - old + len(item) > bound:
             return False
         self._size += len(item) - old
-        if seq is None:
+        if seq is not None:
+            self.replaced += 1
+        else:
             seq = self._next
             self._next += 1
             if ckey is not None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ from .wire import (
     publication_frame,
 )
 
-__all__ = ["Node", "RpcHandler", "Session", "Sink"]
+__all__ = ["CommandObserver", "Node", "RpcHandler", "Session", "Sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ HISTORY_MAX_LIMIT: Final = 1000
 #: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
 #: :class:`HubError` to answer an error; any other exception answers error 100.
 RpcHandler = Callable[["Session", Any], Any]
+
+#: Observes each executed command: ``observer(method, seconds)``, e.g. for latency metrics.
+CommandObserver = Callable[[str, float], None]
 
 
 class Sink(Protocol):
@@ -196,12 +200,17 @@ class Session:
         node: the node (engines, options, callbacks, subscription registry).
         sink: where to signal output and close requests.
         codec: the codec negotiated by subprotocol (JSON by default).
+        observer: called after each command with its method and duration (wall time spent in
+            the session, awaits included); ``None`` measures nothing.
     """
 
-    def __init__(self, node: Node, sink: Sink, codec: Codec = JSON) -> None:
+    def __init__(
+        self, node: Node, sink: Sink, codec: Codec = JSON, observer: CommandObserver | None = None
+    ) -> None:
         self.node = node
         self.sink = sink
         self.codec = codec
+        self.observer = observer
         options = node.options
         self.options = options
         self.queue = OutgoingQueue(max(ns.queue_max_bytes for ns in options.namespaces.values()))
@@ -322,6 +331,14 @@ class Session:
         )
         self.sink.wakeup()
 
+    def close(self, code: int, reason: str) -> None:
+        """End the connection on the node's or application's initiative (``code``: section 7).
+
+        Nothing more is executed or queued; :meth:`Sink.close` is called (once) with ``code``.
+        Does nothing when a close was already requested.
+        """
+        self._close(code, reason)
+
     def pop_message(self, max_bytes: int) -> str | bytes | None:
         """Take queued frames (about ``max_bytes``, at least one) as one WebSocket message.
 
@@ -363,6 +380,8 @@ class Session:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def _handle_command(self, command: Command) -> None:
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             result = await self._execute(command)
         except HubError as exc:
@@ -373,6 +392,8 @@ class Session:
         else:
             if result is not _REPLIED:
                 self._reply(command.id, result)
+        if observer is not None:
+            observer(_METHODS[type(command)], time.perf_counter() - started)
         if self._close_after_reply is not None:
             self._close(*self._close_after_reply)
 
@@ -741,4 +762,8 @@ _HANDLERS: Final[dict[type, _Handler]] = {
     RpcCommand: Session._rpc,
     PingCommand: Session._ping,
     RefreshCommand: Session._refresh,
+}
+#: Each command's ``method`` name (the wire tag), for observers.
+_METHODS: Final[dict[type, str]] = {
+    cls: str(getattr(cls, "__struct_config__").tag) for cls in _HANDLERS  # noqa: B009
 }

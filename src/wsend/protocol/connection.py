@@ -73,10 +73,10 @@ class State(enum.IntEnum):
 
 @dataclass(slots=True)
 class Data:
-    """One data frame's worth of a message, decompressed and (for text) decoded.
+    """One frame of a fragmented message, decompressed and (for text) decoded.
 
     ``data`` is a ``str`` for text messages and ``bytes`` for binary ones. ``fin`` is true on the
-    last fragment of a message; a message sent in one frame gives a single ``Data`` with ``fin``.
+    last fragment. A message sent in one frame is not wrapped: the event is its value.
     """
 
     data: str | bytes
@@ -97,7 +97,10 @@ class Pong:
     data: bytes
 
 
-Event = Data | Ping | Pong | Close
+#: What :meth:`Connection.events_received` returns. A message that arrived whole, in one frame,
+#: is reported as its value (``str`` or ``bytes``); the frames of a fragmented message as
+#: :class:`Data` fragments.
+Event = str | bytes | Data | Ping | Pong | Close
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -354,13 +357,14 @@ class Connection:
                 payload = bytes(payload)
             pos = stop
             if simple and self._partial_done is None:
+                # A whole message in one frame is reported as its value, without a wrapper.
                 if b0 == 0x81:
                     try:
-                        self._events.append(Data(payload.decode(), True))
+                        self._events.append(payload.decode())
                     except UnicodeDecodeError as exc:
                         raise InvalidPayload("invalid UTF-8 in text message") from exc
                 else:
-                    self._events.append(Data(payload, True))
+                    self._events.append(payload)
             elif b0 & 0x08:
                 self._handle_control(b0 & 0x0F, payload)
             else:
@@ -458,6 +462,7 @@ class Connection:
     def _handle_data(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
         fin = bool(b0 & 0x80)
+        first = opcode != Opcode.CONT
         done = self._partial_done
         if done is not None:
             self._partial_done = None
@@ -480,6 +485,9 @@ class Connection:
                 self._partial_text = []
         if fin:
             self._in_opcode = None
+            if first:
+                self._events.append(data)  # a whole message: its value, as in _parse
+                return
         self._events.append(Data(data, fin))
 
     def _handle_control(self, opcode: int, payload: bytes) -> None:

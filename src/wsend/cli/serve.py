@@ -1,0 +1,338 @@
+"""``wsend serve``: the hub with its demo apps and the browser client, on one port.
+
+What one port serves:
+
+- ``/``: the landing page; ``/chat/``, ``/game/``, ``/ticker/``, ``/collab/``: the demo apps;
+  ``/wsend.js``: the browser client; ``/style.css``: the shared styles (all from ``wsend/web``).
+- ``/ws``: the hub's WebSocket endpoint; ``/api/<method>``: its HTTP API (with ``--api-key``);
+  ``/metrics``: Prometheus metrics; ``/healthz``: the health check; ``/apps.json``: the apps
+  this server runs.
+
+The apps are the modules of :mod:`wsend.apps` (see its docstring for their interface).
+:class:`HubServer` runs all of this in a running event loop (the tests use it in-process);
+:func:`run` adds the start line and the signal handling of the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import serve
+from ..apps import App, AppRunner, hub_options, load_apps
+from ..asyncio.routes import Router
+from ..asyncio.server import Server
+from ..hub.broker import Broker, Presence
+from ..hub.codes import DisconnectCode
+from ..hub.node import Hub
+from ..hub.options import ConfigError, HubOptions, JwtOptions
+from ..protocol.http import Request, Response
+from .errors import CliError, ExitCode
+from .options import on_stop_signals
+
+__all__ = ["WEB_DIR", "HubServer", "ServeSettings", "command", "load_config", "run"]
+
+#: The browser client and the demo pages.
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+# Seconds given to connections to finish their closing handshake at shutdown.
+SHUTDOWN_TIMEOUT = 5.0
+
+EPILOG = """\b
+Examples:
+  wsend serve                           # http://127.0.0.1:8765/, anonymous demos
+  wsend serve --port 0                  # any free port (printed at start)
+  wsend serve --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
+  wsend serve --jwt-secret "$SECRET"    # require connection tokens (HS256)
+  wsend serve --api-key "$KEY"          # enable the HTTP API: POST /api/publish ...
+  wsend serve --config hub.toml         # [server] and [hub] tables, see docs/serve.md
+
+Without --jwt-secret or --jwt-public-key anyone may connect anonymously (fine for the demos
+on your machine; give a key before exposing the server). Logs one line when listening, with
+the URL to open. Ctrl-C or SIGTERM closes the connections and exits with 0.
+
+\b
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM
+  1  could not start (address in use, bad certificate, bad configuration)
+  2  usage error
+"""
+
+# Keys of the [server] table of a configuration file (command-line options win over them).
+_SERVER_KEYS = ("host", "port", "certfile", "keyfile", "api_key", "jwt_secret", "jwt_public_key")
+
+
+@dataclass
+class ServeSettings:
+    """Everything ``wsend serve`` needs, from options and the configuration file.
+
+    Attributes:
+        host, port: where to listen (``port=0``: any free port).
+        certfile, keyfile: PEM files for TLS (``https://`` and ``wss://``).
+        jwt_secret: the HMAC secret for connection tokens; tokens become required.
+        jwt_public_key: a PEM public key (RSA or EC) for tokens; tokens become required.
+        api_key: enables the HTTP API for requests carrying it.
+        hub: the ``[hub]`` table of the configuration file (:meth:`HubOptions.from_dict`).
+        apps: the names of the apps to run.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    certfile: str | None = None
+    keyfile: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    api_key: str | None = None
+    hub: dict[str, Any] = field(default_factory=dict)
+    apps: tuple[str, ...] | None = None
+
+    def hub_options(self, apps: list[App]) -> HubOptions:
+        """The hub's options: the ``[hub]`` table, the apps' namespaces and the JWT keys.
+
+        Raises:
+            ConfigError: a bad ``[hub]`` table.
+        """
+        base = HubOptions.from_dict(self.hub)
+        jwt = base.jwt
+        if self.jwt_secret or self.jwt_public_key:
+            jwt = JwtOptions(
+                secret=self.jwt_secret or (jwt.secret if jwt else None),
+                public_key=self.jwt_public_key or (jwt.public_key if jwt else None),
+                algorithms=jwt.algorithms if jwt else JwtOptions.algorithms,
+                audience=jwt.audience if jwt else None,
+                issuer=jwt.issuer if jwt else None,
+            )
+        # Anonymous access for the demos unless tokens are configured (or the file says).
+        anonymous = self.hub.get("allow_anonymous", jwt is None)
+        try:
+            return hub_options(apps, base, jwt=jwt, allow_anonymous=anonymous)
+        except ValueError as exc:
+            raise ConfigError("namespaces", str(exc)) from exc
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or JSON configuration file: ``{"server": {...}, "hub": {...}}``.
+
+    Raises:
+        CliError: the file can't be read or parsed, or has unknown top-level keys.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the configuration {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: the configuration must be a table/object")
+    unknown = set(data) - {"server", "hub"}
+    if unknown:
+        raise CliError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected server, hub)")
+    for table in ("server", "hub"):
+        if not isinstance(data.get(table, {}), dict):
+            raise CliError(f"{path}: [{table}] must be a table")
+    bad = set(data.get("server", {})) - set(_SERVER_KEYS)
+    if bad:
+        raise CliError(f"{path}: unknown key server.{sorted(bad)[0]}")
+    return data
+
+
+def make_engines(settings: ServeSettings) -> tuple[Broker | None, Presence | None]:
+    """The hub's broker and presence engines; ``None`` means the in-memory ones.
+
+    This is where ``--redis URL`` will choose the Redis engine (and ``--workers N`` run
+    several processes sharing it): one node per process, fan-out through Redis.
+    """
+    return None, None
+
+
+class HubServer:
+    """The hub, the apps and the web pages on one server, in the running event loop.
+
+    Use ``await start()``, then ``await stop()``; :attr:`hub` is the hub (for its Python API),
+    :attr:`url` the address of the landing page.
+    """
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.apps = load_apps(settings.apps) if settings.apps is not None else load_apps()
+        broker, presence = make_engines(settings)
+        self.hub = Hub(
+            settings.hub_options(self.apps),
+            broker=broker,
+            presence=presence,
+            api_key=settings.api_key,
+        )
+        self.runner = AppRunner(self.hub, self.apps)
+        self.server: Server | None = None
+
+    def router(self) -> Router:
+        """The HTTP routes: health, the list of apps, then the static web files."""
+        router = Router()
+        router.add("/healthz", lambda request: Response.text(200, "OK\n"))
+        router.add("/apps.json", self._apps_json)
+        router.static("/", WEB_DIR)
+        return router
+
+    def _apps_json(self, request: Request) -> Response:
+        apps = [
+            {"name": a.name, "title": a.title, "description": a.description, "url": f"/{a.name}/"}
+            for a in self.apps
+        ]
+        return Response.json(200, {"apps": apps})
+
+    async def start(self) -> None:
+        """Listen, start the hub and the apps.
+
+        Raises:
+            CliError: the server could not listen or load the certificate.
+        """
+        s = self.settings
+        try:
+            self.server = await serve(
+                self.hub.handler,
+                s.host,
+                s.port,
+                certfile=s.certfile,
+                keyfile=s.keyfile,
+                **self.hub.serve_kwargs(self.router()),
+            )
+        except ssl.SSLError as exc:
+            raise CliError(f"cannot load the certificate: {exc}") from exc
+        except OSError as exc:
+            where = f"{s.host}:{s.port}"
+            raise CliError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        await self.hub.start()
+        self.runner.start()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        """The landing page's URL, e.g. ``http://127.0.0.1:8765/``."""
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "https" if self.settings.certfile else "http"
+        return f"{scheme}://{shown}:{self.port}/"
+
+    async def stop(self) -> None:
+        """Stop the apps, close the hub's connections (4001: reconnect later), then the
+        server."""
+        await self.runner.stop()
+        await self.hub.close(DisconnectCode.SHUTDOWN, "shutdown")
+        if self.server is not None:
+            await self.server.shutdown(timeout=SHUTDOWN_TIMEOUT)
+
+
+def log(message: str) -> None:
+    """Write a timestamped line to stderr."""
+    click.echo(f"{time.strftime('%H:%M:%S')} {message}", err=True)
+
+
+async def run(settings: ServeSettings) -> int:
+    """Serve until SIGINT or SIGTERM; return 0.
+
+    Raises:
+        CliError: the server could not start (exit code 1).
+    """
+    try:
+        server = HubServer(settings)
+    except (ConfigError, ValueError) as exc:
+        raise CliError(f"bad configuration: {exc}") from exc
+    await server.start()
+    apps = ", ".join(app.name for app in server.apps) or "no apps"
+    auth = "tokens required" if server.hub.options.jwt else "anonymous access"
+    log(f"wsend hub on {server.url} ({apps}; {auth}) - open it in a browser, Ctrl-C to stop")
+    stop = asyncio.Event()
+    undo = on_stop_signals(stop.set)
+    try:
+        await stop.wait()
+    finally:
+        undo()
+    log("shutting down")
+    await server.stop()
+    return ExitCode.OK
+
+
+def _read_key(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+@click.command("serve", epilog=EPILOG)
+@click.option("--host", help="Interface to listen on.  [default: 127.0.0.1]")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port to listen on (0: any).  [default: 8765]"
+)
+@click.option(
+    "--certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate chain: serve https:// and wss://.",
+)
+@click.option(
+    "--keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM private key, if not in --certfile.",
+)
+@click.option("--jwt-secret", metavar="SECRET", help="HMAC secret of connection tokens.")
+@click.option(
+    "--jwt-public-key",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="PEM public key (RSA or EC) of connection tokens.",
+)
+@click.option("--api-key", metavar="KEY", help="Enable the HTTP API (/api/...) with this key.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="TOML or JSON file with [server] and [hub] tables.",
+)
+# The Redis engine adds its options here: --redis URL, --workers N (see make_engines).
+@click.pass_context
+def command(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    certfile: str | None,
+    keyfile: str | None,
+    jwt_secret: str | None,
+    jwt_public_key: str | None,
+    api_key: str | None,
+    config: str | None,
+) -> None:
+    """Run the hub with the demo apps (chat, game, ticker, collab) and the browser client."""
+    data = load_config(config) if config else {}
+    given = {
+        "host": host,
+        "port": port,
+        "certfile": certfile,
+        "keyfile": keyfile,
+        "jwt_secret": jwt_secret,
+        "jwt_public_key": _read_key(jwt_public_key),
+        "api_key": api_key,
+    }
+    server_table = dict(data.get("server", {}))
+    if "jwt_public_key" in server_table:  # a file name in the configuration too
+        server_table["jwt_public_key"] = _read_key(server_table["jwt_public_key"])
+    values = {**server_table, **{k: v for k, v in given.items() if v is not None}}
+    if values.get("keyfile") and not values.get("certfile"):
+        raise CliError("--keyfile needs --certfile", ExitCode.USAGE)
+    settings = ServeSettings(**values, hub=dict(data.get("hub", {})))
+    ctx.exit(asyncio.run(run(settings)))

@@ -1,0 +1,745 @@
+"""The Redis broker: fan-out through Redis pub/sub, history in Redis Streams.
+
+Keys of a channel ``ch`` (``prefix`` defaults to ``wsend``), all in one hash slot thanks to the
+``{ch}`` hash tag, so that one Lua script may touch them all (and Redis Cluster could serve them
+from one shard)::
+
+    wsend:{ch}:m    HASH    e = epoch, s = top offset, t = history ttl (ms)     PEXPIRE meta_ttl
+    wsend:{ch}:s    STREAM  id "<offset>-0", fields d = payload, t = time (ms)  MAXLEN size
+    wsend:{ch}:p    pub/sub channel: one SUBSCRIBE per channel with local subscribers
+
+Publishing to a channel with history runs one Lua script: create the meta hash with a new epoch
+when it is missing (deleting a stale stream), ``HINCRBY`` the offset, ``XADD`` with
+``id = offset``, set the expiries and ``PUBLISH`` the payload with its offset and epoch. Offsets
+are therefore assigned atomically with the append and published in offset order.
+
+Pub/sub is at-most-once, so the broker never trusts it alone. It remembers, per subscribed
+channel, the position last delivered. A publication whose offset skips ahead is preceded by the
+missing ones, read from the stream; if they are gone (or the epoch changed) the handler gets
+``handler(channel, None)`` (the hub then makes its sessions resubscribe, and clients get
+``recovered: false``). After a lost connection the broker reconnects with backoff, subscribes
+again, and compares every channel's position in Redis with the last delivered one, the same way.
+A health check (``PING`` on the pub/sub connection) notices a Redis that stopped answering.
+
+Channels without history (``size == 0``) get no offsets: their publications are at most once.
+
+Messages on a pub/sub channel (``payload`` is MessagePack, see :func:`encode_publication`)::
+
+    b"p:<offset>:<epoch>:<time ms>:" + payload       a publication
+    b"j:<node id>:" + info / b"l:<node id>:" + info  a join / leave relayed between nodes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from ..exceptions import UsageError
+from .broker import (
+    BrokerEventHandler,
+    ClientInfo,
+    HistoryOptions,
+    HistoryResult,
+    Publication,
+    StreamPosition,
+)
+from .codes import ErrorCode, HubError
+from .wire import Encoded
+
+__all__ = [
+    "RedisBroker",
+    "client_from_url",
+    "decode_info",
+    "decode_publication",
+    "encode_info",
+    "encode_publication",
+    "engine_error",
+]
+
+logger = logging.getLogger("wsend.hub.redis")
+
+EventHandler = Callable[[Literal["join", "leave"], str, ClientInfo], Awaitable[None] | None]
+
+#: Seconds between two PINGs on the pub/sub connection, and how long without any answer before
+#: the connection is considered dead (Centrifuge pings its pub/sub connections every second).
+HEALTH_INTERVAL: Final = 1.0
+HEALTH_TIMEOUT: Final = 5.0
+#: Reconnection delays: full jitter between the floor and an exponential cap.
+BACKOFF_MIN: Final = 0.05
+BACKOFF_MAX: Final = 2.0
+#: Seconds a command may take before the engine reports Redis unavailable.
+SOCKET_TIMEOUT: Final = 5.0
+#: Channels per SUBSCRIBE command when subscribing again after a reconnection.
+SUBSCRIBE_BATCH: Final = 512
+
+_ENCODED_EXT: Final = 1
+# Set while delivering a join/leave relayed from another node, so that the hub's announce()
+# calling back into this broker does not relay it again.
+_relaying: contextvars.ContextVar[bool] = contextvars.ContextVar("wsend_redis_relay", default=False)
+
+PUBLISH_LUA: Final = """
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+redis.call('HSET', KEYS[1], 't', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 't', ms)
+local ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+if meta_ttl > 0 then redis.call('PEXPIRE', KEYS[1], meta_ttl) else redis.call('PERSIST', KEYS[1]) end
+local stream_ttl = ttl > 0 and ttl or meta_ttl
+if stream_ttl > 0 then redis.call('PEXPIRE', KEYS[2], stream_ttl) else redis.call('PERSIST', KEYS[2]) end
+redis.call('PUBLISH', KEYS[3], 'p:' .. offset .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[1])
+return {offset, epoch, ms}
+"""
+
+HISTORY_LUA: Final = """
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local meta = redis.call('HMGET', KEYS[1], 'e', 's', 't')
+local epoch, top, ttl = meta[1], meta[2], tonumber(meta[3] or '0')
+if not epoch then
+  epoch, top = ARGV[1], '0'
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+end
+if tonumber(ARGV[7]) >= 0 then ttl = tonumber(ARGV[7]) end
+if ttl > 0 then
+  local cutoff, start = ms - ttl, '-'
+  while true do
+    local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 64)
+    if #batch == 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', 0) break end
+    local found = false
+    for i = 1, #batch do
+      if tonumber(batch[i][2][4]) > cutoff then
+        redis.call('XTRIM', KEYS[2], 'MINID', batch[i][1])
+        found = true
+        break
+      end
+    end
+    if found then break end
+    start = '(' .. batch[#batch][1]
+  end
+end
+local since, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
+if (since >= 0 and ARGV[4] ~= epoch) or limit == 0 then return {epoch, top, {}} end
+local low = '-'
+if since >= 0 then low = (since + 1) .. '-0' end
+local pubs
+if ARGV[6] == '1' then
+  if limit > 0 then pubs = redis.call('XREVRANGE', KEYS[2], '+', low, 'COUNT', limit)
+  else pubs = redis.call('XREVRANGE', KEYS[2], '+', low) end
+else
+  if limit > 0 then pubs = redis.call('XRANGE', KEYS[2], low, '+', 'COUNT', limit)
+  else pubs = redis.call('XRANGE', KEYS[2], low, '+') end
+end
+return {epoch, top, pubs}
+"""
+
+
+# -- payloads -------------------------------------------------------------------------------
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Encoded):
+        return msgspec.msgpack.Ext(_ENCODED_EXT, msgspec.msgpack.encode((obj.codec, obj.raw)))
+    if isinstance(obj, ClientInfo):
+        return (obj.client, obj.user, obj.info)
+    raise NotImplementedError(f"cannot serialize {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code == _ENCODED_EXT:
+        codec, raw = msgspec.msgpack.decode(data)
+        return Encoded(codec, raw)
+    return msgspec.msgpack.Ext(code, bytes(data))
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def encode_info(info: ClientInfo) -> bytes:
+    """Serialize a :class:`ClientInfo` (its ``info`` may hold :class:`Encoded` values)."""
+    return _encoder.encode((info.client, info.user, info.info))
+
+
+def decode_info(raw: bytes | memoryview) -> ClientInfo:
+    """The inverse of :func:`encode_info`."""
+    client, user, info = _decoder.decode(raw)
+    return ClientInfo(client, user, info)
+
+
+def encode_publication(publication: Publication) -> bytes:
+    """Serialize what a publication carries besides its position and time.
+
+    ``data`` keeps :class:`~wsend.hub.wire.Encoded` values as they are (codec name and raw
+    bytes, in a MessagePack extension), so every node gets back an equal value; plain Python
+    data goes through MessagePack (tuples come back as lists).
+    """
+    info = publication.info
+    packed = None if info is None else (info.client, info.user, info.info)
+    return _encoder.encode((publication.data, publication.key, packed))
+
+
+def decode_publication(
+    payload: bytes | memoryview, offset: int, epoch: str, time_ms: int
+) -> Publication:
+    """The inverse of :func:`encode_publication`, with the position and time given."""
+    data, key, packed = _decoder.decode(payload)
+    info = None if packed is None else ClientInfo(packed[0], packed[1], packed[2])
+    return Publication(data, offset, epoch, key, info, time_ms / 1000)
+
+
+def engine_error(exc: BaseException) -> HubError:
+    """The error the engine raises when Redis fails: 100, temporary (retrying may work)."""
+    error = HubError(ErrorCode.INTERNAL, "engine unavailable", temporary=True)
+    error.__cause__ = exc
+    return error
+
+
+# -- connections ----------------------------------------------------------------------------
+
+
+def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aioredis.Redis:
+    """A Redis client (with its connection pool) for ``url``.
+
+    Accepts ``redis://[[user]:password@]host:port[/db]``, ``rediss://`` (TLS), ``unix://`` and
+    ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]`` (the master's
+    address is asked from the sentinels at every connection, so a failover is followed).
+
+    Raises:
+        ValueError: the URL is malformed.
+    """
+    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        return aioredis.Redis.from_url(url, **timeouts)
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or "localhost", int(port or 26379)))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"sentinel URL needs a master name: {url!r}")
+    auth = {"username": parts.username, "password": parts.password}
+    db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
+    return sentinel.master_for(path[0], db=db, **auth)
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(BACKOFF_MIN, min(BACKOFF_MAX, BACKOFF_MIN * 2**attempt))
+
+
+# -- the broker -----------------------------------------------------------------------------
+
+
+class RedisBroker:
+    """A :class:`~wsend.hub.broker.Broker` sharing channels and history through Redis.
+
+    Args:
+        redis: a URL (see :func:`client_from_url`) or a ``redis.asyncio.Redis`` client (then
+            left open by :meth:`close`).
+        prefix: the prefix of every key and pub/sub channel; nodes of one cluster share it.
+        health_interval, health_timeout: pub/sub health check (see the module constants).
+        socket_timeout: for a URL, seconds before a command fails with Redis unavailable.
+        on_event: ``f(kind, channel, info)`` for joins and leaves relayed from other nodes.
+            By default, when the handler given to :meth:`start` is a bound method of a hub, the
+            hub's ``announce`` is called (without relaying it again).
+
+    Errors of Redis are raised as :class:`~wsend.hub.codes.HubError` 100 (temporary), chained
+    to the Redis exception.
+    """
+
+    def __init__(
+        self,
+        redis: str | aioredis.Redis = "redis://localhost:6379/0",
+        *,
+        prefix: str = "wsend",
+        health_interval: float = HEALTH_INTERVAL,
+        health_timeout: float = HEALTH_TIMEOUT,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        self._own = isinstance(redis, str)
+        self.redis = (
+            client_from_url(redis, socket_timeout=socket_timeout) if isinstance(redis, str) else redis
+        )
+        self.prefix = prefix
+        self.node_id = secrets.token_hex(6)
+        self.health_interval, self.health_timeout = health_interval, health_timeout
+        self.socket_timeout = socket_timeout
+        self.on_event = on_event
+        #: How many times the pub/sub connection was established again after a loss.
+        self.reconnections = 0
+        #: How many times the broker told its handler that messages were lost.
+        self.lost_signals = 0
+        self._publish = self.redis.register_script(PUBLISH_LUA)
+        self._history = self.redis.register_script(HISTORY_LUA)
+        self._handler: BrokerEventHandler | None = None
+        self._closed = False
+        self._channels: dict[str, bytes] = {}  # channel -> its pub/sub channel name
+        self._by_key: dict[bytes, str] = {}
+        self._last: dict[str, tuple[str, int]] = {}  # channel -> (epoch, offset) delivered
+        self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._conn: AbstractConnection | None = None
+        self._live = asyncio.Event()  # set while the pub/sub connection is subscribed
+        self._seen = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._was_live = False  # the current pub/sub connection got subscribed
+        self._ever_live = False  # some pub/sub connection did: the next one resumes
+
+    # -- keys
+
+    def _key(self, channel: str, suffix: str) -> str:
+        return f"{self.prefix}:{{{channel}}}:{suffix}"
+
+    # -- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """Whether the pub/sub connection is up and subscribed."""
+        return self._live.is_set()
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Connect the pub/sub connection and begin delivering to ``handler``.
+
+        Returns without waiting for Redis: the connection is made (and retried) in the
+        background. Raises :class:`~wsend.exceptions.UsageError` if started twice or closed.
+        """
+        self._check_open()
+        if self._handler is not None:
+            raise UsageError("broker already started")
+        self._handler = handler
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._deliver_loop())]
+
+    async def close(self) -> None:
+        """Stop delivering, drop the pub/sub connection and (for a URL) the pool. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handler = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for futures in self._confirm.values():
+            for future in futures:
+                future.cancel()
+        if self._own:
+            await self.redis.aclose()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the pub/sub connection is up (after :meth:`start`)."""
+        async with asyncio.timeout(timeout):
+            await self._live.wait()
+
+    # -- subscriptions
+
+    async def subscribe(self, channel: str) -> None:
+        """Deliver ``channel``'s publications to this node (idempotent).
+
+        Waits for Redis to confirm the subscription (at most ``socket_timeout`` seconds, then
+        raises HubError 100 and forgets the channel), then notes the channel's position so that
+        a publication missed from the first one on is noticed.
+        """
+        self._check_open()
+        if channel in self._channels:
+            return
+        key = self._key(channel, "p").encode()
+        self._channels[channel] = key
+        self._by_key[key] = channel
+        if self._handler is None:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._confirm.setdefault(key, []).append(future)
+        try:
+            conn = self._conn
+            if conn is not None and self._live.is_set():
+                await conn.send_command("SUBSCRIBE", key)
+            await asyncio.wait_for(asyncio.shield(future), self.socket_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._forget(channel)
+            raise engine_error(exc) from exc
+        await self._note_position(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering ``channel``'s publications (idempotent; never waits for Redis)."""
+        self._check_open()
+        key = self._forget(channel)
+        conn = self._conn
+        if key is not None and conn is not None and self._live.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await conn.send_command("UNSUBSCRIBE", key)
+
+    def _forget(self, channel: str) -> bytes | None:
+        key = self._channels.pop(channel, None)
+        if key is not None:
+            self._by_key.pop(key, None)
+            self._last.pop(channel, None)
+            for future in self._confirm.pop(key, ()):
+                future.cancel()
+        return key
+
+    async def _note_position(self, channel: str) -> None:
+        """Queue the channel's current position as its baseline (unless a message came first)."""
+        try:
+            epoch, top = await self.redis.hmget(self._key(channel, "m"), ["e", "s"])
+        except (RedisError, OSError):
+            return
+        if epoch is not None:
+            self._queue.put_nowait(("base", channel, epoch.decode(), int(top or 0)))
+
+    # -- publishing and history
+
+    async def publish(
+        self, channel: str, publication: Publication, history: HistoryOptions
+    ) -> StreamPosition:
+        """Publish to every node subscribed to ``channel``; with history, append it first.
+
+        The offset and epoch are assigned by a Lua script atomically with the append; the
+        publication's time is Redis's clock. The caller's object is not modified.
+
+        Raises:
+            HubError: 100 (temporary) when Redis fails. The publication may still have been
+                made (a timeout while Redis is slow): retrying can publish it twice.
+            TypeError: ``data`` can't be serialized.
+        """
+        self._check_open()
+        payload = encode_publication(publication)
+        try:
+            if history.size <= 0:
+                now = int(time.time() * 1000)
+                message = b"p:0::%d:%b" % (now, payload)
+                await self.redis.publish(self._key(channel, "p"), message)
+                return StreamPosition(0, "")
+            keys = [self._key(channel, s) for s in ("m", "s", "p")]
+            args = [payload, history.size, _ms(history.ttl), _ms(history.meta_ttl), _epoch()]
+            offset, epoch, _ = await self._publish(keys, args)
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+        return StreamPosition(int(offset), epoch.decode())
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+        history: HistoryOptions | None = None,
+    ) -> HistoryResult:
+        """Read ``channel``'s history and position (see :meth:`Broker.history`).
+
+        A channel without a position gets one (offset 0, a new epoch, lasting ``meta_ttl`` of
+        ``history`` or a day) that its first publication continues. Publications older than
+        the history ttl (``history.ttl``, else the last publication's) are dropped from the
+        stream first.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+            HubError: 100 (temporary) when Redis fails.
+        """
+        self._check_open()
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        options = history or HistoryOptions()
+        args = [
+            _epoch(),
+            _ms(options.meta_ttl),
+            -1 if since is None else since.offset,
+            "" if since is None else since.epoch,
+            -1 if limit is None else limit,
+            1 if reverse else 0,
+            -1 if history is None else _ms(history.ttl),
+        ]
+        try:
+            raw_epoch, top, entries = await self._history(
+                [self._key(channel, "m"), self._key(channel, "s")], args
+            )
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+        epoch = raw_epoch.decode()
+        publications = [_from_entry(entry, epoch) for entry in entries]
+        return HistoryResult(publications, StreamPosition(int(top), epoch))
+
+    async def remove_history(self, channel: str) -> None:
+        """Forget ``channel``'s history and position; the next one starts a new epoch."""
+        self._check_open()
+        try:
+            await self.redis.delete(self._key(channel, "m"), self._key(channel, "s"))
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+
+    async def announce(self, kind: Literal["join", "leave"], channel: str, info: ClientInfo) -> None:
+        """Relay a join or leave of a local client to the other nodes subscribed to ``channel``.
+
+        Best effort (join/leave pushes are at most once): Redis errors are logged, not raised.
+        """
+        if self._closed or _relaying.get():
+            return
+        message = b"%b:%b:%b" % (kind[:1].encode(), self.node_id.encode(), encode_info(info))
+        try:
+            await self.redis.publish(self._key(channel, "p"), message)
+        except (RedisError, OSError) as exc:
+            logger.warning("relaying %s in %r failed: %s", kind, channel, exc)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError("broker is closed")
+
+    # -- the pub/sub connection
+
+    async def _run(self) -> None:
+        """Keep a pub/sub connection subscribed to every channel, reconnecting with backoff."""
+        attempt = 0
+        while True:
+            conn = self.redis.connection_pool.make_connection()
+            self._was_live = False
+            try:
+                await conn.connect()
+                self._conn, self._seen = conn, asyncio.get_running_loop().time()
+                await self._session(conn)
+            except (RedisError, OSError, TimeoutError) as exc:
+                logger.warning("redis pub/sub connection lost: %s", exc)
+            finally:
+                self._conn = None
+                self._live.clear()
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+            if self._was_live:
+                attempt = 0  # it worked: start the backoff over
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    async def _session(self, conn: AbstractConnection) -> None:
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(conn))
+        health = loop.create_task(self._health(conn))
+        try:
+            await self._subscribe_all(conn, reader)
+            self._live.set()
+            if self._ever_live:
+                self.reconnections += 1
+                for channel in list(self._channels):
+                    self._queue.put_nowait(("check", channel))
+            self._was_live = self._ever_live = True
+            done, _ = await asyncio.wait([reader, health], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (reader, health):
+                task.cancel()
+            await asyncio.gather(reader, health, return_exceptions=True)
+
+    async def _subscribe_all(self, conn: AbstractConnection, reader: asyncio.Task[None]) -> None:
+        """SUBSCRIBE to every channel in batches and wait for Redis to confirm them all."""
+        keys = list(self._channels.values())
+        futures = []
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            future = loop.create_future()
+            self._confirm.setdefault(key, []).append(future)
+            futures.append(future)
+        for i in range(0, len(keys), SUBSCRIBE_BATCH):
+            await conn.send_command("SUBSCRIBE", *keys[i : i + SUBSCRIBE_BATCH])
+        if futures:
+            waiter = asyncio.gather(*futures, return_exceptions=True)
+            done, _ = await asyncio.wait(
+                [waiter, reader], timeout=self.health_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reader in done:
+                reader.result()
+            if waiter not in done:
+                waiter.cancel()
+                raise TimeoutError("redis did not confirm the subscriptions")
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            response = await conn.read_response(timeout=math.inf)
+            self._seen = loop.time()
+            if not isinstance(response, list) or len(response) < 2:
+                continue
+            kind = response[0]
+            if kind == b"message":
+                channel = self._by_key.get(response[1])
+                if channel is not None:
+                    self._queue.put_nowait(("msg", channel, response[2]))
+            elif kind == b"subscribe":
+                for future in self._confirm.pop(response[1], ()):
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _health(self, conn: AbstractConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.health_interval)
+            if loop.time() - self._seen > self.health_timeout:
+                raise TimeoutError(f"redis silent for {self.health_timeout} s")
+            await conn.send_command("PING")
+
+    # -- delivery
+
+    async def _deliver_loop(self) -> None:
+        """Process pub/sub messages, baselines and position checks, one at a time, in order."""
+        while True:
+            item = await self._queue.get()
+            channel = item[1]
+            if channel not in self._channels:
+                continue
+            try:
+                if item[0] == "msg":
+                    await self._on_message(channel, item[2])
+                elif item[0] == "base":
+                    self._last.setdefault(channel, (item[2], item[3]))
+                else:
+                    await self._check(channel)
+            except Exception:
+                logger.exception("redis broker: delivery for %r failed", channel)
+
+    async def _on_message(self, channel: str, message: bytes) -> None:
+        kind = message[:1]
+        if kind in (b"j", b"l"):
+            _, node, payload = message.split(b":", 2)
+            if node.decode() != self.node_id:
+                await self._relay_event("join" if kind == b"j" else "leave", channel, payload)
+            return
+        _, offset_s, epoch_s, ms, payload = message.split(b":", 4)
+        offset, epoch = int(offset_s), epoch_s.decode()
+        publication = decode_publication(payload, offset, epoch, int(ms))
+        if offset == 0:
+            await self._call(channel, publication)
+            return
+        last = self._last.get(channel)
+        if last is not None and last[0] == epoch:
+            if offset <= last[1]:
+                return  # already delivered (read from the stream after a gap)
+            if offset > last[1] + 1 and not await self._fill(channel, epoch, last[1], offset - 1):
+                await self._lost(channel)
+        elif last is not None:
+            await self._lost(channel)  # the history restarted: positions from before are void
+        self._last[channel] = (epoch, offset)
+        await self._call(channel, publication)
+
+    async def _fill(self, channel: str, epoch: str, after: int, upto: int) -> bool:
+        """Deliver publications ``after + 1 .. upto`` from the stream; False if any is gone."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hget(self._key(channel, "m"), "e")
+                pipe.xrange(self._key(channel, "s"), f"{after + 1}-0", f"{upto}-0")
+                current, entries = await pipe.execute()
+        except (RedisError, OSError):
+            return False
+        publications = [_from_entry(entry, epoch) for entry in entries]
+        offsets = [p.offset for p in publications]
+        if current is None or current.decode() != epoch or offsets != [*range(after + 1, upto + 1)]:
+            return False
+        for publication in publications:
+            self._last[channel] = (epoch, publication.offset)
+            await self._call(channel, publication)
+        return True
+
+    async def _check(self, channel: str) -> None:
+        """After a reconnection: deliver what was missed from the stream, or signal a loss."""
+        last = self._last.get(channel)
+        try:
+            epoch_b, top_b = await self.redis.hmget(self._key(channel, "m"), ["e", "s"])
+        except (RedisError, OSError):
+            if last is not None:
+                await self._lost(channel)
+                self._last.pop(channel, None)
+            return
+        if epoch_b is None:
+            if last is not None and last[1] > 0:
+                await self._lost(channel)
+            self._last.pop(channel, None)
+            return
+        epoch, top = epoch_b.decode(), int(top_b or 0)
+        if last is None or last[0] != epoch:
+            if last is not None or top > 0:
+                await self._lost(channel)
+            self._last[channel] = (epoch, top)
+        elif top > last[1] and not await self._fill(channel, epoch, last[1], top):
+            await self._lost(channel)
+            self._last[channel] = (epoch, top)
+
+    async def _lost(self, channel: str) -> None:
+        self.lost_signals += 1
+        logger.warning("redis broker: publications of %r lost, subscribers must recover", channel)
+        await self._call(channel, None)
+
+    async def _call(self, channel: str, publication: Publication | None) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            result = handler(channel, publication)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("broker handler failed for channel %r", channel)
+
+    async def _relay_event(self, kind: Literal["join", "leave"], channel: str, raw: bytes) -> None:
+        info = decode_info(raw)
+        target: Any = self.on_event
+        if target is None:
+            target = getattr(getattr(self._handler, "__self__", None), "announce", None)
+        if target is None:
+            return
+        token = _relaying.set(True)
+        try:
+            result = target(kind, channel, info)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("relayed %s for %r failed", kind, channel)
+        finally:
+            _relaying.reset(token)
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as whole milliseconds for Redis (0 when not positive: no limit)."""
+    return max(0, math.ceil(seconds * 1000)) if seconds > 0 else 0
+
+
+def _epoch() -> str:
+    """A candidate epoch, used by the scripts only when the channel has none."""
+    return secrets.token_hex(4)
+
+
+def _from_entry(entry: Any, epoch: str) -> Publication:
+    """A publication from a stream entry ``(id, [b"d", payload, b"t", ms])``."""
+    entry_id, fields = entry
+    if isinstance(fields, dict):
+        payload, ms = fields[b"d"], fields[b"t"]
+    else:
+        payload, ms = fields[1], fields[3]
+    offset = int(entry_id.split(b"-", 1)[0])
+    return decode_publication(payload, offset, epoch, int(ms))
+

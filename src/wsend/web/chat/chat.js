@@ -1,0 +1,363 @@
+// The chat page: rooms are channels "chat:<room>", typing events go to "chat-typing:<room>"
+// (no history). Everything else (presence, join/leave, history, recovery after a reconnect)
+// comes from the hub through wsend.js. See src/wsend/apps/chat.py for the namespaces.
+
+import { Client } from "/wsend.js";
+
+const ROOMS = ["lobby", "python", "random"];
+const HISTORY = 50; // messages shown when entering a room
+const TYPING_EVERY = 2000; // ms between two typing events while typing
+const TYPING_SHOWN = 3500; // ms a typing indicator stays without a new event
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+let name = params.get("name") || localStorage.getItem("wsend-chat-name");
+let room = cleanRoom(location.hash.slice(1)) || "lobby";
+let client = null;
+let roomSub = null;
+let typingSub = null;
+let people = new Map(); // client id -> name
+let typists = new Map(); // client id -> {name, timer}
+let lastTypingSent = 0;
+
+// -- helpers -----------------------------------------------------------------------------------
+
+function cleanRoom(value) {
+  return (value || "").toLowerCase().replace(/[^a-z0-9_-]/g, "").slice(0, 40);
+}
+
+function hue(text) {
+  let h = 0;
+  for (const ch of text) h = (h * 31 + ch.codePointAt(0)) % 360;
+  return h;
+}
+
+function initials(text) {
+  const parts = text.trim().split(/\s+/);
+  return ((parts[0]?.[0] ?? "?") + (parts[1]?.[0] ?? "")).toUpperCase();
+}
+
+function avatar(text) {
+  const el = document.createElement("span");
+  el.className = "avatar";
+  el.style.setProperty("--hue", hue(text));
+  el.textContent = initials(text);
+  return el;
+}
+
+function timeOf(ts) {
+  const date = ts ? new Date(ts) : new Date();
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function nameOf(info) {
+  return info?.info?.name || info?.user || "guest";
+}
+
+function scrollToEnd() {
+  const list = $("messages");
+  list.scrollTop = list.scrollHeight;
+}
+
+// -- rendering ---------------------------------------------------------------------------------
+
+function messageNode(pub) {
+  const data = pub.data ?? {};
+  const who = String(data.name || nameOf(pub.info));
+  const mine = pub.info?.client && pub.info.client === client.clientId;
+  const li = document.createElement("li");
+  li.className = "message" + (mine ? " mine" : "") + (pub.info ? "" : " server");
+  if (typeof pub.offset === "number") li.dataset.offset = pub.offset;
+  const body = document.createElement("div");
+  body.className = "bubble-wrap";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const author = document.createElement("strong");
+  author.textContent = mine ? "You" : who;
+  const time = document.createElement("time");
+  time.textContent = timeOf(data.ts);
+  meta.append(author, time);
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  bubble.textContent = String(data.text ?? "");
+  body.append(meta, bubble);
+  li.append(avatar(who), body);
+  return li;
+}
+
+function showMessage(pub) {
+  const list = $("messages");
+  const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  list.append(messageNode(pub));
+  if (nearEnd || pub.info?.client === client.clientId) scrollToEnd();
+}
+
+function notice(text, kind = "") {
+  const li = document.createElement("li");
+  li.className = "notice " + kind;
+  li.textContent = text;
+  $("messages").append(li);
+  scrollToEnd();
+}
+
+function renderPeople() {
+  const list = $("people");
+  list.replaceChildren();
+  const entries = [...people.entries()].sort((a, b) => a[1].localeCompare(b[1]));
+  for (const [id, who] of entries) {
+    const li = document.createElement("li");
+    li.dataset.client = id;
+    const label = document.createElement("span");
+    label.textContent = who + (id === client.clientId ? " (you)" : "");
+    li.append(avatar(who), label);
+    list.append(li);
+  }
+  $("people-count").textContent = people.size;
+  $("room-info").textContent =
+    people.size === 1 ? "Just you here" : `${people.size} people here`;
+}
+
+function renderTyping() {
+  const names = [...typists.values()].map((t) => t.name);
+  const el = $("typing");
+  if (!names.length) {
+    el.textContent = "";
+    el.classList.remove("on");
+    return;
+  }
+  const who =
+    names.length === 1
+      ? names[0]
+      : names.length === 2
+        ? `${names[0]} and ${names[1]}`
+        : `${names.length} people`;
+  el.textContent = `${who} ${names.length === 1 ? "is" : "are"} typing`;
+  el.classList.add("on");
+}
+
+function renderRooms(counts = {}) {
+  const list = $("room-list");
+  list.replaceChildren();
+  const names = [...new Set([...ROOMS, room])];
+  for (const r of names) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = `#${r}`;
+    a.className = r === room ? "active" : "";
+    a.innerHTML = `<span># <span class="room-label"></span></span>`;
+    a.querySelector(".room-label").textContent = r;
+    if (counts[r]) {
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = counts[r];
+      a.append(count);
+    }
+    li.append(a);
+    list.append(li);
+  }
+}
+
+async function refreshRooms() {
+  try {
+    const { rooms } = await client.rpc("chat.rooms");
+    renderRooms(rooms);
+  } catch {
+    renderRooms();
+  }
+}
+
+function banner(text) {
+  const el = $("banner");
+  el.hidden = !text;
+  el.textContent = text || "";
+}
+
+// -- the room ----------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const list = $("messages");
+  const { publications } = await roomSub.history({ limit: HISTORY, reverse: true });
+  const shown = new Set([...list.querySelectorAll("[data-offset]")].map((n) => n.dataset.offset));
+  const older = publications.reverse().filter((p) => !shown.has(String(p.offset)));
+  const nodes = older.map((pub) => messageNode(pub));
+  if (nodes.length) {
+    const divider = document.createElement("li");
+    divider.className = "notice history";
+    divider.textContent = `Earlier messages`;
+    list.prepend(divider, ...nodes);
+  }
+  scrollToEnd();
+}
+
+async function loadPresence() {
+  const clients = await roomSub.presence();
+  people = new Map(Object.entries(clients).map(([id, c]) => [id, nameOf(c)]));
+  renderPeople();
+}
+
+function enterRoom(next) {
+  if (roomSub) roomSub.unsubscribe();
+  if (typingSub) typingSub.unsubscribe();
+  room = next;
+  people.clear();
+  typists.clear();
+  renderTyping();
+  $("messages").replaceChildren();
+  $("room-name").textContent = room;
+  document.title = `#${room} · Chat · wsend`;
+  renderRooms();
+
+  roomSub = client.subscribe(`chat:${room}`, {
+    publication: (pub) => showMessage(pub),
+    join: (info) => {
+      people.set(info.client, nameOf(info));
+      renderPeople();
+      notice(`${nameOf(info)} joined`, "join");
+    },
+    leave: (info) => {
+      people.delete(info.client);
+      renderPeople();
+      stopTyping(info.client);
+      notice(`${nameOf(info)} left`, "leave");
+    },
+    subscribed: async (ctx) => {
+      if (ctx.wasRecovering && ctx.recovered) {
+        const missed = ctx.publications?.length ?? 0;
+        banner("");
+        if (missed) notice(`Reconnected · caught up on ${missed} missed message${missed > 1 ? "s" : ""}`, "ok");
+        else notice("Reconnected", "ok");
+      } else if (ctx.wasRecovering) {
+        banner("");
+        notice("Reconnected · some messages were lost, reloading", "warn");
+        $("messages").replaceChildren();
+        await loadHistory();
+      } else {
+        await loadHistory();
+      }
+      await loadPresence();
+      refreshRooms();
+    },
+    error: (err) => notice(`Could not join #${room}: ${err.message}`, "warn"),
+  });
+
+  typingSub = client.subscribe(`chat-typing:${room}`, {
+    publication: (pub) => {
+      const id = pub.info?.client;
+      if (!id || id === client.clientId) return;
+      if (pub.data?.typing === false) stopTyping(id);
+      else startTyping(id, String(pub.data?.name || nameOf(pub.info)));
+    },
+  });
+}
+
+function startTyping(id, who) {
+  clearTimeout(typists.get(id)?.timer);
+  typists.set(id, { name: who, timer: setTimeout(() => stopTyping(id), TYPING_SHOWN) });
+  renderTyping();
+}
+
+function stopTyping(id) {
+  const typist = typists.get(id);
+  if (!typist) return;
+  clearTimeout(typist.timer);
+  typists.delete(id);
+  renderTyping();
+}
+
+// -- sending -----------------------------------------------------------------------------------
+
+async function send() {
+  const input = $("text");
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  autosize();
+  lastTypingSent = 0;
+  typingSub.publish({ name, typing: false }).catch(() => {});
+  try {
+    await roomSub.publish({ text, name, ts: Date.now() });
+  } catch (err) {
+    input.value = text; // keep it, to retry
+    notice(`Not sent: ${err.message}`, "warn");
+  }
+  input.focus();
+}
+
+function typing() {
+  const now = Date.now();
+  if (client.state !== "connected" || now - lastTypingSent < TYPING_EVERY) return;
+  lastTypingSent = now;
+  typingSub.publish({ name, typing: true }).catch(() => {});
+}
+
+function autosize() {
+  const input = $("text");
+  input.style.height = "auto";
+  input.style.height = Math.min(input.scrollHeight, 160) + "px";
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+function start() {
+  $("me-name").textContent = name;
+  $("me-avatar").replaceWith(Object.assign(avatar(name), { id: "me-avatar" }));
+
+  client = new Client({ data: { name } });
+  client.on("state", (state) => {
+    const status = $("status");
+    status.dataset.state = state;
+    status.textContent =
+      state === "connected" ? "connected" : state === "connecting" ? "reconnecting…" : state;
+  });
+  client.on("disconnected", ({ reconnect }) => {
+    banner(reconnect ? "Connection lost — reconnecting…" : "Disconnected");
+  });
+  client.connect();
+  enterRoom(room);
+  setInterval(() => client.state === "connected" && refreshRooms(), 15000);
+
+  $("composer").addEventListener("submit", (e) => {
+    e.preventDefault();
+    send();
+  });
+  $("text").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  });
+  $("text").addEventListener("input", () => {
+    autosize();
+    typing();
+  });
+  $("room-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const next = cleanRoom($("room-input").value);
+    $("room-input").value = "";
+    if (next) location.hash = next;
+  });
+  window.addEventListener("hashchange", () => {
+    const next = cleanRoom(location.hash.slice(1)) || "lobby";
+    if (next !== room) enterRoom(next);
+  });
+  $("rename").addEventListener("click", () => {
+    localStorage.removeItem("wsend-chat-name");
+    const url = new URL(location.href);
+    url.searchParams.delete("name");
+    location.href = url.toString();
+  });
+  $("text").focus();
+}
+
+if (name) {
+  start();
+} else {
+  const dialog = $("name-dialog");
+  dialog.showModal();
+  $("name-form").addEventListener("submit", () => {
+    name = $("name-input").value.trim().slice(0, 32) || "guest";
+    localStorage.setItem("wsend-chat-name", name);
+    start();
+  });
+}
