@@ -404,11 +404,7 @@ class Connection(asyncio.BufferedProtocol):
                 for chunk in chunks:
                     transport.write(chunk)
             else:
-                self._corked.extend(chunks)
-                for chunk in chunks:
-                    self._corked_size += len(chunk)
-                if self._corked_size >= self._high_water:
-                    self._write_corked()
+                self._cork(chunks)
         if proto.close_transport:
             self._write_corked()
             if proto.exc is not None:
@@ -431,6 +427,14 @@ class Connection(asyncio.BufferedProtocol):
                 transport.close()
         elif proto.state is State.CLOSING and self._close_timer is None:
             self._arm_close_timer()
+
+    def _cork(self, chunks: list[Buffer]) -> None:
+        """Keep ``chunks`` for :meth:`_write_out`, or write now past the high-water mark."""
+        self._corked.extend(chunks)
+        for chunk in chunks:
+            self._corked_size += len(chunk)
+        if self._corked_size >= self._high_water:
+            self._write_corked()
 
     def _write_out(self) -> None:
         """End of the iteration: write what was corked, and write directly again."""
@@ -626,14 +630,29 @@ class Connection(asyncio.BufferedProtocol):
                 await self._send(message, compress)
             return
         kind = type(message)
-        if kind is bytes or kind is str:
-            # The common case, without the detour through _send().
-            proto = self._sendable()
+        proto = self.proto
+        if (
+            (kind is bytes or kind is str)
+            and proto is not None
+            and proto.state is State.OPEN
+            and not self._connection_lost
+        ):
+            # The common case, without the detour through _send() and _flush().
             if kind is str:
                 proto.send_text(cast(str, message).encode(), compress=compress)
             else:
                 proto.send_binary(cast(bytes, message), compress=compress)
-            self._flush(proto)
+            chunks = proto.data_to_send()
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                raise self._closed_exception()
+            if self._cork_scheduled:
+                self._cork(chunks)
+            else:
+                self._cork_scheduled = True
+                self.loop.call_soon(self._write_out)
+                for chunk in chunks:
+                    transport.write(chunk)
             if self._paused_writing:
                 await self._drain()
             return

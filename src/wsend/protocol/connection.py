@@ -153,6 +153,7 @@ class Connection:
         "_out",
         "_out_compressed",
         "_out_opcode",
+        "_plain_sender",
         "_partial_done",
         "_partial_text",
         "close_rcvd",
@@ -200,6 +201,8 @@ class Connection:
         self.eof_rcvd = False
 
         self._expect_mask = not self.is_client
+        # Servers without compression send small messages on a fast path (send_text).
+        self._plain_sender = not self.is_client and deflate is None
         self._buf = bytearray()
         self._events: list[Event] = []
         self._out: list[Buffer] = []
@@ -620,10 +623,30 @@ class Connection:
         Raises:
             UsageError: the connection is not open, or a fragmented message is in progress.
         """
+        # Fast path: a small message from an open server connection without compression.
+        if (
+            self._plain_sender
+            and fin
+            and len(data) < 126
+            and self._out_opcode is None
+            and self.state is State.OPEN
+        ):
+            self._out.append(bytes((0x81, len(data))) + data)
+            return
         self._send_first(Opcode.TEXT, data, fin, compress)
 
     def send_binary(self, data: Buffer, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
+        # Fast path: a small message from an open server connection without compression.
+        if (
+            self._plain_sender
+            and fin
+            and len(data) < 126
+            and self._out_opcode is None
+            and self.state is State.OPEN
+        ):
+            self._out.append(bytes((0x82, len(data))) + data)
+            return
         self._send_first(Opcode.BINARY, data, fin, compress)
 
     def send_continuation(self, data: Buffer, *, fin: bool) -> None:
