@@ -484,6 +484,16 @@ class Connection(asyncio.BufferedProtocol):
             ConnectionClosedError: the connection closed with an error.
             ConcurrencyError: another coroutine is already reading.
         """
+        queue = self._queue
+        if queue and not self._reading and not self._paused_reading:
+            # Fast path: a whole message is waiting (and no deferred failure depends on the
+            # queue draining).
+            event = queue[0]
+            if type(event) is not Data and (
+                len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
+            ):
+                queue.popleft()
+                return event  # type: ignore[return-value]
         if self._reading:
             raise ConcurrencyError("another coroutine is already receiving")
         self._reading = True
@@ -572,15 +582,15 @@ class Connection(asyncio.BufferedProtocol):
             raise self._closed_exception()
         return result
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+    def __aiter__(self) -> Connection:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Message]:
+    async def __anext__(self) -> Message:
+        """``async for message in ws``: the next message; the loop ends on a normal close."""
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     def _closed_exception(self) -> ConnectionClosed:
         proto = self.proto
