@@ -106,9 +106,10 @@ local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('HSET', KEYS[1], 't', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 't', ms)
 local ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-if meta_ttl > 0 then redis.call('PEXPIRE', KEYS[1], meta_ttl) else redis.call('PERSIST', KEYS[1]) end
 local stream_ttl = ttl > 0 and ttl or meta_ttl
-if stream_ttl > 0 then redis.call('PEXPIRE', KEYS[2], stream_ttl) else redis.call('PERSIST', KEYS[2]) end
+for i, life in ipairs({meta_ttl, stream_ttl}) do
+  if life > 0 then redis.call('PEXPIRE', KEYS[i], life) else redis.call('PERSIST', KEYS[i]) end
+end
 redis.call('PUBLISH', KEYS[3], 'p:' .. offset .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[1])
 return {offset, epoch, ms}
 """
@@ -232,7 +233,10 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     Raises:
         ValueError: the URL is malformed.
     """
-    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+    timeouts: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+    }
     parts = urlsplit(url)
     if parts.scheme != "redis+sentinel":
         return aioredis.Redis.from_url(url, **timeouts)
@@ -243,10 +247,11 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     path = [unquote(p) for p in parts.path.split("/") if p]
     if not path:
         raise ValueError(f"sentinel URL needs a master name: {url!r}")
-    auth = {"username": parts.username, "password": parts.password}
+    auth: dict[str, Any] = {"username": parts.username, "password": parts.password}
     db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
-    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
-    return sentinel.master_for(path[0], db=db, **auth)
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(path[0], db=db, **auth)
+    return client
 
 
 def _backoff(attempt: int) -> float:
@@ -285,7 +290,9 @@ class RedisBroker:
     ) -> None:
         self._own = isinstance(redis, str)
         self.redis = (
-            client_from_url(redis, socket_timeout=socket_timeout) if isinstance(redis, str) else redis
+            client_from_url(redis, socket_timeout=socket_timeout)
+            if isinstance(redis, str)
+            else redis
         )
         self.prefix = prefix
         self.node_id = secrets.token_hex(6)
@@ -413,7 +420,7 @@ class RedisBroker:
         except (RedisError, OSError):
             return
         if epoch is not None:
-            self._queue.put_nowait(("base", channel, epoch.decode(), int(top or 0)))
+            self._queue.put_nowait(("base", channel, _text(epoch), int(top or 0)))
 
     # -- publishing and history
 
@@ -439,7 +446,13 @@ class RedisBroker:
                 await self.redis.publish(self._key(channel, "p"), message)
                 return StreamPosition(0, "")
             keys = [self._key(channel, s) for s in ("m", "s", "p")]
-            args = [payload, history.size, _ms(history.ttl), _ms(history.meta_ttl), _epoch()]
+            args: list[Any] = [
+                payload,
+                history.size,
+                _ms(history.ttl),
+                _ms(history.meta_ttl),
+                _epoch(),
+            ]
             offset, epoch, _ = await self._publish(keys, args)
         except (RedisError, OSError) as exc:
             raise engine_error(exc) from exc
@@ -469,7 +482,7 @@ class RedisBroker:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         options = history or HistoryOptions()
-        args = [
+        args: list[Any] = [
             _epoch(),
             _ms(options.meta_ttl),
             -1 if since is None else since.offset,
@@ -496,7 +509,9 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             raise engine_error(exc) from exc
 
-    async def announce(self, kind: Literal["join", "leave"], channel: str, info: ClientInfo) -> None:
+    async def announce(
+        self, kind: Literal["join", "leave"], channel: str, info: ClientInfo
+    ) -> None:
         """Relay a join or leave of a local client to the other nodes subscribed to ``channel``.
 
         Best effort (join/leave pushes are at most once): Redis errors are logged, not raised.
@@ -519,10 +534,10 @@ class RedisBroker:
         """Keep a pub/sub connection subscribed to every channel, reconnecting with backoff."""
         attempt = 0
         while True:
-            conn = self.redis.connection_pool.make_connection()
+            conn: AbstractConnection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             self._was_live = False
             try:
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]
                 self._conn, self._seen = conn, asyncio.get_running_loop().time()
                 await self._session(conn)
             except (RedisError, OSError, TimeoutError) as exc:
@@ -560,7 +575,7 @@ class RedisBroker:
     async def _subscribe_all(self, conn: AbstractConnection, reader: asyncio.Task[None]) -> None:
         """SUBSCRIBE to every channel in batches and wait for Redis to confirm them all."""
         keys = list(self._channels.values())
-        futures = []
+        futures: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
         for key in keys:
             future = loop.create_future()
@@ -570,8 +585,9 @@ class RedisBroker:
             await conn.send_command("SUBSCRIBE", *keys[i : i + SUBSCRIBE_BATCH])
         if futures:
             waiter = asyncio.gather(*futures, return_exceptions=True)
+            both: list[asyncio.Future[Any]] = [waiter, reader]
             done, _ = await asyncio.wait(
-                [waiter, reader], timeout=self.health_timeout, return_when=asyncio.FIRST_COMPLETED
+                both, timeout=self.health_timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if reader in done:
                 reader.result()
@@ -582,7 +598,7 @@ class RedisBroker:
     async def _read(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            response = await conn.read_response(timeout=math.inf)
+            response = await conn.read_response(timeout=math.inf, push_request=True)
             self._seen = loop.time()
             if not isinstance(response, list) or len(response) < 2:
                 continue
@@ -680,7 +696,7 @@ class RedisBroker:
                 await self._lost(channel)
             self._last.pop(channel, None)
             return
-        epoch, top = epoch_b.decode(), int(top_b or 0)
+        epoch, top = _text(epoch_b), int(top_b or 0)
         if last is None or last[0] != epoch:
             if last is not None or top > 0:
                 await self._lost(channel)
@@ -728,6 +744,10 @@ def _ms(seconds: float) -> int:
     return max(0, math.ceil(seconds * 1000)) if seconds > 0 else 0
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _epoch() -> str:
     """A candidate epoch, used by the scripts only when the channel has none."""
     return secrets.token_hex(4)
@@ -742,4 +762,3 @@ def _from_entry(entry: Any, epoch: str) -> Publication:
         payload, ms = fields[1], fields[3]
     offset = int(entry_id.split(b"-", 1)[0])
     return decode_publication(payload, offset, epoch, int(ms))
-

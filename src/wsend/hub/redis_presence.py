@@ -1,0 +1,129 @@
+"""Presence in Redis: who is in which channel, across nodes, with expiry for crashed nodes.
+
+Keys of a channel ``ch`` (same hash tag as the broker's keys)::
+
+    wsend:{ch}:pz   ZSET   client -> expiry (ms, Redis clock)
+    wsend:{ch}:ph   HASH   client -> MessagePack (client, user, info)
+
+Adding a client refreshes its score to ``now + ttl`` and both keys' lifetime to ``ttl``. Reads
+first drop the entries whose score has passed (ZRANGEBYSCORE + HDEL + ZREMRANGEBYSCORE in one
+Lua script), so a node that crashed stops showing its clients ``ttl`` seconds after it last
+refreshed them (hub nodes refresh every 10 s; Centrifugo's default ttl is 60 s). Every step
+uses Redis's clock, so nodes with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .broker import ClientInfo, PresenceStats
+from .redis_broker import SOCKET_TIMEOUT, client_from_url, decode_info, encode_info, engine_error
+
+__all__ = ["RedisPresence"]
+
+#: Seconds an entry lives without refresh (Centrifuge's default presence TTL).
+PRESENCE_TTL: Final = 60.0
+
+ADD_LUA: Final = """
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], ms + ttl, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+GET_LUA: Final = """
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms)
+if #expired > 0 then
+  redis.call('HDEL', KEYS[2], unpack(expired))
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+
+
+class RedisPresence:
+    """A :class:`~wsend.hub.broker.Presence` shared by every node through Redis.
+
+    Args:
+        redis: a URL (see :func:`~wsend.hub.redis_broker.client_from_url`) or a client (then
+            left open by :meth:`close`).
+        prefix: the key prefix, the broker's.
+        ttl: seconds an entry lives without refresh; must be positive.
+        socket_timeout: for a URL, seconds before a command fails.
+
+    Raises:
+        ValueError: ``ttl`` is not positive.
+
+    Redis errors are raised as :class:`~wsend.hub.codes.HubError` 100 (temporary).
+    """
+
+    def __init__(
+        self,
+        redis: str | aioredis.Redis = "redis://localhost:6379/0",
+        *,
+        prefix: str = "wsend",
+        ttl: float = PRESENCE_TTL,
+        socket_timeout: float = SOCKET_TIMEOUT,
+    ) -> None:
+        if not ttl > 0:
+            raise ValueError(f"presence ttl must be positive, got {ttl}")
+        self._own = isinstance(redis, str)
+        self.redis = (
+            client_from_url(redis, socket_timeout=socket_timeout)
+            if isinstance(redis, str)
+            else redis
+        )
+        self.prefix = prefix
+        self.ttl = ttl
+        self._add = self.redis.register_script(ADD_LUA)
+        self._get = self.redis.register_script(GET_LUA)
+
+    def _keys(self, channel: str) -> list[str]:
+        return [f"{self.prefix}:{{{channel}}}:pz", f"{self.prefix}:{{{channel}}}:ph"]
+
+    async def add(self, channel: str, info: ClientInfo) -> None:
+        """Record ``info.client`` as present in ``channel`` for ``ttl`` seconds from now."""
+        args: list[Any] = [info.client, encode_info(info), max(1, math.ceil(self.ttl * 1000))]
+        try:
+            await self._add(self._keys(channel), args)
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+
+    async def remove(self, channel: str, client: str) -> None:
+        """Remove ``client`` from ``channel``'s presence (no error if absent)."""
+        zset, hash_ = self._keys(channel)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(zset, client)
+                pipe.hdel(hash_, client)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+
+    async def get(self, channel: str) -> dict[str, ClientInfo]:
+        """The clients present in ``channel`` (expired entries are dropped first)."""
+        try:
+            flat = await self._get(self._keys(channel), [])
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+        return {flat[i].decode(): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def stats(self, channel: str) -> PresenceStats:
+        """How many clients and distinct users are present in ``channel``."""
+        present = await self.get(channel)
+        return PresenceStats(len(present), len({info.user for info in present.values()}))
+
+    async def close(self) -> None:
+        """Release the connections (of a pool made from a URL). Entries stay until they expire."""
+        if self._own:
+            await self.redis.aclose()

@@ -1,0 +1,47 @@
+"""A hub node on the Redis engine, in its own process (for tests that SIGKILL a node).
+
+Usage: ``python -m tests.hub.node_proc PORT REDIS_URL [PREFIX]``; prints ``ready`` once listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import wsend
+from wsend.hub.node import Hub
+from wsend.hub.options import HubOptions, NamespaceOptions
+from wsend.hub.redis import RedisBroker, RedisPresence
+
+
+def options() -> HubOptions:
+    """Anonymous clients; namespace ``chat`` with history, recovery, presence, join/leave."""
+    chat = NamespaceOptions(
+        publish=True,
+        presence=True,
+        join_leave=True,
+        history_size=1000,
+        history_ttl=300.0,
+        recovery=True,
+    )
+    return HubOptions(allow_anonymous=True, namespaces={"": NamespaceOptions(), "chat": chat})
+
+
+def make_hub(url: str, prefix: str = "wsend", fast: bool = True) -> Hub:
+    """A hub on ``url``; ``fast`` shortens the engine's timeouts for fault tests."""
+    timeouts = {"health_interval": 0.2, "health_timeout": 1.0, "socket_timeout": 1.0}
+    broker = RedisBroker(url, prefix=prefix, **(timeouts if fast else {}))  # type: ignore[arg-type]
+    presence = RedisPresence(url, prefix=prefix, socket_timeout=1.0 if fast else 5.0)
+    return Hub(options(), broker=broker, presence=presence)
+
+
+async def main(port: int, url: str, prefix: str) -> None:
+    hub = make_hub(url, prefix)
+    async with wsend.serve(hub.handler, "127.0.0.1", port, **hub.serve_kwargs()):
+        await hub.start()
+        print("ready", flush=True)
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "wsend"))

@@ -1,0 +1,234 @@
+"""The Redis engine: the engine contract against a real redis-server, then Redis specifics."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from wsend.hub.broker import Broker, ClientInfo, HistoryOptions, Publication, StreamPosition
+from wsend.hub.codes import HubError
+from wsend.hub.redis import RedisBroker, RedisPresence, client_from_url, engine_from_url
+from wsend.hub.redis_broker import decode_publication, encode_publication
+from wsend.hub.wire import Encoded
+
+from .contract import HISTORY, NO_HISTORY, PRESENCE_TTL, Engine, EngineContract, Recorder, start
+from .contract import wait_until as _wait_until
+from .redis_server import RedisServer, running
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running()
+
+
+def fresh_prefix() -> str:
+    """A key prefix no other test used: a clean backend on the shared server."""
+    return f"t{next(_prefixes)}"
+
+
+class TestRedisEngine(EngineContract):
+    """The contract, with two brokers on one Redis as two nodes."""
+
+    @pytest.fixture
+    async def engine(self, redis_server: RedisServer) -> AsyncIterator[Engine]:
+        prefix = fresh_prefix()
+        made: list[RedisBroker] = []
+
+        async def new_broker() -> Broker:
+            made.append(RedisBroker(redis_server.url, prefix=prefix))
+            return made[-1]
+
+        presence = RedisPresence(redis_server.url, prefix=prefix, ttl=PRESENCE_TTL)
+        yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
+        for broker in made:
+            await broker.close()
+        await presence.close()
+
+
+@pytest.fixture
+async def broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
+    broker = RedisBroker(redis_server.url, prefix=fresh_prefix())
+    yield broker
+    await broker.close()
+
+
+class TestPayloads:
+    def test_round_trip(self) -> None:
+        info = ClientInfo("c1", "u1", {"name": Encoded("json", b'"Ann"')})
+        for data in [
+            Encoded("json", b'{"a": [1, 2]}'),
+            Encoded("msgpack", b"\x81\xa1a\x01"),
+            {"nested": [Encoded("json", b"1"), b"\x00bytes", 1.5, None]},
+            "text",
+        ]:
+            sent = Publication(data=data, key="k", info=info)
+            got = decode_publication(encode_publication(sent), 7, "ep", 1500)
+            assert (got.data, got.key, got.info) == (data, "k", info)
+            assert (got.offset, got.epoch, got.time) == (7, "ep", 1.5)
+
+    def test_unserializable(self) -> None:
+        with pytest.raises(NotImplementedError):
+            encode_publication(Publication(data=object()))
+
+
+class TestUrls:
+    def test_engine_from_url(self) -> None:
+        broker, presence = engine_from_url("redis://127.0.0.1:1/3", prefix="x", presence_ttl=5)
+        assert broker.prefix == presence.prefix == "x"
+        assert presence.ttl == 5
+        assert broker.redis.connection_pool.connection_kwargs["db"] == 3
+
+    def test_sentinel_url(self) -> None:
+        client = client_from_url("redis+sentinel://:pw@h1:26379,h2:26380/mymaster/2")
+        pool = client.connection_pool
+        assert pool.service_name == "mymaster"  # type: ignore[attr-defined]
+        assert pool.connection_kwargs["db"] == 2
+        assert pool.connection_kwargs["password"] == "pw"
+        hosts = [c.connection_pool.connection_kwargs for c in pool.sentinel_manager.sentinels]  # type: ignore[attr-defined]
+        assert [(h["host"], h["port"]) for h in hosts] == [("h1", 26379), ("h2", 26380)]
+
+    def test_sentinel_url_needs_master(self) -> None:
+        with pytest.raises(ValueError, match="master"):
+            client_from_url("redis+sentinel://h1:26379")
+
+
+class TestRedisBroker:
+    async def test_one_subscription_per_channel(
+        self, broker: RedisBroker, redis_server: RedisServer
+    ) -> None:
+        await start(broker)
+        for channel in ("a", "b", "c"):
+            await broker.subscribe(channel)
+        await broker.unsubscribe("b")
+        await asyncio.sleep(0.05)
+        listed = redis_server.cli("PUBSUB", "CHANNELS", f"{broker.prefix}:*").split()
+        assert sorted(listed) == sorted(
+            f"{broker.prefix}:{{{c}}}:p" for c in ("contract:barrier", "a", "c")
+        )
+
+    async def test_history_keys_expire(
+        self, broker: RedisBroker, redis_server: RedisServer
+    ) -> None:
+        options = HistoryOptions(size=2, ttl=30.0, meta_ttl=60.0)
+        for i in range(5):
+            await broker.publish("h", Publication(data=i), options)
+        stream, meta = f"{broker.prefix}:{{h}}:s", f"{broker.prefix}:{{h}}:m"
+        assert redis_server.cli("XLEN", stream).strip() == "2"
+        assert 0 < int(redis_server.cli("PTTL", stream)) <= 30_000
+        assert 30_000 < int(redis_server.cli("PTTL", meta)) <= 60_000
+
+    async def test_gap_is_filled_from_the_stream(
+        self, broker: RedisBroker, redis_server: RedisServer
+    ) -> None:
+        recorder = await start(broker)
+        await broker.subscribe("g")
+        await broker.publish("g", Publication(data=0), HISTORY)
+        await recorder.wait_for("g", 1)
+        # Publications that reach the stream but not pub/sub (as if pub/sub dropped them).
+        await _append_silently(broker, "g", [1, 2])
+        await broker.publish("g", Publication(data=3), HISTORY)
+        await recorder.wait_for("g", 4)
+        assert recorder.data("g") == [0, 1, 2, 3]
+        assert [p.offset for p in recorder.of("g")] == [1, 2, 3, 4]
+        assert broker.lost_signals == 0
+
+    async def test_gap_beyond_history_signals_loss(self, broker: RedisBroker) -> None:
+        recorder = await start(broker)
+        await broker.subscribe("g")
+        small = HistoryOptions(size=2, ttl=300.0, meta_ttl=3600.0)
+        await broker.publish("g", Publication(data=0), small)
+        await recorder.wait_for("g", 1)
+        await _append_silently(broker, "g", [1, 2, 3], size=2)
+        await broker.publish("g", Publication(data=4), small)
+        await recorder.wait_for("g", 2)
+        assert ("g", None) in recorder.calls
+        assert recorder.calls.index(("g", None)) < len(recorder.calls) - 1
+        assert recorder.data("g") == [0, 4]
+
+    async def test_epoch_change_signals_loss(self, broker: RedisBroker) -> None:
+        recorder = await start(broker)
+        await broker.subscribe("e")
+        await broker.publish("e", Publication(data=0), HISTORY)
+        await recorder.wait_for("e", 1)
+        await broker.remove_history("e")
+        await broker.publish("e", Publication(data=1), HISTORY)
+        await recorder.wait_for("e", 2)
+        assert ("e", None) in recorder.calls
+
+    async def test_errors_are_hub_errors(self) -> None:
+        broker = RedisBroker("redis://127.0.0.1:1/0", socket_timeout=0.5)
+        try:
+            with pytest.raises(HubError) as info:
+                await broker.publish("c", Publication(data=1), HISTORY)
+            assert info.value.temporary
+            await broker.start(Recorder())
+            with pytest.raises(HubError):
+                await broker.subscribe("c")
+            with pytest.raises(HubError):
+                await broker.history("c")
+        finally:
+            await broker.close()
+
+    async def test_join_leave_relayed_to_other_nodes(self, redis_server: RedisServer) -> None:
+        prefix = fresh_prefix()
+        seen: list[tuple[str, str, ClientInfo]] = []
+        first = RedisBroker(redis_server.url, prefix=prefix)
+        second = RedisBroker(
+            redis_server.url, prefix=prefix, on_event=lambda *args: seen.append(args)
+        )
+        try:
+            await first.start(Recorder())
+            await second.start(Recorder())
+            for broker in (first, second):
+                await broker.subscribe("room")
+            ann = ClientInfo("c1", "ann", {"x": 1})
+            await first.announce("join", "room", ann)
+            await second.announce("join", "room", ClientInfo("c2", "bob"))  # not to itself
+            await first.announce("leave", "room", ann)
+            await _wait_until(lambda: len(seen) == 2)
+            assert seen == [("join", "room", ann), ("leave", "room", ann)]
+        finally:
+            await first.close()
+            await second.close()
+
+    async def test_negative_limit(self, broker: RedisBroker) -> None:
+        with pytest.raises(ValueError, match="limit"):
+            await broker.history("h", limit=-1)
+
+
+async def _append_silently(
+    broker: RedisBroker, channel: str, values: list[int], size: int = 10
+) -> None:
+    """Append to the stream like a publish whose pub/sub message got lost."""
+    # The same script, publishing to a channel nobody listens to.
+    meta, stream = (f"{broker.prefix}:{{{channel}}}:{s}" for s in ("m", "s"))
+    for value in values:
+        payload = encode_publication(Publication(data=value))
+        await broker._publish([meta, stream, "nowhere"], [payload, size, 300_000, 3_600_000, "x"])
+
+
+class TestRedisPresenceSpecifics:
+    async def test_expired_entries_removed_from_redis(self, redis_server: RedisServer) -> None:
+        presence = RedisPresence(redis_server.url, prefix=fresh_prefix(), ttl=0.2)
+        try:
+            await presence.add("room", ClientInfo("c1", "u"))
+            await asyncio.sleep(0.1)
+            await presence.add("room", ClientInfo("c2", "u"))
+            await asyncio.sleep(0.15)
+            assert set(await presence.get("room")) == {"c2"}
+            zset = f"{presence.prefix}:{{room}}:pz"
+            assert redis_server.cli("ZCARD", zset).strip() == "1"
+        finally:
+            await presence.close()
+
+    def test_ttl_must_be_positive(self) -> None:
+        with pytest.raises(ValueError, match="ttl"):
+            RedisPresence("redis://127.0.0.1:1/0", ttl=0)
+
+
+_ = (NO_HISTORY, StreamPosition)

@@ -1,0 +1,137 @@
+"""Several hub nodes sharing one Redis: chat across nodes, one presence list, moving clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+import wsend
+from wsend.hub.client import HubClient, Publication, Subscription
+from wsend.hub.node import Hub
+
+from .contract import wait_until
+from .node_proc import make_hub
+from .redis_server import RedisServer, free_port, running
+
+ROOT = Path(__file__).resolve().parents[2]
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running()
+
+
+class Nodes:
+    """In-process hub nodes on one Redis, each served by ``wsend.serve`` on its own port."""
+
+    def __init__(self, url: str, stack: AsyncExitStack) -> None:
+        self.url, self.stack = url, stack
+        self.prefix = f"n{os.getpid()}-{next(_prefixes)}"
+        self.hubs: list[Hub] = []
+
+    async def add(self) -> str:
+        hub = make_hub(self.url, self.prefix)
+        server = await self.stack.enter_async_context(
+            wsend.serve(hub.handler, "127.0.0.1", 0, **hub.serve_kwargs())
+        )
+        await hub.start()
+        self.stack.push_async_callback(hub.close)
+        self.hubs.append(hub)
+        return f"ws://127.0.0.1:{server.port}/ws"
+
+    async def client(self, url: str) -> HubClient:
+        client = HubClient(url, backoff_min=0.05, backoff_max=0.3)
+        await client.connect()
+        self.stack.push_async_callback(client.close)
+        return client
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[Nodes]:
+    async with AsyncExitStack() as stack:
+        yield Nodes(redis_server.url, stack)
+
+
+async def subscribed(client: HubClient, channel: str) -> tuple[Subscription, list[Publication]]:
+    got: list[Publication] = []
+    sub = client.subscribe(channel, on_publication=got.append)
+    await sub.ready(5)
+    return sub, got
+
+
+@pytest.mark.parametrize("count", [2, 3])
+async def test_chat_and_presence_across_nodes(nodes: Nodes, count: int) -> None:
+    urls = [await nodes.add() for _ in range(count)]
+    clients = [await nodes.client(url) for url in urls]
+    subs = [await subscribed(client, "chat:room") for client in clients]
+    for i, client in enumerate(clients):
+        await client.publish("chat:room", {"from": i})
+    for _, got in subs:
+        await wait_until(lambda got=got: len(got) == count)  # type: ignore[misc]
+        assert sorted(p.data["from"] for p in got) == list(range(count))
+        assert [p.offset for p in got] == list(range(1, count + 1))
+    ids = {client.info.client for client in clients if client.info}
+    for client in clients:
+        assert set(await client.presence("chat:room")) == ids
+
+
+async def test_join_and_leave_cross_nodes(nodes: Nodes) -> None:
+    first, second = await nodes.add(), await nodes.add()
+    watcher = await nodes.client(first)
+    joined: list[str] = []
+    sub = watcher.subscribe("chat:room", on_join=lambda info: joined.append(info.client))
+    await sub.ready(5)
+    other = await nodes.client(second)
+    await other.subscribe("chat:room").ready(5)
+    await wait_until(lambda: other.info is not None and other.info.client in joined)
+
+
+async def start_node_process(port: int, url: str, prefix: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
+        [sys.executable, "-m", "tests.hub.node_proc", str(port), url, prefix],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 20)
+    assert line.strip() == "ready"
+    return process
+
+
+async def test_client_moves_from_killed_node_and_recovers(
+    nodes: Nodes, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    doomed = await start_node_process(port, redis_server.url, nodes.prefix)
+    try:
+        survivor = await nodes.add()
+        mover = await nodes.client(f"ws://127.0.0.1:{port}/ws")
+        sub, got = await subscribed(mover, "chat:move")
+        publisher = await nodes.client(survivor)
+        for i in range(10):
+            await publisher.publish("chat:move", i)
+        await wait_until(lambda: len(got) == 10)
+        doomed.kill()  # SIGKILL: no goodbye to clients or Redis
+        doomed.wait()
+        for i in range(10, 40):
+            await publisher.publish("chat:move", i)
+        mover.url = survivor  # the load balancer sends the reconnection to another node
+        await wait_until(lambda: len(got) == 40)
+        await publisher.publish("chat:move", 40)
+        await wait_until(lambda: len(got) == 41)
+        assert [p.data for p in got] == list(range(41))
+        assert [p.offset for p in got] == list(range(1, 42))
+        assert sub.recovered is True
+    finally:
+        doomed.kill()
+        doomed.wait()
