@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..hub.codes import ErrorCode, HubError
 from ..hub.options import NamespaceOptions
+from . import clean_name
 from .game_world import HEIGHT, PLAYER_RADIUS, WIDTH, WINNING_SCORE, World
 
 if TYPE_CHECKING:
@@ -62,11 +63,11 @@ def world(hub: Hub) -> World:
 
 
 def _name(session: Session, data: Any) -> str:
+    """The name asked for in ``data``, else the connection's (from its connect data)."""
     info = session.info if isinstance(session.info, dict) else {}
-    name = info.get("name") or (data.get("name") if isinstance(data, dict) else None)
-    if not isinstance(name, str) or not name.strip():
-        name = f"player-{session.client[:4]}"
-    return name.strip()[:20]
+    asked = clean_name(data.get("name")) if isinstance(data, dict) else None
+    name = asked or clean_name(info.get("name")) or f"player-{session.client[:4]}"
+    return name[:20]
 
 
 def _number(data: dict[str, Any], key: str) -> float:

@@ -21,7 +21,7 @@ SECTORS: Final = (
     "Materials", "Transport",
 )  # fmt: skip
 #: Volatility per square root of a second: livelier than a real market, to make a good show.
-BASE_VOLATILITY: Final = 1e-3
+BASE_VOLATILITY: Final = 6e-4
 #: Samples of each symbol's price kept for sparklines, one a second.
 SPARK_POINTS: Final = 120
 
@@ -149,14 +149,14 @@ class Market:
             stock.spark.append(stock.price)
 
     def quote(self, stock: Stock) -> Quote:
-        spread = max(0.01, round(stock.price * 0.0004, 2))
+        half_spread = max(0.01, round(stock.price * 0.0002, 2))
         return Quote(
             symbol=stock.symbol,
             price=stock.price,
             change=stock.change,
             percent=stock.percent,
-            bid=round(stock.price - spread / 2, 2),
-            ask=round(stock.price + spread / 2, 2),
+            bid=round(stock.price - half_spread, 2),
+            ask=round(stock.price + half_spread, 2),
             volume=stock.volume,
             time=self.now,
         )

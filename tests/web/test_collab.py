@@ -1,0 +1,146 @@
+"""The collab app in real headless Chromium: concurrent typing in two pages converges.
+
+Each test uses its own document (``?doc=...``), so tests share one server and one browser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("Playwright is missing: pip install wsend[browser]", allow_module_level=True)
+
+from wsend.apps.collab import documents
+from wsend.apps.collab_ot import from_units
+
+from .conftest import LiveServer, screenshot
+
+# Random edits made from inside a page, as fast as the page can: typing, deleting and pasting
+# at random places while the other page does the same. Resolves when done.
+EDIT_STORM = """
+async ([count, seed]) => {
+  const ta = document.getElementById("text");
+  let s = seed;
+  const rand = (n) => { s = (s * 1103515245 + 12345) % 2147483648; return s % n; };
+  for (let i = 0; i < count; i++) {
+    const v = ta.value;
+    let pos = rand(v.length + 1);
+    if (pos > 0 && /[\udc00-\udfff]/.test(v[pos])) pos -= 1; // not inside an emoji
+    let del = rand(4) === 0 ? Math.min(rand(4), v.length - pos) : 0;
+    if (del && /[\udc00-\udfff]/.test(v[pos + del])) del += 1;
+    const ins = ["a", "b", "🙂", " ", "\\n", "xyz", "é"][rand(7)];
+    ta.value = v.slice(0, pos) + ins + v.slice(pos + del);
+    ta.setSelectionRange(pos + ins.length, pos + ins.length);
+    ta.dispatchEvent(new Event("input"));
+    await new Promise((r) => setTimeout(r, rand(3) ? 0 : 8));
+  }
+}
+"""
+
+
+# Counts the page's (re)connections. A function: evaluate() would call a returned function.
+COUNT_CONNECTS = "() => { window.connects = 0; collab.client.on('connected', () => connects++); }"
+
+
+def open_doc(new_page: Any, server: LiveServer, name: str, doc: str) -> Any:
+    page = new_page()
+    page.goto(f"{server.url}/collab/?doc={doc}&name={name}")
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    page.wait_for_function("window.collab && window.collab.synced()")
+    return page
+
+
+def wait_converged(server: LiveServer, doc: str, *pages: Any) -> str:
+    for page in pages:
+        page.wait_for_function("window.collab.synced()", timeout=15_000)
+    texts = [page.evaluate("window.collab.text()") for page in pages]
+    values = [page.locator("#text").input_value() for page in pages]
+    server_text = server.run(lambda: from_units(documents(server.server.hub).docs[doc].text))
+    assert texts == values  # what the page shows is its model
+    assert texts == [server_text] * len(pages)
+    return server_text
+
+
+def test_concurrent_typing_converges(new_page: Any, live_server: LiveServer) -> None:
+    doc = f"t-{uuid.uuid4().hex[:8]}"
+    ada = open_doc(new_page, live_server, "Ada", doc)
+    linus = open_doc(new_page, live_server, "Linus", doc)
+    expect(ada.locator("#people li")).to_have_count(2)
+    expect(linus.locator("#people li", has_text="Ada")).to_be_visible()
+
+    # Real keystrokes, interleaved, at the same place: each page sends before it has seen
+    # the other's edits, so the server must transform them.
+    for page in (ada, linus):
+        page.locator("#text").click()
+        page.keyboard.press("Control+End")
+    for a, b in zip("Hello from Ada! ", "Linus was here. ", strict=True):
+        if a:
+            ada.keyboard.type(a)
+        linus.keyboard.type(b)
+    text = wait_converged(live_server, doc, ada, linus)
+    assert sorted(text[-32:]) == sorted("Hello from Ada! Linus was here. ")
+
+    # Then an edit storm in both pages at once: inserts, deletes, emoji, newlines.
+    # (Started without waiting: evaluate() would wait for the promise.)
+    ada.evaluate(f"() => {{ window.storm = ({EDIT_STORM})([120, 7]); }}")
+    linus.evaluate(f"() => {{ window.storm = ({EDIT_STORM})([120, 11]); }}")
+    assert not ada.evaluate("window.collab.synced()")  # busy: it really is concurrent
+    ada.wait_for_function("window.storm.then(() => true)")
+    linus.wait_for_function("window.storm.then(() => true)")
+    wait_converged(live_server, doc, ada, linus)
+    assert ada.locator("#stat-rev").inner_text() == linus.locator("#stat-rev").inner_text()
+
+
+def test_edits_made_offline_survive_a_reconnect(new_page: Any, live_server: LiveServer) -> None:
+    doc = f"t-{uuid.uuid4().hex[:8]}"
+    ada = open_doc(new_page, live_server, "Ada", doc)
+    linus = open_doc(new_page, live_server, "Linus", doc)
+    for page, key in ((ada, "Control+End"), (linus, "Control+Home")):
+        page.evaluate(
+            "() => { window.connects = 0; collab.client.on('connected', () => connects++); }"
+        )
+        page.locator("#text").click()
+        page.keyboard.press(key)
+    # Drop every connection; type in both pages while they reconnect.
+    live_server.run(lambda: live_server.server.hub.disconnect("", 4000, "reconnect"))
+    ada.keyboard.type("typed while offline")
+    linus.keyboard.type("Linus, offline too")
+    for page in (ada, linus):
+        page.wait_for_function("window.connects >= 1")
+    text = wait_converged(live_server, doc, ada, linus)
+    assert text.startswith("Linus, offline too")
+    assert text.endswith("typed while offline")
+
+
+def test_cursors_and_screenshot(new_page: Any, live_server: LiveServer) -> None:
+    doc = f"demo-{uuid.uuid4().hex[:6]}"
+    ada = open_doc(new_page, live_server, "Ada", doc)
+    linus = open_doc(new_page, live_server, "Linus", doc)
+    ada.locator("#text").click()
+    ada.keyboard.press("Control+End")
+    ada.keyboard.type("Meeting notes, Monday\n- ship the ticker demo\n- \n")
+    wait_converged(live_server, doc, ada, linus)
+    ada.keyboard.press("ArrowLeft")  # Ada back on the "- " line, Linus on the last one
+    linus.locator("#text").click()
+    linus.keyboard.press("Control+End")
+    for a, b in itertools.zip_longest("review the game loop", "Linus: looks good to me!"):
+        if a:
+            ada.keyboard.type(a)
+        linus.keyboard.type(b)
+    text = wait_converged(live_server, doc, ada, linus)
+    assert "- review the game loop\nLinus: looks good to me!" in text
+    ada.keyboard.press("Shift+Control+ArrowLeft")  # select a word: a highlight in Linus's page
+    expect(linus.locator("#overlay .caret .flag", has_text="Ada")).to_be_visible()
+    expect(ada.locator("#overlay .caret .flag", has_text="Linus")).to_be_visible()
+    time.sleep(0.2)
+    screenshot(linus, "collab")
