@@ -16,6 +16,7 @@ The apps are the modules of :mod:`wsend.apps` (see its docstring for their inter
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
 import time
@@ -103,13 +104,10 @@ class ServeSettings:
         base = HubOptions.from_dict(self.hub)
         jwt = base.jwt
         if self.jwt_secret or self.jwt_public_key:
-            jwt = JwtOptions(
-                secret=self.jwt_secret or (jwt.secret if jwt else None),
-                public_key=self.jwt_public_key or (jwt.public_key if jwt else None),
-                algorithms=jwt.algorithms if jwt else JwtOptions.algorithms,
-                audience=jwt.audience if jwt else None,
-                issuer=jwt.issuer if jwt else None,
-            )
+            jwt = jwt or JwtOptions()
+            secret = self.jwt_secret or jwt.secret
+            public_key = self.jwt_public_key or jwt.public_key
+            jwt = dataclasses.replace(jwt, secret=secret, public_key=public_key)
         # Anonymous access for the demos unless tokens are configured (or the file says).
         anonymous = self.hub.get("allow_anonymous", jwt is None)
         try:
@@ -229,9 +227,18 @@ class HubServer:
 
     async def stop(self) -> None:
         """Stop the apps, close the hub's connections (4001: reconnect later), then the
-        server."""
+        engines and the server."""
         await self.runner.stop()
-        await self.hub.close(DisconnectCode.SHUTDOWN, "shutdown")
+        # Let the connections end (and leave their channels) before the engines close:
+        # ``Hub.close`` alone closes the engines under connections still cleaning up.
+        hub = self.hub
+        for user in {session.user for session in hub.sessions()}:
+            hub.disconnect(user, DisconnectCode.SHUTDOWN, "shutdown")
+        for _ in range(int(SHUTDOWN_TIMEOUT / 0.01)):  # no event to wait on: poll
+            if not hub.sessions():
+                break
+            await asyncio.sleep(0.01)
+        await hub.close(DisconnectCode.SHUTDOWN, "shutdown")
         if self.server is not None:
             await self.server.shutdown(timeout=SHUTDOWN_TIMEOUT)
 

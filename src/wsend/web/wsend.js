@@ -125,7 +125,8 @@ export class Client extends Emitter {
   connect() {
     if (this.state === "connected" || this.state === "connecting") return;
     this._closedByUser = false;
-    this._open();
+    this._setState("connecting");
+    this._reconnect(); // fetches a token first with getToken
   }
 
   /** Close the connection for good; subscriptions stay registered for a later connect(). */

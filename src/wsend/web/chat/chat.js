@@ -20,6 +20,7 @@ let typingSub = null;
 let people = new Map(); // client id -> name
 let typists = new Map(); // client id -> {name, timer}
 let lastTypingSent = 0;
+let quietUntil = 0; // no join notices until then: people reconnecting along with us
 
 // -- helpers -----------------------------------------------------------------------------------
 
@@ -86,7 +87,12 @@ function messageNode(pub) {
   return li;
 }
 
+function updateEmpty() {
+  $("empty").hidden = $("messages").querySelector(".message") !== null;
+}
+
 function showMessage(pub) {
+  $("empty").hidden = true;
   const list = $("messages");
   const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   list.append(messageNode(pub));
@@ -140,6 +146,10 @@ function renderRooms(counts = {}) {
   const list = $("room-list");
   list.replaceChildren();
   const names = [...new Set([...ROOMS, room])];
+  const select = $("room-select");
+  select.replaceChildren(
+    ...names.map((r) => new Option(`# ${r}${counts[r] ? ` (${counts[r]})` : ""}`, r, false, r === room)),
+  );
   for (const r of names) {
     const li = document.createElement("li");
     const a = document.createElement("a");
@@ -156,6 +166,12 @@ function renderRooms(counts = {}) {
     li.append(a);
     list.append(li);
   }
+}
+
+let roomsTimer = null;
+function refreshRoomsSoon() {
+  clearTimeout(roomsTimer);
+  roomsTimer = setTimeout(refreshRooms, 300);
 }
 
 async function refreshRooms() {
@@ -187,6 +203,7 @@ async function loadHistory() {
     divider.textContent = `Earlier messages`;
     list.prepend(divider, ...nodes);
   }
+  updateEmpty();
   scrollToEnd();
 }
 
@@ -204,7 +221,9 @@ function enterRoom(next) {
   typists.clear();
   renderTyping();
   $("messages").replaceChildren();
+  $("empty").hidden = true;
   $("room-name").textContent = room;
+  $("text").placeholder = `Message #${room}`;
   document.title = `#${room} · Chat · wsend`;
   renderRooms();
 
@@ -213,15 +232,18 @@ function enterRoom(next) {
     join: (info) => {
       people.set(info.client, nameOf(info));
       renderPeople();
-      notice(`${nameOf(info)} joined`, "join");
+      if (Date.now() > quietUntil) notice(`${nameOf(info)} joined`, "join");
+      refreshRoomsSoon();
     },
     leave: (info) => {
       people.delete(info.client);
       renderPeople();
       stopTyping(info.client);
       notice(`${nameOf(info)} left`, "leave");
+      refreshRoomsSoon();
     },
     subscribed: async (ctx) => {
+      if (ctx.wasRecovering) quietUntil = Date.now() + 3000;
       if (ctx.wasRecovering && ctx.recovered) {
         const missed = ctx.publications?.length ?? 0;
         banner("");
@@ -330,6 +352,9 @@ function start() {
   $("text").addEventListener("input", () => {
     autosize();
     typing();
+  });
+  $("room-select").addEventListener("change", (e) => {
+    location.hash = e.target.value;
   });
   $("room-form").addEventListener("submit", (e) => {
     e.preventDefault();
