@@ -68,7 +68,17 @@ Exit codes:
 """
 
 # Keys of the [server] table of a configuration file (command-line options win over them).
-_SERVER_KEYS = ("host", "port", "certfile", "keyfile", "api_key", "jwt_secret", "jwt_public_key")
+_SERVER_KEYS = (
+    "host",
+    "port",
+    "certfile",
+    "keyfile",
+    "api_key",
+    "jwt_secret",
+    "jwt_public_key",
+    "redis",
+    "workers",
+)
 
 
 @dataclass
@@ -83,6 +93,9 @@ class ServeSettings:
         api_key: enables the HTTP API for requests carrying it.
         hub: the ``[hub]`` table of the configuration file (:meth:`HubOptions.from_dict`).
         apps: the names of the apps to run.
+        redis: a Redis URL: the hub shares channels, history and presence through it.
+        workers: processes sharing the port (SO_REUSEPORT); more than one needs ``redis``.
+        worker: this process's index among the workers (0 runs the apps' background tasks).
     """
 
     host: str = "127.0.0.1"
@@ -94,6 +107,9 @@ class ServeSettings:
     api_key: str | None = None
     hub: dict[str, Any] = field(default_factory=dict)
     apps: tuple[str, ...] | None = None
+    redis: str | None = None
+    workers: int = 1
+    worker: int = 0
 
     def hub_options(self, apps: list[App]) -> HubOptions:
         """The hub's options: the ``[hub]`` table, the apps' namespaces and the JWT keys.
@@ -145,10 +161,17 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def make_engines(settings: ServeSettings) -> tuple[Broker | None, Presence | None]:
     """The hub's broker and presence engines; ``None`` means the in-memory ones.
 
-    This is where ``--redis URL`` will choose the Redis engine (and ``--workers N`` run
-    several processes sharing it): one node per process, fan-out through Redis.
+    With ``--redis URL`` they are the Redis engine's: every node (and every worker process)
+    shares channels, history and presence through Redis.
     """
-    return None, None
+    if settings.redis is None:
+        return None, None
+    from ..hub.redis import engine_from_url
+
+    try:
+        return engine_from_url(settings.redis)
+    except ValueError as exc:
+        raise CliError(f"bad --redis URL: {exc}", ExitCode.USAGE) from exc
 
 
 class HubServer:
@@ -200,6 +223,7 @@ class HubServer:
                 s.port,
                 certfile=s.certfile,
                 keyfile=s.keyfile,
+                reuse_port=True if s.workers > 1 else None,
                 **self.hub.serve_kwargs(self.router()),
             )
         except ssl.SSLError as exc:
@@ -208,7 +232,9 @@ class HubServer:
             where = f"{s.host}:{s.port}"
             raise CliError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         await self.hub.start()
-        self.runner.start()
+        if s.worker == 0:
+            # Background tasks (the ticker's feed, the game's loop) run once, in worker 0.
+            self.runner.start()
 
     @property
     def port(self) -> int:
@@ -261,7 +287,13 @@ async def run(settings: ServeSettings) -> int:
     await server.start()
     apps = ", ".join(app.name for app in server.apps) or "no apps"
     auth = "tokens required" if server.hub.options.jwt else "anonymous access"
-    log(f"wsend hub on {server.url} ({apps}; {auth}) - open it in a browser, Ctrl-C to stop")
+    if settings.worker == 0:
+        engine = f"Redis at {settings.redis}" if settings.redis else "in-memory engine"
+        workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+        log(
+            f"wsend hub on {server.url} ({apps}; {auth}; {engine}{workers})"
+            " - open it in a browser, Ctrl-C to stop"
+        )
     stop = asyncio.Event()
     undo = on_stop_signals(stop.set)
     try:
@@ -311,7 +343,17 @@ def _read_key(path: str | None) -> str | None:
     metavar="FILE",
     help="TOML or JSON file with [server] and [hub] tables.",
 )
-# The Redis engine adds its options here: --redis URL, --workers N (see make_engines).
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="Share the hub through Redis: redis://HOST:PORT/DB (also rediss://, "
+    "redis+sentinel://HOST:PORT/MASTER).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --redis.  [default: 1]",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -323,6 +365,8 @@ def command(
     jwt_public_key: str | None,
     api_key: str | None,
     config: str | None,
+    redis: str | None,
+    workers: int | None,
 ) -> None:
     """Run the hub with the demo apps (chat, game, ticker, collab) and the browser client."""
     data = load_config(config) if config else {}
@@ -334,6 +378,8 @@ def command(
         "jwt_secret": jwt_secret,
         "jwt_public_key": _read_key(jwt_public_key),
         "api_key": api_key,
+        "redis": redis,
+        "workers": workers,
     }
     server_table = dict(data.get("server", {}))
     if "jwt_public_key" in server_table:  # a file name in the configuration too
@@ -342,4 +388,26 @@ def command(
     if values.get("keyfile") and not values.get("certfile"):
         raise CliError("--keyfile needs --certfile", ExitCode.USAGE)
     settings = ServeSettings(**values, hub=dict(data.get("hub", {})))
+    if settings.workers > 1:
+        if settings.redis is None:
+            raise CliError(
+                "--workers needs --redis: each worker is a separate process with its own memory",
+                ExitCode.USAGE,
+            )
+        from ..hub.workers import run_workers
+
+        ctx.exit(run_workers(settings.workers, _worker_main, settings))
     ctx.exit(asyncio.run(run(settings)))
+
+
+def _worker_main(index: int, settings: ServeSettings) -> None:
+    """One worker process of ``wsend serve --workers N`` (module level: spawned)."""
+    import sys
+
+    settings = dataclasses.replace(settings, worker=index)
+    try:
+        code = asyncio.run(run(settings))
+    except CliError as exc:
+        exc.show()
+        code = exc.exit_code
+    sys.exit(code)
