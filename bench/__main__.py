@@ -38,27 +38,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenarios", default=ALL_SCENARIOS, help="comma-separated (default: all)")
-    parser.add_argument("--sizes", default="64,256,8k,100k,1m",
-                        help="message sizes, with k/m suffixes for KiB/MiB (default: %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        default="64,256,8k,100k,1m",
+        help="message sizes, with k/m suffixes for KiB/MiB (default: %(default)s)",
+    )
     parser.add_argument("--loop", choices=["asyncio", "uvloop", "both"], default="both")
-    parser.add_argument("--libs", default=",".join(harness.LIBS),
-                        help="contenders (default: %(default)s); picows always serves as the "
-                             "fixed counterpart")
+    parser.add_argument(
+        "--libs",
+        default=",".join(harness.LIBS),
+        help="contenders (default: %(default)s); picows always serves as the fixed counterpart",
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick 1)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds measured per repetition (default 0.3; quick 0.5)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="seconds of warm-up before each measurement (default 0.15; quick 0.1)")
-    parser.add_argument("--connections", default=None,
-                        help="client counts for scenarios 4 and 5 (default 1000,10000; "
-                             "quick 100,1000); scenario 5 uses the largest")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds measured per repetition (default 0.3; quick 0.5)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds of warm-up before each measurement (default 0.15; quick 0.1)",
+    )
+    parser.add_argument(
+        "--connections",
+        default=None,
+        help="client counts for scenarios 4 and 5 (default 1000,10000; "
+        "quick 100,1000); scenario 5 uses the largest",
+    )
     parser.add_argument("--cores", default="0,1", help="server core, client core (default 0,1)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 1 repetition of 0.5 s, fewer connections")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 repetition of 0.5 s, fewer connections"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--verbose", action="store_true", help="print every measurement")
-    parser.add_argument("--report-only", action="store_true",
-                        help="only rebuild the report and plots from OUT/latest.json")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the report and plots from OUT/latest.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -104,15 +124,27 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    info = report.machine({
-        "scenarios": sorted(opts.scenarios), "sizes": opts.sizes, "loops": opts.loops,
-        "libs": opts.libs, "reps": opts.reps, "duration": opts.duration, "warmup": opts.warmup,
-        "connections": opts.connections, "cores": list(opts.cores), "quick": opts.quick,
-        "command": command.strip(),
-    })
+    info = report.machine(
+        {
+            "scenarios": sorted(opts.scenarios),
+            "sizes": opts.sizes,
+            "loops": opts.loops,
+            "libs": opts.libs,
+            "reps": opts.reps,
+            "duration": opts.duration,
+            "warmup": opts.warmup,
+            "connections": opts.connections,
+            "cores": list(opts.cores),
+            "quick": opts.quick,
+            "command": command.strip(),
+        }
+    )
     started = time.monotonic()
-    print(f"wsend benchmarks: scenarios {sorted(opts.scenarios)}, loops {opts.loops}, "
-          f"{opts.reps} x {opts.duration} s; worker logs in {out / 'workers.log'}", flush=True)
+    print(
+        f"wsend benchmarks: scenarios {sorted(opts.scenarios)}, loops {opts.loops}, "
+        f"{opts.reps} x {opts.duration} s; worker logs in {out / 'workers.log'}",
+        flush=True,
+    )
     records = harness.run(opts, str(out / "workers.log"))
     info["loadavg_end"] = list(os.getloadavg())
     info["seconds"] = round(time.monotonic() - started, 1)

@@ -164,9 +164,7 @@ class Pipeline:
 
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         self.start()
-        result = await measure(
-            self.meter, cmd["warmup"], cmd["duration"], cmd.get("server_pid", 0)
-        )
+        result = await measure(self.meter, cmd["warmup"], cmd["duration"], cmd.get("server_pid", 0))
         await asyncio.wait_for(self.drained, 30)
         return result
 
@@ -324,7 +322,10 @@ async def open_connections(cmd: dict[str, Any]) -> dict[str, Any]:
     async def one() -> None:
         async with semaphore:
             transport, _ = await ws_connect(
-                member, uri, ssl_context=ssl_for(uri), extra_headers=headers,
+                member,
+                uri,
+                ssl_context=ssl_for(uri),
+                extra_headers=headers,
                 read_buffer_init_size=1024,
             )
             CROWD.transports.append(transport)

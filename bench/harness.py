@@ -185,7 +185,11 @@ class Run:
                 worker.close()
 
     def echo_cell(
-        self, loop: str, rep: int, cell: Cell, servers: dict[tuple[str, bool], Worker],
+        self,
+        loop: str,
+        rep: int,
+        cell: Cell,
+        servers: dict[tuple[str, bool], Worker],
         clients: dict[str, Worker],
     ) -> None:
         server = servers[(cell.server, cell.tls)]
@@ -293,10 +297,17 @@ class Run:
                 if "error" in sent or "error" in arrived:
                     raise WorkerError(str(sent.get("error") or arrived.get("error")))
                 self.record(
-                    scenario="broadcast", loop=loop, rep=rep, server=lib, n=n,
-                    latency=arrived["t_all"] - sent["t0"], send_time=sent["t1"] - sent["t0"],
-                    server_cpu_ns=cpu1 - cpu0, rss=rss_bytes(server.pid),
-                    rss_connected=connected, rss_base=base,
+                    scenario="broadcast",
+                    loop=loop,
+                    rep=rep,
+                    server=lib,
+                    n=n,
+                    latency=arrived["t_all"] - sent["t0"],
+                    send_time=sent["t1"] - sent["t0"],
+                    server_cpu_ns=cpu1 - cpu0,
+                    rss=rss_bytes(server.pid),
+                    rss_connected=connected,
+                    rss_base=base,
                 )
         finally:
             server.close()
@@ -321,13 +332,24 @@ class Run:
                         self.wait_count(server, n)
                         after = self.settled_rss(server)
                         self.record(
-                            scenario="idle", loop=loop, server=lib, compression=compression,
-                            n=n, per_connection=(after - before) / (n - warm),
-                            rss_before=before, rss_after=after,
+                            scenario="idle",
+                            loop=loop,
+                            server=lib,
+                            compression=compression,
+                            n=n,
+                            per_connection=(after - before) / (n - warm),
+                            rss_before=before,
+                            rss_after=after,
                         )
                     except WorkerError as exc:
-                        self.record(scenario="idle", loop=loop, server=lib,
-                                    compression=compression, n=n, error=str(exc))
+                        self.record(
+                            scenario="idle",
+                            loop=loop,
+                            server=lib,
+                            compression=compression,
+                            n=n,
+                            error=str(exc),
+                        )
                     finally:
                         client.request({"cmd": "close_all"})
                         server.close()

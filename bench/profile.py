@@ -22,8 +22,9 @@ from .harness import PIPELINE_DEPTH, Worker, parse_sizes
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lib", default="wsend")
     parser.add_argument("--size", default="64")
     parser.add_argument("--inflight", type=int, default=PIPELINE_DEPTH)
@@ -37,24 +38,36 @@ def main(argv: list[str] | None = None) -> None:
     size = parse_sizes(args.size)[0]
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "log", "w") as log:
         prof = args.save or Path(tmp) / "server.prof"
-        server = Worker("bench.servers", ["--lib", args.lib, "--loop", args.loop, "--core", "0",
-                                          "--profile", str(prof)], log)
-        client = Worker("bench.clients", ["--lib", "picows", "--loop", args.loop, "--core", "1"],
-                        log)
+        server = Worker(
+            "bench.servers",
+            ["--lib", args.lib, "--loop", args.loop, "--core", "0", "--profile", str(prof)],
+            log,
+        )
+        client = Worker(
+            "bench.clients", ["--lib", "picows", "--loop", args.loop, "--core", "1"], log
+        )
         try:
-            result = client.request({
-                "cmd": "echo", "uri": uri_for(args.lib, server.info["port"], False),
-                "size": size, "inflight": args.inflight, "warmup": 0.2,
-                "duration": args.seconds, "server_pid": server.pid,
-            })
+            result = client.request(
+                {
+                    "cmd": "echo",
+                    "uri": uri_for(args.lib, server.info["port"], False),
+                    "size": size,
+                    "inflight": args.inflight,
+                    "warmup": 0.2,
+                    "duration": args.seconds,
+                    "server_pid": server.pid,
+                }
+            )
         finally:
             client.close()
             server.close()  # the server writes the profile as it stops
         if "error" in result:
             raise SystemExit(result["error"])
-        print(f"{args.lib} server, {args.loop} loop, {size} B, {args.inflight} in flight, "
-              f"under cProfile: {result['rate']:,.0f} messages/s, "
-              f"{result['server_cpu_ns'] / result['count'] / 1000:.1f} µs CPU per message")
+        print(
+            f"{args.lib} server, {args.loop} loop, {size} B, {args.inflight} in flight, "
+            f"under cProfile: {result['rate']:,.0f} messages/s, "
+            f"{result['server_cpu_ns'] / result['count'] / 1000:.1f} µs CPU per message"
+        )
         print_top(pstats.Stats(str(prof), stream=io.StringIO()), args.sort, args.top)
 
 
@@ -85,8 +98,10 @@ def print_top(stats: pstats.Stats, sort: str, top: int) -> None:
     print("| function | calls | self s | self % of busy | µs per call (self) | cumulative s |")
     print("|---|---|---|---|---|---|")
     for where, ncalls, tottime, cumtime in rows[:top]:
-        print(f"| `{where}` | {ncalls:,} | {tottime:.3f} | {100 * tottime / total:.1f} | "
-              f"{1e6 * tottime / max(ncalls, 1):.2f} | {cumtime:.3f} |")
+        print(
+            f"| `{where}` | {ncalls:,} | {tottime:.3f} | {100 * tottime / total:.1f} | "
+            f"{1e6 * tottime / max(ncalls, 1):.2f} | {cumtime:.3f} |"
+        )
 
 
 if __name__ == "__main__":

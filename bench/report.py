@@ -69,10 +69,20 @@ def revision() -> str:
     """The git commit of the working tree, marked when wsend's sources have local changes."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not head:
@@ -98,8 +108,19 @@ def errors(records: Records) -> list[str]:
     for r in records:
         if "error" in r:
             where = ", ".join(
-                f"{k}={r[k]}" for k in ("scenario", "loop", "server", "client", "size", "inflight",
-                                        "tls", "n", "compression") if k in r
+                f"{k}={r[k]}"
+                for k in (
+                    "scenario",
+                    "loop",
+                    "server",
+                    "client",
+                    "size",
+                    "inflight",
+                    "tls",
+                    "n",
+                    "compression",
+                )
+                if k in r
             )
             line = f"{where}: {r['error']}"
             if line not in seen:
@@ -145,8 +166,13 @@ class Table:
 
 
 def echo_table(
-    records: Records, loop: str, tls: bool, inflight: int, role: str,
-    metric: Callable[[Records], float | None] = rate, higher_is_better: bool = True,
+    records: Records,
+    loop: str,
+    tls: bool,
+    inflight: int,
+    role: str,
+    metric: Callable[[Records], float | None] = rate,
+    higher_is_better: bool = True,
 ) -> Table:
     """role="server": servers under the picows client; role="client": clients vs picows server."""
     values: dict[tuple[str, Any], float] = {}
@@ -199,22 +225,94 @@ def markdown_table(table: Table, col_label: Callable[[Any], str], digits: int = 
 
 ECHO_SECTIONS = [
     # (title, tls, inflight, role, metric, higher is better, digits, unit, plot name)
-    ("1a. Echo, one message in flight: servers (picows client)", False, 1, "server", rate, True,
-     0, "round trips/s", "echo1_servers"),
-    ("1b. Echo, one message in flight: clients (picows server)", False, 1, "client", rate, True,
-     0, "round trips/s", "echo1_clients"),
-    ("2. Pipelined echo, 64 in flight: server throughput (picows client)", False, 64, "server",
-     rate, True, 0, "messages/s", "pipelined"),
-    ("2. Pipelined echo, 64 in flight: server CPU per message", False, 64, "server",
-     cpu_per_message, False, 2, "µs of server CPU per message", "pipelined_cpu"),
-    ("7a. wss:// echo, one message in flight: servers (picows client)", True, 1, "server", rate,
-     True, 0, "round trips/s", "tls_echo1_servers"),
-    ("7b. wss:// echo, one message in flight: clients (picows server)", True, 1, "client", rate,
-     True, 0, "round trips/s", "tls_echo1_clients"),
-    ("7c. wss:// pipelined echo, 64 in flight: server throughput", True, 64, "server", rate,
-     True, 0, "messages/s", "tls_pipelined"),
-    ("7c. wss:// pipelined echo: server CPU per message", True, 64, "server", cpu_per_message,
-     False, 2, "µs of server CPU per message", "tls_pipelined_cpu"),
+    (
+        "1a. Echo, one message in flight: servers (picows client)",
+        False,
+        1,
+        "server",
+        rate,
+        True,
+        0,
+        "round trips/s",
+        "echo1_servers",
+    ),
+    (
+        "1b. Echo, one message in flight: clients (picows server)",
+        False,
+        1,
+        "client",
+        rate,
+        True,
+        0,
+        "round trips/s",
+        "echo1_clients",
+    ),
+    (
+        "2. Pipelined echo, 64 in flight: server throughput (picows client)",
+        False,
+        64,
+        "server",
+        rate,
+        True,
+        0,
+        "messages/s",
+        "pipelined",
+    ),
+    (
+        "2. Pipelined echo, 64 in flight: server CPU per message",
+        False,
+        64,
+        "server",
+        cpu_per_message,
+        False,
+        2,
+        "µs of server CPU per message",
+        "pipelined_cpu",
+    ),
+    (
+        "7a. wss:// echo, one message in flight: servers (picows client)",
+        True,
+        1,
+        "server",
+        rate,
+        True,
+        0,
+        "round trips/s",
+        "tls_echo1_servers",
+    ),
+    (
+        "7b. wss:// echo, one message in flight: clients (picows server)",
+        True,
+        1,
+        "client",
+        rate,
+        True,
+        0,
+        "round trips/s",
+        "tls_echo1_clients",
+    ),
+    (
+        "7c. wss:// pipelined echo, 64 in flight: server throughput",
+        True,
+        64,
+        "server",
+        rate,
+        True,
+        0,
+        "messages/s",
+        "tls_pipelined",
+    ),
+    (
+        "7c. wss:// pipelined echo: server CPU per message",
+        True,
+        64,
+        "server",
+        cpu_per_message,
+        False,
+        2,
+        "µs of server CPU per message",
+        "tls_pipelined_cpu",
+    ),
 ]
 
 
@@ -232,13 +330,17 @@ def handshake_table(records: Records) -> Table:
 def broadcast_rows(records: Records) -> list[dict[str, Any]]:
     rows = []
     for (loop, n, server), rs in sorted(group(records, "broadcast", "loop", "n", "server").items()):
-        rows.append({
-            "loop": loop, "n": n, "server": server,
-            "latency": median(r["latency"] for r in rs),
-            "send_time": median(r["send_time"] for r in rs),
-            "cpu": median(r["server_cpu_ns"] for r in rs),
-            "rss": median(r["rss_connected"] for r in rs),
-        })
+        rows.append(
+            {
+                "loop": loop,
+                "n": n,
+                "server": server,
+                "latency": median(r["latency"] for r in rs),
+                "send_time": median(r["send_time"] for r in rs),
+                "cpu": median(r["server_cpu_ns"] for r in rs),
+                "rss": median(r["rss_connected"] for r in rs),
+            }
+        )
     by_key = {(r["loop"], r["n"], r["server"]): r for r in rows}
     for r in rows:
         ws = by_key.get((r["loop"], r["n"], "websockets"))
@@ -283,20 +385,29 @@ def targets(records: Records, loops: list[str]) -> list[tuple[str, str, str]]:
     if status != "NOT MEASURED" and set(tput) != {"asyncio", "uvloop"}:
         ev += "; only " + ", ".join(tput) + " measured"
         status = status if status == "MISSED" else "MET (partly measured)"
-    out.append((f"Pipelined echo server throughput ≥ 1.0{X} picows at every size, both loops",
-                status, ev))
+    out.append(
+        (f"Pipelined echo server throughput ≥ 1.0{X} picows at every size, both loops", status, ev)
+    )
 
     clients = {lp: echo_table(records, lp, False, 1, "client") for lp in loops}
     clients = {lp: t for lp, t in clients.items() if t.values}
-    out.append((f"One-in-flight client round trips ≥ 1.0{X} picows' client",
-                *all_sizes(clients, SUBJECT, 1.0)))
+    out.append(
+        (
+            f"One-in-flight client round trips ≥ 1.0{X} picows' client",
+            *all_sizes(clients, SUBJECT, 1.0),
+        )
+    )
 
-    cpu = {lp: echo_table(records, lp, False, 64, "server", cpu_per_message, False)
-           for lp in loops}
+    cpu = {lp: echo_table(records, lp, False, 64, "server", cpu_per_message, False) for lp in loops}
     cpu = {lp: t for lp, t in cpu.items() if t.values}
     status, ev = all_sizes(cpu, SUBJECT, 1.0)
-    out.append(("Server CPU per echoed message ≤ picows'", status,
-                ev.replace(f"{X} picows", f"{X} picows' efficiency")))
+    out.append(
+        (
+            "Server CPU per echoed message ≤ picows'",
+            status,
+            ev.replace(f"{X} picows", f"{X} picows' efficiency"),
+        )
+    )
 
     idle = idle_rows(records)
     for compression, limit, text in (
@@ -310,25 +421,43 @@ def targets(records: Records, loops: list[str]) -> list[tuple[str, str, str]]:
         worst_loop = max(values, key=lambda lp: values[lp])
         worst = values[worst_loop]
         ok = worst <= limit if not compression else worst < limit
-        out.append((text, "MET" if ok else "MISSED",
-                    f"{worst / 1024:.1f} KiB per connection ({worst_loop})"))
+        out.append(
+            (
+                text,
+                "MET" if ok else "MISSED",
+                f"{worst / 1024:.1f} KiB per connection ({worst_loop})",
+            )
+        )
 
     rows = [r for r in broadcast_rows(records) if r["server"] == SUBJECT and r["n"] == 10_000]
     if not rows:
-        out.append((f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast", "NOT MEASURED",
-                    "run scenario 4 with 10,000 connections"))
+        out.append(
+            (
+                f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast",
+                "NOT MEASURED",
+                "run scenario 4 with 10,000 connections",
+            )
+        )
     else:
         worst_row = min(rows, key=lambda r: r["vs_websockets"] or 0)
         ratio = worst_row["vs_websockets"]
-        out.append((f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast",
-                    "MET" if ratio and ratio >= 3 else "MISSED",
-                    f"{fmt_ratio(ratio)} websockets ({worst_row['loop']})"))
+        out.append(
+            (
+                f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast",
+                "MET" if ratio and ratio >= 3 else "MISSED",
+                f"{fmt_ratio(ratio)} websockets ({worst_row['loop']})",
+            )
+        )
     return out
 
 
 def targets_markdown(rows: list[tuple[str, str, str]], date: str) -> list[str]:
-    lines = [f"Status from the run of {date} (`bench/results/latest.md`):", "",
-             "| Target | Status | Measured |", "|---|---|---|"]
+    lines = [
+        f"Status from the run of {date} (`bench/results/latest.md`):",
+        "",
+        "| Target | Status | Measured |",
+        "|---|---|---|",
+    ]
     lines += [f"| {t} | **{s}** | {e} |" for t, s, e in rows]
     return lines
 
@@ -423,8 +552,11 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
         f"- Event loops: {', '.join(loops)}",
         f"- Repetitions: {opts['reps']} {X} {opts['duration']} s measured after {opts['warmup']} s "
         f"of warm-up, contenders interleaved; medians shown"
-        + (" (**quick mode: one repetition, numbers are only a smoke test**)" if opts["quick"]
-           else ""),
+        + (
+            " (**quick mode: one repetition, numbers are only a smoke test**)"
+            if opts["quick"]
+            else ""
+        ),
         f"- Load average at start / end: {info['loadavg'][0]:.2f} / "
         f"{info.get('loadavg_end', info['loadavg'])[0]:.2f}",
         f"- Command: `{opts['command']}`",
@@ -453,24 +585,37 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
 
     hs = handshake_table(records)
     if hs.values:
-        lines += ["## 6. Handshakes per second (open, handshake, close; 8 at a time, picows "
-                  "client)", "", *markdown_table(hs, lambda loop: f"{loop} loop"), ""]
-        series = {f"{lp} loop": {s: v for (s, l2), v in hs.values.items() if l2 == lp}
-                  for lp in loops}
-        if plot_bars(out / "handshakes.png", "Handshakes per second", "handshakes/s",
-                     {k: v for k, v in series.items() if v}):
+        lines += [
+            "## 6. Handshakes per second (open, handshake, close; 8 at a time, picows client)",
+            "",
+            *markdown_table(hs, lambda loop: f"{loop} loop"),
+            "",
+        ]
+        series = {
+            f"{lp} loop": {s: v for (s, l2), v in hs.values.items() if l2 == lp} for lp in loops
+        }
+        if plot_bars(
+            out / "handshakes.png",
+            "Handshakes per second",
+            "handshakes/s",
+            {k: v for k, v in series.items() if v},
+        ):
             lines += ["![handshakes](handshakes.png)", ""]
 
     bc = broadcast_rows(records)
     if bc:
-        lines += ["## 4. Broadcast: one 64-byte message to every connected client", "",
-                  "Time from the start of the broadcast until the last client has the message "
-                  f"(clients: one picows process); `{X} websockets` is websockets' time divided by "
-                  "the row's (above 1 = faster). wsend, picows and aiohttp loop over their "
-                  "connections; websockets uses `websockets.broadcast`.", "",
-                  f"| loop | clients | server | time to all (ms) | {X} websockets | broadcast call "
-                  "(ms) | server CPU (ms) | server RSS with clients (MiB) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## 4. Broadcast: one 64-byte message to every connected client",
+            "",
+            "Time from the start of the broadcast until the last client has the message "
+            f"(clients: one picows process); `{X} websockets` is websockets' time divided by "
+            "the row's (above 1 = faster). wsend, picows and aiohttp loop over their "
+            "connections; websockets uses `websockets.broadcast`.",
+            "",
+            f"| loop | clients | server | time to all (ms) | {X} websockets | broadcast call "
+            "(ms) | server CPU (ms) | server RSS with clients (MiB) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in bc:
             lines.append(
                 f"| {r['loop']} | {r['n']:,} | {r['server']} | {r['latency'] * 1000:,.1f} | "
@@ -481,17 +626,24 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
         series = {f"{r['loop']}, {r['n']:,}": {} for r in bc}
         for r in bc:
             series[f"{r['loop']}, {r['n']:,}"][r["server"]] = r["latency"] * 1000
-        if plot_bars(out / "broadcast.png", "Broadcast: time until every client has it",
-                     "ms (lower is better)", series):
+        if plot_bars(
+            out / "broadcast.png",
+            "Broadcast: time until every client has it",
+            "ms (lower is better)",
+            series,
+        ):
             lines += ["![broadcast](broadcast.png)", ""]
 
     idle = idle_rows(records)
     if idle:
         n = max(r["n"] for r in records if r.get("scenario") == "idle" and "n" in r)
-        lines += [f"## 5. Memory per idle connection (server RSS growth per connection, "
-                  f"{n:,} connections)", "",
-                  "| loop | server | without compression (KiB) | permessage-deflate negotiated "
-                  "(KiB) |", "|---|---|---|---|"]
+        lines += [
+            f"## 5. Memory per idle connection (server RSS growth per connection, "
+            f"{n:,} connections)",
+            "",
+            "| loop | server | without compression (KiB) | permessage-deflate negotiated (KiB) |",
+            "|---|---|---|---|",
+        ]
         for loop in loops:
             for server in ROW_ORDER:
                 a, b = idle.get((loop, server, False)), idle.get((loop, server, True))
@@ -505,8 +657,12 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
         for (loop, server, comp), v in idle.items():
             label = f"{loop}, {'deflate' if comp else 'no compression'}"
             series.setdefault(label, {})[server] = v / 1024
-        if plot_bars(out / "idle_memory.png", "Memory per idle connection", "KiB (lower is better)",
-                     dict(sorted(series.items()))):
+        if plot_bars(
+            out / "idle_memory.png",
+            "Memory per idle connection",
+            "KiB (lower is better)",
+            dict(sorted(series.items())),
+        ):
             lines += ["![idle memory](idle_memory.png)", ""]
 
     problems = errors(records)

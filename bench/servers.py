@@ -200,9 +200,7 @@ class RawEcho(asyncio.Protocol):
 
 async def start_raw(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, int]:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: RawEcho(conns), HOST, 0, ssl=ssl, backlog=BACKLOG
-    )
+    server = await loop.create_server(lambda: RawEcho(conns), HOST, 0, ssl=ssl, backlog=BACKLOG)
     return server, server.sockets[0].getsockname()[1]
 
 
@@ -279,9 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     ssl = server_ssl_context(args.tls) if args.tls else None
     conns: Conns = set()
     _server, port = loop.run_until_complete(start(conns, ssl, args.compression))
-    threading.Thread(
-        target=serve_commands, args=(loop, conns, broadcast), daemon=True
-    ).start()
+    threading.Thread(target=serve_commands, args=(loop, conns, broadcast), daemon=True).start()
     profiler = None
     if args.profile:
         import cProfile

@@ -26,9 +26,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_run_writes_markdown_table(tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = [
-        sys.executable, "-m", "bench", "--quick", "--scenarios", "1", "--sizes", "64",
-        "--libs", "wsend,aiohttp", "--loop", "asyncio", "--duration", "0.2",
-        "--warmup", "0.05", "--out", str(out),
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--scenarios",
+        "1",
+        "--sizes",
+        "64",
+        "--libs",
+        "wsend,aiohttp",
+        "--loop",
+        "asyncio",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0.05",
+        "--out",
+        str(out),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=80)
