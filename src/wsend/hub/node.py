@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -41,7 +42,7 @@ from .memory import MemoryBroker, MemoryPresence
 from .metrics import CONTENT_TYPE, HubMetrics
 from .options import HubOptions, parse_channel
 from .session import RpcHandler, Session
-from .wire import JSON, MSGPACK, SUBPROTOCOLS, PubFrames
+from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames
 
 __all__ = ["Hub"]
 
@@ -413,15 +414,21 @@ class Hub:
         since: StreamPosition | None = None,
         reverse: bool = False,
     ) -> HistoryResult:
-        """Read ``channel``'s history (see :meth:`Broker.history`)."""
+        """Read ``channel``'s history (see :meth:`Broker.history`).
+
+        Publications' ``data`` are Python values, whoever published them (clients' data is
+        kept in its wire encoding inside the hub; it is decoded here).
+        """
         await self.start()
-        return await self._broker.history(
+        result = await self._broker.history(
             channel,
             since=since,
             limit=limit,
             reverse=reverse,
             history=self._history_options(channel),
         )
+        result.publications = [_decoded(p) for p in result.publications]
+        return result
 
     async def presence_of(self, channel: str) -> dict[str, ClientInfo]:
         """The clients present in ``channel``."""
@@ -487,6 +494,13 @@ class Hub:
             "max_message_size": self._options.max_message_size,
             "ping_interval": self._options.ping_interval or None,
         }
+
+
+def _decoded(publication: Publication) -> Publication:
+    """``publication`` with its data as Python values."""
+    if isinstance(publication.data, Encoded):
+        return dataclasses.replace(publication, data=publication.data.value())
+    return publication
 
 
 async def _maybe_await(value: Any | Awaitable[Any]) -> Any:

@@ -765,5 +765,6 @@ _HANDLERS: Final[dict[type, _Handler]] = {
 }
 #: Each command's ``method`` name (the wire tag), for observers.
 _METHODS: Final[dict[type, str]] = {
-    cls: str(getattr(cls, "__struct_config__").tag) for cls in _HANDLERS  # noqa: B009
+    cls: str(cls.__struct_config__.tag)  # type: ignore[attr-defined]
+    for cls in _HANDLERS
 }
