@@ -231,9 +231,18 @@ class AppRunner:
 
     async def stop(self) -> None:
         """Cancel the apps' tasks and wait for them to finish."""
+        # Cancel until they end: a task may swallow one cancellation (a client library that
+        # turns it into its own error, caught by the app's retry loop). Give up after 3 s.
+        pending = set(self._tasks)
+        for _ in range(30):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        for task in pending:
+            logger.warning("app task %s did not stop", task.get_name())
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: already logged by the task itself
         self._tasks.clear()

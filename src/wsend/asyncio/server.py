@@ -329,7 +329,8 @@ class Server:
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending)
+                # A handler that ignores cancellation must not block the shutdown forever.
+                await asyncio.wait(pending, timeout=1.0)
 
     async def serve_forever(self) -> None:
         """Run until cancelled."""

@@ -26,6 +26,7 @@ import asyncio
 import multiprocessing
 import multiprocessing.connection
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,10 @@ async def serve_hub(
             await asyncio.Future()
     finally:
         await hub.close()
+
+
+# Seconds a worker has to shut down gracefully after SIGTERM before it is killed.
+STOP_GRACE = 15.0
 
 
 def run_workers(
@@ -80,9 +85,12 @@ def run_workers(
         worker.start()
 
     stopping = False
+    stopped_at = 0.0
 
     def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
+        nonlocal stopping, stopped_at
+        if not stopping:
+            stopped_at = time.monotonic()
         stopping = True
         for worker in workers:
             if worker.is_alive():
@@ -93,7 +101,12 @@ def run_workers(
         status = 0
         remaining = list(workers)
         while remaining:
-            multiprocessing.connection.wait([w.sentinel for w in remaining])
+            multiprocessing.connection.wait([w.sentinel for w in remaining], timeout=1.0)
+            if stopping and time.monotonic() - stopped_at > STOP_GRACE:
+                # A worker that doesn't finish its graceful shutdown in time is killed.
+                for worker in remaining:
+                    if worker.is_alive():
+                        worker.kill()
             for worker in [w for w in remaining if not w.is_alive()]:
                 remaining.remove(worker)
                 code = worker.exitcode or 0
