@@ -55,7 +55,6 @@ Use :func:`load_apps` to import the apps (missing modules are skipped with a war
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib
 import logging
