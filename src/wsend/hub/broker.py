@@ -12,7 +12,7 @@ from an older position is impossible.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -179,5 +179,5 @@ class Presence(Protocol):
         """Release resources."""
 
 
+#: A time source: seconds since the epoch (``time.time``), injectable for tests.
 Clock = Callable[[], float]
-ChannelList = Sequence[str]

@@ -50,6 +50,7 @@ from ..exceptions import UsageError
 from .broker import (
     BrokerEventHandler,
     ClientInfo,
+    Clock,
     HistoryOptions,
     HistoryResult,
     PresenceStats,
@@ -61,7 +62,6 @@ __all__ = ["MemoryBackend", "MemoryBroker", "MemoryPresence"]
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 
 #: Expired entries examined at most by the cleanup done on every operation: enough to outpace
 #: creation (each operation creates at most one entry) while keeping every call O(log n).

@@ -133,6 +133,8 @@ class Hub:
         self._channels: dict[str, set[Session]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._links: dict[Session, _Link] = {}
+        #: The WebSocket endpoint's path (set by :meth:`routes`).
+        self.path = "/ws"
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
         self._latency: dict[str, Callable[[float], None]] = {}
@@ -481,7 +483,7 @@ class Hub:
 
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Refuse upgrades on other paths than the hub's endpoint (404)."""
-        if request.path != getattr(self, "path", "/ws"):
+        if request.path != self.path:
             return Response.text(404, "Not Found: the hub's endpoint is /ws\n")
         return None
 

@@ -8,11 +8,10 @@ exceeding its limit can be disconnected (4007) instead of answered forever.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+
+from .broker import Clock
 
 __all__ = ["RejectionWindow", "TokenBucket"]
-
-Clock = Callable[[], float]
 
 
 class TokenBucket:
