@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsend.hub.broker import ClientInfo, Publication
+from wsend.hub.codes import ErrorCode, HubError
 from wsend.hub.wire import (
     JSON,
     MAX_BATCH,
@@ -153,6 +154,61 @@ def test_garbage_is_one_bad_frame() -> None:
 
 def test_json_accepts_binary_frames() -> None:
     assert JSON.decode_commands(b'{"id":1,"method":"ping"}') == [PingCommand(id=1)]
+
+
+def test_json_binary_frame_must_be_utf8() -> None:
+    # Invalid UTF-8 would otherwise reach JSON subscribers in text frames.
+    message = b'{"id":3,"method":"publish","channel":"c","data":"\xff\xfe"}'
+    assert JSON.decode_commands(message) == [BadFrame(3, "invalid UTF-8")]
+    assert JSON.decode_commands(b"\xff")[0].id is None
+
+
+HOSTILE_DATA = [
+    pytest.param(JSON, b"123456789012345678901234567890", id="json-int-beyond-64-bits"),
+    pytest.param(JSON, b"-9223372036854775809", id="json-int-below-int64"),
+    pytest.param(JSON, b"1e400", id="json-number-out-of-range"),
+    pytest.param(JSON, b"[" * 2000 + b"]" * 2000, id="json-too-deep"),
+    pytest.param(MSGPACK, msgspec.msgpack.encode(msgspec.msgpack.Ext(5, b"x")), id="mp-ext"),
+    pytest.param(MSGPACK, b"\xa2\xff\xfe", id="mp-invalid-utf8"),
+    pytest.param(MSGPACK, b"\x81\xc0\x01", id="mp-nil-key"),
+    pytest.param(MSGPACK, b"\x81\x91\x01\x01", id="mp-array-key"),
+    pytest.param(MSGPACK, b"\x91" * 2000 + b"\xc0", id="mp-too-deep"),
+]
+
+
+@pytest.mark.parametrize(("codec", "raw"), HOSTILE_DATA)
+def test_data_must_be_representable_in_both_encodings(codec: Codec, raw: bytes) -> None:
+    with pytest.raises(HubError) as caught:
+        codec.data(msgspec.Raw(raw))
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("codec", "raw"),
+    [(JSON, b"[" * 2000 + b"]" * 2000), (MSGPACK, b"\xa2\xff\xfe"), (MSGPACK, b"\xc1")],
+)
+def test_undecodable_data_value(codec: Codec, raw: bytes) -> None:
+    with pytest.raises(HubError) as caught:
+        codec.value(msgspec.Raw(raw))
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("source", CODECS, ids=lambda c: c.name)
+def test_data_transcoded_once(source: Codec) -> None:
+    other = MSGPACK if source is JSON else JSON
+    data = source.data(msgspec.Raw(source.encode_one({"a": [1, "b"]})))
+    assert data is not None
+    assert data.other == other.encode_one({"a": [1, "b"]})
+    frames = PubFrames("c", Publication(data=data))
+    assert decode_raw(other, frames.for_codec(other))["data"] == {"a": [1, "b"]}
+
+
+def test_python_data_check() -> None:
+    JSON.check({"a": 1})
+    with pytest.raises(HubError):
+        MSGPACK.check(2**70)
+    with pytest.raises(HubError):
+        JSON.check(object())
 
 
 def test_data_stays_encoded(codec: Codec) -> None:

@@ -25,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Final
 import msgspec
 
 from .broker import ClientInfo, Publication
+from .codes import ErrorCode, HubError
 
 __all__ = [
     "JSON",
@@ -76,21 +77,26 @@ MAX_BATCH: Final = 100
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _NO_DATA: Final = msgspec.Raw()
+# What decoding or encoding hostile application data may raise.
+_DATA_ERRORS: Final = (msgspec.MsgspecError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class Encoded:
     """Application data kept in the encoding it arrived in, forwarded without re-encoding.
 
     Codecs embed it verbatim when they are the codec named by ``codec``, and transcode it
-    otherwise. Code that needs the Python value calls :meth:`value`. Engines that serialize
-    publications must preserve it (``codec`` and ``raw``) or store :meth:`value` instead.
+    otherwise (once: the other encoding is kept in ``other``). Code that needs the Python value
+    calls :meth:`value`. Engines that serialize publications must preserve it (``codec`` and
+    ``raw``; ``other`` is only a cache) or store :meth:`value` instead.
     """
 
-    __slots__ = ("codec", "raw")
+    __slots__ = ("codec", "other", "raw")
 
-    def __init__(self, codec: str, raw: bytes) -> None:
+    def __init__(self, codec: str, raw: bytes, other: bytes | None = None) -> None:
         self.codec = codec
         self.raw = raw
+        #: ``raw`` in the other codec's encoding, when already computed.
+        self.other = other
 
     def value(self) -> Any:
         """The data decoded into Python values."""
@@ -215,7 +221,9 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     pass
 
 
-class ErrorBody(_Frame):
+class ErrorBody(msgspec.Struct):
+    """An error; ``temporary`` is always sent (``false`` too), as ``docs/protocol.md`` shows."""
+
     code: int
     message: str
     temporary: bool = False
@@ -388,18 +396,58 @@ class Codec:
         if isinstance(obj, Encoded):
             if obj.codec == self.name:
                 return msgspec.Raw(obj.raw)
-            return obj.value()
+            if obj.other is None:
+                obj.other = self._encoder.encode(obj.value())
+            return msgspec.Raw(obj.other)
         raise TypeError(f"can't encode {type(obj).__name__}")
 
     def data(self, raw: msgspec.Raw) -> Encoded | None:
-        """Wrap a command's ``data`` field: ``None`` when absent or null."""
+        """Wrap a command's ``data`` field: ``None`` when absent or null.
+
+        The data must be representable in both encodings, since subscribers may use either
+        (``docs/protocol.md`` section 1): it is transcoded once here, and the result kept for
+        them.
+
+        Raises:
+            HubError: ``BAD_REQUEST`` (107) for data that is invalid in this encoding (invalid
+                UTF-8, nesting deeper than the decoder's limit, numbers out of range) or that
+                the other encoding can't represent (MessagePack extension types and
+                non-string, non-number map keys in JSON; integers beyond 64 bits in
+                MessagePack).
+        """
         if not raw or bytes(raw) in (b"null", b"\xc0"):
             return None
-        return Encoded(self.name, bytes(raw))
+        data = Encoded(self.name, bytes(raw))
+        other = MSGPACK if self is JSON else JSON
+        try:
+            data.other = other.encode_one(self.decode_data(data.raw))
+        except _DATA_ERRORS as exc:
+            raise HubError(ErrorCode.BAD_REQUEST, "invalid data") from exc
+        return data
 
     def value(self, raw: msgspec.Raw) -> Any:
-        """Decode a command's ``data`` field into Python values (``None`` when absent)."""
-        return self.decode_data(bytes(raw)) if raw else None
+        """Decode a command's ``data`` field into Python values (``None`` when absent).
+
+        Raises:
+            HubError: ``BAD_REQUEST`` (107) when it can't be decoded.
+        """
+        if not raw:
+            return None
+        try:
+            return self.decode_data(bytes(raw))
+        except _DATA_ERRORS as exc:
+            raise HubError(ErrorCode.BAD_REQUEST, "invalid data") from exc
+
+    def check(self, value: Any) -> None:
+        """Check that application data given as Python values can be sent in this encoding.
+
+        Raises:
+            HubError: ``BAD_REQUEST`` (107) when it can't.
+        """
+        try:
+            self.encode_one(value)
+        except _DATA_ERRORS as exc:
+            raise HubError(ErrorCode.BAD_REQUEST, f"data can't be encoded in {self.name}") from exc
 
     def encode_one(self, frame: Any) -> bytes:
         """Encode one frame (a :class:`Reply`, a push, or any encodable object)."""
@@ -417,6 +465,11 @@ class Codec:
         object or an array of objects, or a batch that is too large or empty, becomes one
         :class:`BadFrame` with ``id=None``.
         """
+        if isinstance(message, bytes) and not self.binary:
+            try:  # JSON in a binary frame: accepted, if it is UTF-8 as a text frame must be
+                message = message.decode()
+            except UnicodeDecodeError:
+                return [BadFrame(self._probe_id(msgspec.Raw(message)), "invalid UTF-8")]
         try:
             if self._is_array(message):
                 elements: list[msgspec.Raw] = self._batch.decode(message)
