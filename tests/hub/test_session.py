@@ -84,10 +84,14 @@ class TestNode:
         await self.broker.start(self._on_publication)
 
     async def _on_publication(self, channel: str, publication: Publication | None) -> None:
-        assert publication is not None
-        frames = PubFrames(channel, publication)
-        for session in list(self.subscribers.get(channel, ())):
-            session.deliver_publication(channel, publication, frames)
+        sessions = list(self.subscribers.get(channel, ()))
+        if publication is not None:
+            frames = PubFrames(channel, publication)
+            sessions = [
+                s for s in sessions if not s.deliver_publication(channel, publication, frames)
+            ]
+        for session in sessions:
+            await session.unsubscribe(channel)
 
     async def on_connect(self, session: Session, data: Any) -> Any:
         if data == "refuse":
@@ -529,11 +533,55 @@ async def test_duplicate_and_old_offsets_dropped(node: TestNode, client: Client)
     epoch = client.session._subs["chat:d"].epoch
     await node.broker.publish("chat:d", Publication("a"), NAMESPACES["chat"].history)
     assert [f["offset"] for f in client.frames()] == [1]
-    client.session.deliver_publication("chat:d", Publication("dup", 1, epoch))
-    client.session.deliver_publication("other", Publication("not subscribed"))
+    assert client.session.deliver_publication("chat:d", Publication("dup", 1, epoch))
+    assert client.session.deliver_publication("other", Publication("not subscribed"))
     assert client.frames() == []
-    client.session.deliver_publication("chat:d", Publication("new epoch", 1, "e2"))
-    assert [f["data"] for f in client.frames()] == ["new epoch"]
+
+
+@pytest.mark.parametrize(("epoch", "offset"), [("e2", 1), ("e2", 2), ("same", 3), ("same", 9)])
+async def test_epoch_change_or_gap_asks_to_resubscribe(
+    node: TestNode, client: Client, epoch: str, offset: int
+) -> None:
+    # The client can't tell another epoch's offsets from its own (pushes carry no epoch), and
+    # a gap would go unnoticed by a client that doesn't check: both end in a resubscription.
+    await client.connect("alice")
+    await client.call("subscribe", channel="chat:d")
+    await node.broker.publish("chat:d", Publication("a"), NAMESPACES["chat"].history)
+    client.frames()
+    current = client.session._subs["chat:d"].epoch
+    publication = Publication("x", offset, current if epoch == "same" else epoch)
+    assert not client.session.deliver_publication("chat:d", publication)
+    assert client.frames() == []
+    await node._on_publication("chat:d", publication)
+    assert client.frames() == [
+        {"push": "unsubscribe", "channel": "chat:d", "code": 2500, "reason": "resubscribe"}
+    ]
+    assert client.session.channels == []
+    assert "chat:d" not in node.subscribers
+    assert await node.presence.get("chat:d") == {}
+
+
+async def test_history_lost_while_subscribed_then_recovery_fails(
+    node: TestNode, client: Client, clock: Clock
+) -> None:
+    # The channel's position outlives its last publication by meta_ttl only; a subscriber that
+    # stays longer sees the next publication start a new epoch: it must resubscribe, and its
+    # recovery from the old position fails (never a silent jump from offset 1 to 1).
+    history = NAMESPACES["chat"].history
+    await client.connect("alice")
+    await client.call("subscribe", channel="chat:e")
+    await node.broker.publish("chat:e", Publication("a"), history)
+    [pub] = client.frames()
+    old = client.session._subs["chat:e"].epoch
+    clock.advance(history.meta_ttl + 1)
+    await node.broker.publish("chat:e", Publication("b"), history)
+    assert [f.get("push") for f in client.frames()] == ["unsubscribe"]
+    result = await client.call(
+        "subscribe", channel="chat:e", recover=True, epoch=old, offset=pub["offset"]
+    )
+    assert result["recovered"] is False
+    assert result["epoch"] != old
+    assert "publications" not in result
 
 
 async def test_server_publication_with_python_data(node: TestNode, client: Client) -> None:

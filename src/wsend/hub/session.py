@@ -202,12 +202,21 @@ class Session:
         codec: the codec negotiated by subprotocol (JSON by default).
         observer: called after each command with its method and duration (wall time spent in
             the session, awaits included); ``None`` measures nothing.
+        url_token: a connection token given in the endpoint's URL (``?token=``), used by a
+            ``connect`` that carries none.
     """
 
     def __init__(
-        self, node: Node, sink: Sink, codec: Codec = JSON, observer: CommandObserver | None = None
+        self,
+        node: Node,
+        sink: Sink,
+        codec: Codec = JSON,
+        observer: CommandObserver | None = None,
+        *,
+        url_token: str | None = None,
     ) -> None:
         self.node = node
+        self.url_token = url_token
         self.sink = sink
         self.codec = codec
         self.observer = observer
@@ -270,12 +279,19 @@ class Session:
 
     def deliver_publication(
         self, channel: str, publication: Publication, frames: PubFrames | None = None
-    ) -> None:
+    ) -> bool:
         """Queue a live publication of ``channel`` for this session.
 
         Args:
             frames: the publication's shared encodings (one :class:`PubFrames` per publication,
                 passed to every subscriber); made here if ``None``.
+
+        Returns:
+            ``False`` when the client can't follow the channel any more: on a channel with
+            history, the publication belongs to another epoch than the client's position, or
+            skips offsets. The node must then ``await session.unsubscribe(channel)``, which
+            asks the client to subscribe again with recovery (it then learns
+            ``recovered: false`` rather than missing publications silently).
 
         Ignored when not subscribed; buffered while the subscription is pending; dropped when
         its offset was already delivered. On queue overflow the namespace's slow-consumer
@@ -283,23 +299,24 @@ class Session:
         """
         sub = self._subs.get(channel)
         if sub is None or self.closed:
-            return
+            return True
         if frames is None:
             frames = PubFrames(channel, publication)
         try:
             frame = frames.for_codec(self.codec)
-        except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
             logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
-            return
+            return not sub.ns.history_size  # with offsets, the client would see a gap
         item = _Pending(publication.offset, publication.epoch, publication.key, frame)
         if sub.pending is None:
-            self._deliver(sub, item)
+            followed = self._deliver(sub, item)
             self.sink.wakeup()
-            return
+            return followed
         sub.pending.append(item)
         sub.pending_bytes += len(frame)
         if sub.pending_bytes > sub.ns.queue_max_bytes:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+        return True
 
     def deliver_join(self, channel: str, info: ClientInfo) -> None:
         """Queue a ``join`` push if subscribed to ``channel`` with join/leave on."""
@@ -384,14 +401,13 @@ class Session:
         started = time.perf_counter() if observer is not None else 0.0
         try:
             result = await self._execute(command)
+            if result is not _REPLIED:
+                self._reply(command.id, result)
         except HubError as exc:
             self._reply_error(command.id, exc)
         except Exception:
             logger.exception("command %s failed", type(command).__name__)
             self._reply_error(command.id, HubError(ErrorCode.INTERNAL))
-        else:
-            if result is not _REPLIED:
-                self._reply(command.id, result)
         if observer is not None:
             observer(_METHODS[type(command)], time.perf_counter() - started)
         if self._close_after_reply is not None:
@@ -425,10 +441,11 @@ class Session:
         if self.connected:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         now = self.node.clock()
+        value = self.codec.value(command.data)
         try:
-            claims = self._authenticate(command.token, now)
+            claims = self._authenticate(command.token or self.url_token, now)
             self.user, self.info = claims.user, claims.info
-            data = await self.node.on_connect(self, self.codec.value(command.data))
+            data = await self.node.on_connect(self, value)
         except HubError as exc:
             expired = exc.code == ErrorCode.TOKEN_EXPIRED
             code = DisconnectCode.TOKEN_EXPIRED if expired else DisconnectCode.UNAUTHORIZED
@@ -466,23 +483,49 @@ class Session:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions")
         info = await self._authorize(channel, ns, command)
         sub = self._subs[channel.full] = _Subscription(channel, ns, info)
+        present = False
         try:
             await self.node.add_subscription(self, channel.full)
             self._check_still(sub)
             result = await self._position(sub, command)
             if ns.presence:
+                present = True
                 await self.node.presence.add(channel.full, info)
             self._check_still(sub)
+            reply = self._encode_subscribed(command.id, result)
         except BaseException:
-            if self._subs.get(channel.full) is sub:
-                del self._subs[channel.full]
-                await self.node.remove_subscription(self, channel.full)
+            await self._abandon(sub, present)
             raise
-        self._reply(command.id, result)
-        self._activate(sub)
+        self._queue(reply)
+        followed = self._activate(sub)
         if ns.join_leave:
             await self._announce("join", channel.full, info)
+        if not followed:
+            await self.unsubscribe(channel.full)
         return _REPLIED
+
+    def _encode_subscribed(self, id: int, result: SubscribeResult) -> bytes:
+        """The subscribe reply; ``recovered: false`` if the recovered publications can't be
+        encoded for this client (all or nothing: it must not miss one)."""
+        try:
+            return self.codec.encode_one(Reply(id=id, result=result))
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+            if not result.publications:
+                raise
+            logger.warning("can't encode recovered publications for %s", self.codec.name)
+            result.recovered, result.publications = False, None
+            return self.codec.encode_one(Reply(id=id, result=result))
+
+    async def _abandon(self, sub: _Subscription, present: bool) -> None:
+        """Undo a subscription that failed before its reply (registry and presence)."""
+        name = sub.channel.full
+        if self._subs.get(name) is sub:
+            del self._subs[name]
+        # Always: a concurrent unsubscribe or close may have dropped ``sub`` already, but
+        # not the registration or presence entry this subscribe made afterwards.
+        await _logged(self.node.remove_subscription(self, name), name)
+        if present:
+            await _logged(self.node.presence.remove(name, self.client), name)
 
     def _check_still(self, sub: _Subscription) -> None:
         """Raise if ``sub`` was dropped meanwhile (unsubscribe or close during an await)."""
@@ -540,7 +583,7 @@ class Session:
         """Read the channel's position (and missed publications); set ``sub``'s position."""
         ns, name = sub.ns, sub.channel.full
         if not ns.history_size:
-            return SubscribeResult(recoverable=False)
+            return SubscribeResult(recoverable=False, recovered=False if command.recover else None)
         since = None
         if (
             command.recover
@@ -667,17 +710,28 @@ class Session:
         if not self.closed and not self.queue.push(frame):
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
 
-    def _activate(self, sub: _Subscription) -> None:
-        """Deliver what arrived while ``sub`` was pending, after its position; go live."""
-        pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
-        for item in pending:
-            self._deliver(sub, item)
+    def _activate(self, sub: _Subscription) -> bool:
+        """Deliver what arrived while ``sub`` was pending, after its position; go live.
 
-    def _deliver(self, sub: _Subscription, item: _Pending) -> None:
+        Returns ``False`` when the client can't follow the channel (see :meth:`_deliver`).
+        """
+        pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
+        return all(self._deliver(sub, item) for item in pending)
+
+    def _deliver(self, sub: _Subscription, item: _Pending) -> bool:
+        """Queue a live publication; ``False`` (queueing nothing) when the client can't follow.
+
+        On channels with history, the client tracks the epoch of its subscribe reply and the
+        offsets that follow it; a publication of another epoch (the history was lost or
+        expired) or one that skips offsets would leave it with a wrong position. Duplicates
+        (an offset already delivered) are dropped.
+        """
         if sub.ns.history_size and item.offset:
-            if item.epoch == sub.epoch and item.offset <= sub.offset:
-                return  # a duplicate or out of order
-            sub.epoch, sub.offset = item.epoch, item.offset
+            if item.epoch != sub.epoch or item.offset > sub.offset + 1:
+                return False
+            if item.offset <= sub.offset:
+                return True  # a duplicate
+            sub.offset = item.offset
         ns = sub.ns
         pushed = self.queue.push(
             item.frame,
@@ -688,6 +742,7 @@ class Session:
         )
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+        return True
 
     def _deliver_event(self, channel: str, push: JoinPush | LeavePush) -> None:
         sub = self._subs.get(channel)
