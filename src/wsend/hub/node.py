@@ -19,7 +19,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ..asyncio.routes import Router
@@ -55,6 +55,10 @@ SubscribeCallback = Callable[[Session, str, Any], Any]
 _BATCH_BYTES = 65536
 # How often deadlines (connect timeout, token expiry) are checked.
 _TICK = 1.0
+# Presence entries are refreshed every this many ticks: well within the engines' ttl (60 s).
+_PRESENCE_EVERY = 10
+# Seconds Hub.close() waits for connections to end before it closes the engines.
+_CLOSE_WAIT = 3.0
 
 
 class _Link:
@@ -131,12 +135,14 @@ class Hub:
         self._connect_cb: ConnectCallback | None = None
         self._subscribe_cb: SubscribeCallback | None = None
         self._channels: dict[str, set[Session]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, list[Any]] = {}  # channel -> [lock, users]
         self._links: dict[Session, _Link] = {}
         #: The WebSocket endpoint's path (set by :meth:`routes`).
         self.path = "/ws"
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._latency: dict[str, Callable[[float], None]] = {}
 
     # -- the Node protocol (what sessions use) -----------------------------------------------
@@ -189,9 +195,11 @@ class Hub:
                     del self._channels[channel]
                     raise
                 self.metrics.channels.inc()
+            elif session in sessions:
+                return
             else:
                 sessions.add(session)
-        self.metrics.subscriptions.inc()
+            self.metrics.subscriptions.inc()
 
     async def remove_subscription(self, session: Session, channel: str) -> None:
         async with self._lock(channel):
@@ -203,7 +211,8 @@ class Hub:
             if not sessions:
                 del self._channels[channel]
                 self.metrics.channels.dec()
-                await self._broker.unsubscribe(channel)
+                if self._started:
+                    await self._broker.unsubscribe(channel)
 
     async def announce(
         self, kind: Literal["join", "leave"], channel: str, info: ClientInfo
@@ -221,11 +230,20 @@ class Hub:
         if relay is not None:
             await relay(kind, channel, info)
 
-    def _lock(self, channel: str) -> asyncio.Lock:
-        lock = self._locks.get(channel)
-        if lock is None:
-            lock = self._locks[channel] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _lock(self, channel: str) -> AsyncIterator[None]:
+        """Serialize the (un)subscriptions of ``channel``; the lock lives while it is used."""
+        entry = self._locks.get(channel)
+        if entry is None:
+            entry = self._locks[channel] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._locks[channel]
 
     # -- application hooks --------------------------------------------------------------------
 
@@ -263,46 +281,65 @@ class Hub:
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def close(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
-        """Close every connection with ``code`` and stop the engines."""
+        """Close every connection with ``code``, let them clean up, and stop the engines.
+
+        Waits a few seconds at most for the connections to end (their subscriptions and
+        presence entries are removed meanwhile), then closes the engines.
+        """
         for session in list(self._links):
             session.close(code, reason)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        handlers = [task for task in self._handlers if task is not asyncio.current_task()]
+        if handlers:
+            await asyncio.wait(handlers, timeout=_CLOSE_WAIT)
+        for task in (self._ticker, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._ticker = self._refresher = None
+        self._started = False
         await self._broker.close()
         await self._presence.close()
-        self._started = False
 
     async def _tick(self) -> None:
-        presence_every = 10
         count = 0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_TICK)
             now = self._clock()
-            count += 1
             for session in list(self._links):
                 session.check_expiry(now)
-                if count % presence_every == 0:
-                    try:
-                        await session.refresh_presence()
-                    except Exception:  # pragma: no cover - an engine failure
-                        logger.exception("refreshing presence failed")
+            count += 1
+            refresher = self._refresher
+            if count % _PRESENCE_EVERY == 0 and (refresher is None or refresher.done()):
+                # In a task of its own: a slow engine must not delay the deadlines above.
+                self._refresher = loop.create_task(self._refresh_presence())
+
+    async def _refresh_presence(self) -> None:
+        for session in list(self._links):
+            try:
+                await session.refresh_presence()
+            except Exception as exc:
+                logger.warning("refreshing presence failed: %s", exc)
 
     async def _on_publication(self, channel: str, publication: Publication | None) -> None:
-        if publication is None:
-            # The engine lost messages: ask every subscriber to resubscribe with recovery.
-            for name, sessions in list(self._channels.items()):
-                for session in list(sessions):
-                    await session.unsubscribe(name, 2500, "resubscribe")
-            return
         local = self._channels.get(channel)
         if not local:
             return
-        frames = PubFrames(channel, publication)
-        for session in list(local):
-            session.deliver_publication(channel, publication, frames)
-        self.metrics.publications.inc(len(local))
+        if publication is None:
+            # The engine lost publications of the channel: its subscribers resubscribe with
+            # recovery (and learn ``recovered: false`` if the history can't fill the gap).
+            lagging = list(local)
+        else:
+            frames = PubFrames(channel, publication)
+            lagging = [
+                session
+                for session in list(local)
+                if not session.deliver_publication(channel, publication, frames)
+            ]
+            self.metrics.publications.inc(len(local))
+        for session in lagging:
+            await session.unsubscribe(channel, 2500, "resubscribe")
 
     # -- connections --------------------------------------------------------------------------
 
@@ -318,12 +355,18 @@ class Hub:
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
         link = _Link(ws)
-        session = Session(self, link, codec, self._observe)
+        session = Session(self, link, codec, self._observe, url_token=_url_token(ws))
         self._links[session] = link
         self.metrics.connections.inc()
         writer = asyncio.get_running_loop().create_task(self._write(session, link))
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             await self._read(session, link, ws)
+        except Exception:
+            logger.exception("hub session failed")
+            link.close(DisconnectCode.SERVER_ERROR, "server error")
         finally:
             link.close(1000, "")
             if not writer.done():
@@ -334,6 +377,7 @@ class Hub:
                 await session.on_close()
             finally:
                 del self._links[session]
+                self._handlers.discard(task)
                 self._closed(session, link)
 
     def _closed(self, session: Session, link: _Link) -> None:
@@ -387,6 +431,12 @@ class Hub:
                     return
         except ConnectionClosed:
             return
+        except Exception:
+            # A bug must not leave the connection open without a writer: end it (4003).
+            logger.exception("hub writer failed")
+            link.closing = link.closing or (DisconnectCode.SERVER_ERROR, "server error")
+            with contextlib.suppress(Exception):
+                await ws.close(*link.closing)
 
     # -- server-side API ----------------------------------------------------------------------
 
@@ -397,12 +447,17 @@ class Hub:
     async def publish(self, channel: str, data: Any, *, key: str | None = None) -> StreamPosition:
         """Publish ``data`` to ``channel`` from the server; returns its position in history.
 
+        ``data`` must be encodable in JSON and in MessagePack (subscribers use either).
+
         Raises:
-            HubError: the channel name is invalid or its namespace unknown.
+            HubError: 102, the channel name is invalid or its namespace unknown; 107, ``data``
+                can't be encoded; 100 (temporary), the engine failed.
         """
         await self.start()
+        history = self._history_options(channel)
+        _check_data(data)
         publication = Publication(data=data, key=key, time=self._clock())
-        return await self._broker.publish(channel, publication, self._history_options(channel))
+        return await self._broker.publish(channel, publication, history)
 
     async def broadcast(self, channels: Iterable[str], data: Any) -> list[StreamPosition]:
         """Publish the same ``data`` to several channels."""
@@ -460,7 +515,12 @@ class Hub:
         return len(sessions)
 
     def send_message(self, user: str, data: Any) -> int:
-        """Send a ``message`` push to every connection of ``user``; returns how many."""
+        """Send a ``message`` push to every connection of ``user``; returns how many.
+
+        Raises:
+            HubError: 107, ``data`` can't be encoded in JSON or MessagePack.
+        """
+        _check_data(data)
         sessions = self.sessions(user)
         for session in sessions:
             session.deliver_message(data)
@@ -496,6 +556,22 @@ class Hub:
             "max_message_size": self._options.max_message_size,
             "ping_interval": self._options.ping_interval or None,
         }
+
+
+def _check_data(data: Any) -> None:
+    """Raise HubError 107 unless ``data`` can be sent in both encodings."""
+    if not isinstance(data, Encoded):
+        JSON.check(data)
+        MSGPACK.check(data)
+
+
+def _url_token(ws: ServerConnection) -> str | None:
+    """The ``token`` query parameter of the endpoint's URL (``/ws?token=...``), if any."""
+    request = ws.request
+    if request is None:
+        return None
+    tokens = request.query.get("token")
+    return tokens[0] if tokens else None
 
 
 def _decoded(publication: Publication) -> Publication:
