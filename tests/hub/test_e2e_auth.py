@@ -112,6 +112,16 @@ async def test_public_key_algorithms(algorithm: str) -> None:
         assert await refused_at_connect(running.url, forged) == (101, 4501)
 
 
+async def test_token_in_the_endpoint_url() -> None:
+    async with run_hub(clock=Clock()) as running:
+        async with raw(f"{running.url}?token={token('ann')}") as client:
+            assert (await client.connect())["result"]["user"] == "ann"
+        async with raw(f"{running.url}?token={token('ann')}") as client:  # connect's wins
+            assert (await client.connect(token("ben")))["result"]["user"] == "ben"
+        url = f"{running.url}?token={token('ann', exp=T0 - 1)}"
+        assert await refused_at_connect(url, None) == (109, 4004)
+
+
 async def test_anonymous_where_configured() -> None:
     async with run_hub(options(allow_anonymous=True)) as running, raw(running.url) as client:
         assert (await client.connect())["result"]["user"] == ""

@@ -296,6 +296,23 @@ async def test_connect_twice(client: Client) -> None:
     assert await client.error("connect") == ErrorCode.BAD_REQUEST
 
 
+async def test_connect_reply_that_cant_be_encoded(node: TestNode, client: Client) -> None:
+    node.connect_data = object()  # the application's callback returns something unencodable
+    assert await client.error("connect") == ErrorCode.INTERNAL
+    assert not client.session.connected
+    assert client.conn.closed is None
+    node.connect_data = {"ok": True}
+    assert (await client.connect())["data"] == {"ok": True}
+
+
+async def test_ttl_of_a_far_expiry_fits_any_client(client: Client, clock: Clock) -> None:
+    result = await client.connect("alice", exp=1e300)
+    assert result["ttl"] == 2**31 - 1
+    assert await client.error("refresh", token=make_token(SECRET, "alice", exp=-1.0)) == 109
+    refreshed = await client.call("refresh", token=make_token(SECRET, "alice", exp=clock.now + 9))
+    assert refreshed == {"expires": True, "ttl": 9}
+
+
 async def test_connect_first(client: Client) -> None:
     assert await client.error("ping") == ErrorCode.UNAUTHORIZED
     assert client.conn.closed == (4501, "connect first")

@@ -93,6 +93,8 @@ logger = logging.getLogger(__name__)
 #: ``history`` defaults and maximum (``docs/protocol.md`` section 4).
 HISTORY_DEFAULT_LIMIT: Final = 100
 HISTORY_MAX_LIMIT: Final = 1000
+#: The largest ``ttl`` reported (about 68 years: a 32-bit signed integer in any client).
+MAX_TTL: Final = 2**31 - 1
 
 #: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
 #: :class:`HubError` to answer an error; any other exception answers error 100.
@@ -437,7 +439,7 @@ class Session:
 
     # -- commands ------------------------------------------------------------------------------
 
-    async def _connect(self, command: ConnectCommand) -> ConnectResult:
+    async def _connect(self, command: ConnectCommand) -> object:
         if self.connected:
             raise HubError(ErrorCode.BAD_REQUEST, "already connected")
         now = self.node.clock()
@@ -453,8 +455,7 @@ class Session:
             raise
         self.expires_at = claims.expires_at
         self._claim_channels = frozenset(claims.channels)
-        self.connected = True
-        return ConnectResult(
+        result = ConnectResult(
             client=self.client,
             user=self.user,
             expires=self.expires_at is not None,
@@ -463,6 +464,12 @@ class Session:
             node=self.node.node_name,
             data=data,
         )
+        # Encoded before the session counts as connected: if the callback's data can't be
+        # encoded, the client gets error 100 and may send connect again.
+        reply = self.codec.encode_one(Reply(id=command.id, result=result))
+        self.connected = True
+        self._queue(reply)
+        return _REPLIED
 
     def _authenticate(self, token: str | None, now: float) -> ConnectionClaims:
         if token is None:
@@ -777,7 +784,7 @@ class Session:
     def _ttl(self, now: float) -> int | None:
         if self.expires_at is None:
             return None
-        return max(0, int(self.expires_at - now))
+        return min(max(0, int(self.expires_at - now)), MAX_TTL)
 
     def _leeway(self) -> float:
         verifier = self.node.verifier
