@@ -379,6 +379,27 @@ class EngineContract:
             since = StreamPosition(page[-1].offset, page[-1].epoch)
         assert pages == [[0, 1, 2], [3, 4, 5], [6]]
 
+    async def test_history_extreme_positions_and_limits(self, engine: Engine) -> None:
+        # Offsets and limits a client may send: up to 2**63 - 1 (the wire format's bound).
+        epoch = (await publish_many(engine.broker, "h", 3))[-1].epoch
+        top = 2**63 - 1
+        for reverse in (False, True):
+            result = await engine.broker.history(
+                "h", since=StreamPosition(top, epoch), limit=top, reverse=reverse
+            )
+            assert result.publications == []
+            assert result.position == StreamPosition(3, epoch)
+            result = await engine.broker.history("h", limit=top, reverse=reverse)
+            assert len(result.publications) == 3
+
+    async def test_very_long_lifetimes(self, engine: Engine) -> None:
+        options = HistoryOptions(size=10, ttl=1e12, meta_ttl=1e13)
+        first = await engine.broker.publish("long", Publication(data=1), options)
+        second = await engine.broker.publish("long", Publication(data=2), options)
+        assert second == StreamPosition(2, first.epoch)
+        result = await engine.broker.history("long", history=options)
+        assert [p.data for p in result.publications] == [1, 2]
+
     async def test_history_since_other_epoch(self, engine: Engine) -> None:
         old = (await publish_many(engine.broker, "h", 3))[-1]
         await engine.broker.remove_history("h")

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from wsend.hub import redis_broker
 from wsend.hub.broker import Broker, ClientInfo, HistoryOptions, Publication, StreamPosition
 from wsend.hub.codes import HubError
 from wsend.hub.redis import RedisBroker, RedisPresence, client_from_url, engine_from_url
-from wsend.hub.redis_broker import decode_publication, encode_publication
+from wsend.hub.redis_common import decode_publication, encode_publication
 from wsend.hub.wire import Encoded
 
 from .contract import HISTORY, NO_HISTORY, PRESENCE_TTL, Engine, EngineContract, Recorder, start
@@ -196,6 +197,32 @@ class TestRedisBroker:
             await first.close()
             await second.close()
 
+    async def test_backlog_is_bounded_while_delivery_is_slow(
+        self, broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A node that delivers slower than Redis sends: reading stops past BACKLOG_MAX, the
+        # rest waits in Redis; everything still arrives, in order.
+        monkeypatch.setattr(redis_broker, "BACKLOG_MAX", 20_000)
+        peak = 0
+        got: list[int] = []
+
+        async def slow(channel: str, publication: Publication | None) -> None:
+            nonlocal peak
+            peak = max(peak, broker._backlog)
+            if publication is not None and channel == "b":
+                got.append(publication.data)
+                await asyncio.sleep(0.001)
+
+        await broker.start(slow)
+        await broker.subscribe("b")
+        other = RedisBroker(broker.redis, prefix=broker.prefix)
+        for i in range(300):
+            await other.publish("b", Publication(data=i, key="x" * 1000), HISTORY)
+        await _wait_until(lambda: len(got) == 300)
+        assert got == list(range(300))
+        assert 10_000 < peak <= 20_000 + 2_000  # reading paused once past the bound
+        assert broker.lost_signals == 0
+
     async def test_negative_limit(self, broker: RedisBroker) -> None:
         with pytest.raises(ValueError, match="limit"):
             await broker.history("h", limit=-1)
@@ -214,17 +241,22 @@ async def _append_silently(
 
 class TestRedisPresenceSpecifics:
     async def test_expired_entries_removed_from_redis(self, redis_server: RedisServer) -> None:
-        presence = RedisPresence(redis_server.url, prefix=fresh_prefix(), ttl=0.2)
+        # Two nodes with different ttls on one prefix: only a lower bound on time matters, so
+        # a slow machine can't make the test fail.
+        prefix = fresh_prefix()
+        short = RedisPresence(redis_server.url, prefix=prefix, ttl=0.2)
+        long = RedisPresence(redis_server.url, prefix=prefix, ttl=60)
         try:
-            await presence.add("room", ClientInfo("c1", "u"))
-            await asyncio.sleep(0.1)
-            await presence.add("room", ClientInfo("c2", "u"))
-            await asyncio.sleep(0.15)
-            assert set(await presence.get("room")) == {"c2"}
-            zset = f"{presence.prefix}:{{room}}:pz"
+            await short.add("room", ClientInfo("c1", "u"))
+            await long.add("room", ClientInfo("c2", "u"))
+            await asyncio.sleep(0.3)
+            assert set(await short.get("room")) == {"c2"}
+            zset = f"{prefix}:{{room}}:pz"
             assert redis_server.cli("ZCARD", zset).strip() == "1"
+            assert redis_server.cli("HLEN", f"{prefix}:{{room}}:ph").strip() == "1"
         finally:
-            await presence.close()
+            await short.close()
+            await long.close()
 
     def test_ttl_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match="ttl"):

@@ -20,10 +20,15 @@ missing ones, read from the stream; if they are gone (or the epoch changed) the 
 ``recovered: false``). After a lost connection the broker reconnects with backoff, subscribes
 again, and compares every channel's position in Redis with the last delivered one, the same way.
 A health check (``PING`` on the pub/sub connection) notices a Redis that stopped answering.
+Messages received wait in a queue for delivery; past :data:`BACKLOG_MAX` bytes the broker stops
+reading, so that an overloaded node's backlog stays in Redis (bounded there by
+``client-output-buffer-limit pubsub``, after which Redis drops the connection and the node
+recovers as after any lost connection) instead of growing in the node's memory.
 
 Channels without history (``size == 0``) get no offsets: their publications are at most once.
 
-Messages on a pub/sub channel (``payload`` is MessagePack, see :func:`encode_publication`)::
+Messages on a pub/sub channel (``payload`` is MessagePack, see
+:func:`~.redis_common.encode_publication`)::
 
     b"p:<offset>:<epoch>:<time ms>:" + payload       a publication
     b"j:<node id>:" + info / b"l:<node id>:" + info  a join / leave relayed between nodes
@@ -42,12 +47,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from ..exceptions import UsageError
@@ -59,10 +61,18 @@ from .broker import (
     Publication,
     StreamPosition,
 )
-from .codes import ErrorCode, HubError
-from .wire import Encoded
+from .redis_common import (
+    SOCKET_TIMEOUT,
+    client_from_url,
+    decode_info,
+    decode_publication,
+    encode_info,
+    encode_publication,
+    engine_error,
+)
 
 __all__ = [
+    "SOCKET_TIMEOUT",
     "RedisBroker",
     "client_from_url",
     "decode_info",
@@ -83,12 +93,13 @@ HEALTH_TIMEOUT: Final = 5.0
 #: Reconnection delays: full jitter between the floor and an exponential cap.
 BACKOFF_MIN: Final = 0.05
 BACKOFF_MAX: Final = 2.0
-#: Seconds a command may take before the engine reports Redis unavailable.
-SOCKET_TIMEOUT: Final = 5.0
 #: Channels per SUBSCRIBE command when subscribing again after a reconnection.
 SUBSCRIBE_BATCH: Final = 512
+#: Bytes of pub/sub messages received but not yet delivered past which the broker stops
+#: reading them: the backlog then waits in Redis, whose ``client-output-buffer-limit pubsub``
+#: drops a node that stays behind (the node reconnects and recovers from the streams).
+BACKLOG_MAX: Final = 16 * 1024 * 1024
 
-_ENCODED_EXT: Final = 1
 # Set while delivering a join/leave relayed from another node, so that the hub's announce()
 # calling back into this broker does not relay it again.
 _relaying: contextvars.ContextVar[bool] = contextvars.ContextVar("wsend_redis_relay", default=False)
@@ -105,10 +116,11 @@ end
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('HSET', KEYS[1], 't', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 't', ms)
-local ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local stream_ttl = ttl > 0 and ttl or meta_ttl
-for i, life in ipairs({meta_ttl, stream_ttl}) do
-  if life > 0 then redis.call('PEXPIRE', KEYS[i], life) else redis.call('PERSIST', KEYS[i]) end
+-- Lifetimes stay strings: Lua 5.1 would print large numbers as 1e+14, which Redis refuses.
+local stream_ttl = tonumber(ARGV[3]) > 0 and ARGV[3] or ARGV[4]
+for i, life in ipairs({ARGV[4], stream_ttl}) do
+  if tonumber(life) > 0 then redis.call('PEXPIRE', KEYS[i], life)
+  else redis.call('PERSIST', KEYS[i]) end
 end
 redis.call('PUBLISH', KEYS[3], 'p:' .. offset .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[1])
 return {offset, epoch, ms}
@@ -143,115 +155,19 @@ if ttl > 0 then
     start = '(' .. batch[#batch][1]
   end
 end
-local since, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
-if (since >= 0 and ARGV[4] ~= epoch) or limit == 0 then return {epoch, top, {}} end
-local low = '-'
-if since >= 0 then low = (since + 1) .. '-0' end
+-- ARGV[3]: the first stream id to return ('-': all); ARGV[5]: the count (string, -1: all).
+local low, limit = ARGV[3], tonumber(ARGV[5])
+if (low ~= '-' and ARGV[4] ~= epoch) or limit == 0 then return {epoch, top, {}} end
 local pubs
 if ARGV[6] == '1' then
-  if limit > 0 then pubs = redis.call('XREVRANGE', KEYS[2], '+', low, 'COUNT', limit)
+  if limit > 0 then pubs = redis.call('XREVRANGE', KEYS[2], '+', low, 'COUNT', ARGV[5])
   else pubs = redis.call('XREVRANGE', KEYS[2], '+', low) end
 else
-  if limit > 0 then pubs = redis.call('XRANGE', KEYS[2], low, '+', 'COUNT', limit)
+  if limit > 0 then pubs = redis.call('XRANGE', KEYS[2], low, '+', 'COUNT', ARGV[5])
   else pubs = redis.call('XRANGE', KEYS[2], low, '+') end
 end
 return {epoch, top, pubs}
 """
-
-
-# -- payloads -------------------------------------------------------------------------------
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Encoded):
-        return msgspec.msgpack.Ext(_ENCODED_EXT, msgspec.msgpack.encode((obj.codec, obj.raw)))
-    if isinstance(obj, ClientInfo):
-        return (obj.client, obj.user, obj.info)
-    raise NotImplementedError(f"cannot serialize {type(obj).__name__}")
-
-
-def _ext_hook(code: int, data: memoryview) -> Any:
-    if code == _ENCODED_EXT:
-        codec, raw = msgspec.msgpack.decode(data)
-        return Encoded(codec, raw)
-    return msgspec.msgpack.Ext(code, bytes(data))
-
-
-_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
-
-
-def encode_info(info: ClientInfo) -> bytes:
-    """Serialize a :class:`ClientInfo` (its ``info`` may hold :class:`Encoded` values)."""
-    return _encoder.encode((info.client, info.user, info.info))
-
-
-def decode_info(raw: bytes | memoryview) -> ClientInfo:
-    """The inverse of :func:`encode_info`."""
-    client, user, info = _decoder.decode(raw)
-    return ClientInfo(client, user, info)
-
-
-def encode_publication(publication: Publication) -> bytes:
-    """Serialize what a publication carries besides its position and time.
-
-    ``data`` keeps :class:`~wsend.hub.wire.Encoded` values as they are (codec name and raw
-    bytes, in a MessagePack extension), so every node gets back an equal value; plain Python
-    data goes through MessagePack (tuples come back as lists).
-    """
-    info = publication.info
-    packed = None if info is None else (info.client, info.user, info.info)
-    return _encoder.encode((publication.data, publication.key, packed))
-
-
-def decode_publication(
-    payload: bytes | memoryview, offset: int, epoch: str, time_ms: int
-) -> Publication:
-    """The inverse of :func:`encode_publication`, with the position and time given."""
-    data, key, packed = _decoder.decode(payload)
-    info = None if packed is None else ClientInfo(packed[0], packed[1], packed[2])
-    return Publication(data, offset, epoch, key, info, time_ms / 1000)
-
-
-def engine_error(exc: BaseException) -> HubError:
-    """The error the engine raises when Redis fails: 100, temporary (retrying may work)."""
-    error = HubError(ErrorCode.INTERNAL, "engine unavailable", temporary=True)
-    error.__cause__ = exc
-    return error
-
-
-# -- connections ----------------------------------------------------------------------------
-
-
-def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aioredis.Redis:
-    """A Redis client (with its connection pool) for ``url``.
-
-    Accepts ``redis://[[user]:password@]host:port[/db]``, ``rediss://`` (TLS), ``unix://`` and
-    ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]`` (the master's
-    address is asked from the sentinels at every connection, so a failover is followed).
-
-    Raises:
-        ValueError: the URL is malformed.
-    """
-    timeouts: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": socket_timeout,
-    }
-    parts = urlsplit(url)
-    if parts.scheme != "redis+sentinel":
-        return aioredis.Redis.from_url(url, **timeouts)
-    hosts = []
-    for item in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = item.rpartition(":")
-        hosts.append((host or "localhost", int(port or 26379)))
-    path = [unquote(p) for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError(f"sentinel URL needs a master name: {url!r}")
-    auth: dict[str, Any] = {"username": parts.username, "password": parts.password}
-    db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
-    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
-    client: aioredis.Redis = sentinel.master_for(path[0], db=db, **auth)
-    return client
 
 
 def _backoff(attempt: int) -> float:
@@ -312,6 +228,9 @@ class RedisBroker:
         self._last: dict[str, tuple[str, int]] = {}  # channel -> (epoch, offset) delivered
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._backlog = 0  # bytes of messages in the queue
+        self._room = asyncio.Event()  # set while the backlog is under BACKLOG_MAX
+        self._room.set()
         self._conn: AbstractConnection | None = None
         self._live = asyncio.Event()  # set while the pub/sub connection is subscribed
         self._seen = 0.0
@@ -485,9 +404,9 @@ class RedisBroker:
         args: list[Any] = [
             _epoch(),
             _ms(options.meta_ttl),
-            -1 if since is None else since.offset,
+            "-" if since is None else _stream_id(since.offset + 1),
             "" if since is None else since.epoch,
-            -1 if limit is None else limit,
+            -1 if limit is None else min(limit, _MAX_COUNT),
             1 if reverse else 0,
             -1 if history is None else _ms(history.ttl),
         ]
@@ -557,8 +476,12 @@ class RedisBroker:
         reader = loop.create_task(self._read(conn))
         health = loop.create_task(self._health(conn))
         try:
-            await self._subscribe_all(conn, reader)
+            subscribed = await self._subscribe_all(conn, reader)
             self._live.set()
+            # Channels added while SUBSCRIBE was in flight (their subscribe() didn't send it).
+            late = [key for key in self._channels.values() if key not in subscribed]
+            if late:
+                await conn.send_command("SUBSCRIBE", *late)
             if self._ever_live:
                 self.reconnections += 1
                 for channel in list(self._channels):
@@ -572,8 +495,11 @@ class RedisBroker:
                 task.cancel()
             await asyncio.gather(reader, health, return_exceptions=True)
 
-    async def _subscribe_all(self, conn: AbstractConnection, reader: asyncio.Task[None]) -> None:
-        """SUBSCRIBE to every channel in batches and wait for Redis to confirm them all."""
+    async def _subscribe_all(
+        self, conn: AbstractConnection, reader: asyncio.Task[None]
+    ) -> set[bytes]:
+        """SUBSCRIBE to every channel in batches, wait for Redis to confirm them all; return
+        the pub/sub channels subscribed."""
         keys = list(self._channels.values())
         futures: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
@@ -594,6 +520,7 @@ class RedisBroker:
             if waiter not in done:
                 waiter.cancel()
                 raise TimeoutError("redis did not confirm the subscriptions")
+        return set(keys)
 
     async def _read(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -607,6 +534,11 @@ class RedisBroker:
                 channel = self._by_key.get(response[1])
                 if channel is not None:
                     self._queue.put_nowait(("msg", channel, response[2]))
+                    self._backlog += len(response[2])
+                    if self._backlog > BACKLOG_MAX:
+                        self._room.clear()
+                        await self._room.wait()
+                        self._seen = loop.time()  # we were busy, Redis wasn't silent
             elif kind == b"subscribe":
                 for future in self._confirm.pop(response[1], ()):
                     if not future.done():
@@ -626,6 +558,10 @@ class RedisBroker:
         """Process pub/sub messages, baselines and position checks, one at a time, in order."""
         while True:
             item = await self._queue.get()
+            if item[0] == "msg":
+                self._backlog -= len(item[2])
+                if self._backlog <= BACKLOG_MAX // 2:
+                    self._room.set()
             channel = item[1]
             if channel not in self._channels:
                 continue
@@ -739,9 +675,22 @@ class RedisBroker:
             _relaying.reset(token)
 
 
+# The largest stream id's first part, and the largest count given to XRANGE.
+_MAX_ID: Final = 2**64 - 1
+_MAX_COUNT: Final = 2**63 - 1
+
+
+def _stream_id(offset: int) -> str:
+    """The stream id of ``offset`` (offsets beyond any id map to the largest one)."""
+    return f"{min(max(offset, 0), _MAX_ID)}-0"
+
+
 def _ms(seconds: float) -> int:
-    """Seconds as whole milliseconds for Redis (0 when not positive: no limit)."""
-    return max(0, math.ceil(seconds * 1000)) if seconds > 0 else 0
+    """Seconds as whole milliseconds for Redis (0 when not positive: no limit).
+
+    Capped at 2**62 ms (a hundred million years), within what ``PEXPIRE`` accepts.
+    """
+    return min(math.ceil(seconds * 1000), 2**62) if seconds > 0 else 0
 
 
 def _text(value: bytes | str) -> str:

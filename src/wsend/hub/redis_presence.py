@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .broker import ClientInfo, PresenceStats
-from .redis_broker import SOCKET_TIMEOUT, client_from_url, decode_info, encode_info, engine_error
+from .redis_common import SOCKET_TIMEOUT, client_from_url, decode_info, encode_info, engine_error
 
 __all__ = ["RedisPresence"]
 

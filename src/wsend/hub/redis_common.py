@@ -1,0 +1,129 @@
+"""What the Redis broker and presence share: clients from URLs, payloads, errors.
+
+Payloads are MessagePack. Application data kept in its wire encoding
+(:class:`~wsend.hub.wire.Encoded`) travels as an extension type holding the codec's name and
+the raw bytes, so every node gets back an equal value and forwards it without re-encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
+
+from .broker import ClientInfo, Publication
+from .codes import ErrorCode, HubError
+from .wire import Encoded
+
+__all__ = [
+    "SOCKET_TIMEOUT",
+    "client_from_url",
+    "decode_info",
+    "decode_publication",
+    "encode_info",
+    "encode_publication",
+    "engine_error",
+]
+
+#: Seconds a command may take before the engine reports Redis unavailable.
+SOCKET_TIMEOUT: Final = 5.0
+
+_ENCODED_EXT: Final = 1
+
+
+# -- payloads -------------------------------------------------------------------------------
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Encoded):
+        return msgspec.msgpack.Ext(_ENCODED_EXT, msgspec.msgpack.encode((obj.codec, obj.raw)))
+    if isinstance(obj, ClientInfo):
+        return (obj.client, obj.user, obj.info)
+    raise NotImplementedError(f"cannot serialize {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code == _ENCODED_EXT:
+        codec, raw = msgspec.msgpack.decode(data)
+        return Encoded(codec, raw)
+    return msgspec.msgpack.Ext(code, bytes(data))
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def encode_info(info: ClientInfo) -> bytes:
+    """Serialize a :class:`ClientInfo` (its ``info`` may hold :class:`Encoded` values)."""
+    return _encoder.encode((info.client, info.user, info.info))
+
+
+def decode_info(raw: bytes | memoryview) -> ClientInfo:
+    """The inverse of :func:`encode_info`."""
+    client, user, info = _decoder.decode(raw)
+    return ClientInfo(client, user, info)
+
+
+def encode_publication(publication: Publication) -> bytes:
+    """Serialize what a publication carries besides its position and time.
+
+    ``data`` keeps :class:`~wsend.hub.wire.Encoded` values as they are (codec name and raw
+    bytes, in a MessagePack extension), so every node gets back an equal value; plain Python
+    data goes through MessagePack (tuples come back as lists).
+    """
+    info = publication.info
+    packed = None if info is None else (info.client, info.user, info.info)
+    return _encoder.encode((publication.data, publication.key, packed))
+
+
+def decode_publication(
+    payload: bytes | memoryview, offset: int, epoch: str, time_ms: int
+) -> Publication:
+    """The inverse of :func:`encode_publication`, with the position and time given."""
+    data, key, packed = _decoder.decode(payload)
+    info = None if packed is None else ClientInfo(packed[0], packed[1], packed[2])
+    return Publication(data, offset, epoch, key, info, time_ms / 1000)
+
+
+def engine_error(exc: BaseException) -> HubError:
+    """The error the engine raises when Redis fails: 100, temporary (retrying may work)."""
+    error = HubError(ErrorCode.INTERNAL, "engine unavailable", temporary=True)
+    error.__cause__ = exc
+    return error
+
+
+# -- connections ----------------------------------------------------------------------------
+
+
+def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aioredis.Redis:
+    """A Redis client (with its connection pool) for ``url``.
+
+    Accepts ``redis://[[user]:password@]host:port[/db]``, ``rediss://`` (TLS), ``unix://`` and
+    ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]`` (the master's
+    address is asked from the sentinels at every connection, so a failover is followed).
+
+    Raises:
+        ValueError: the URL is malformed.
+    """
+    timeouts: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+    }
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        return aioredis.Redis.from_url(url, **timeouts)
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or "localhost", int(port or 26379)))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"sentinel URL needs a master name: {url!r}")
+    auth: dict[str, Any] = {"username": parts.username, "password": parts.password}
+    db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(path[0], db=db, **auth)
+    return client
