@@ -137,9 +137,14 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
     """``new_page(width=1280, height=800)``: a page in a fresh context (own storage);
-    console errors fail the test."""
+    uncaught exceptions and errors logged to the console (a failed request, a failed
+    WebSocket connection...) fail the test."""
     contexts = []
     errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(f"console: {message.text} ({message.location.get('url', '')})")
 
     def make(width: int = 1280, height: int = 800) -> Any:
         context = browser.new_context(viewport={"width": width, "height": height})
@@ -147,6 +152,7 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page = context.new_page()
         page.set_default_timeout(10_000)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", on_console)
         return page
 
     yield make

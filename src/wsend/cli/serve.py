@@ -35,7 +35,7 @@ from ..hub.broker import Broker, Presence
 from ..hub.codes import DisconnectCode
 from ..hub.node import Hub
 from ..hub.options import ConfigError, HubOptions, JwtOptions
-from ..protocol.http import Request, Response
+from ..protocol.http import Headers, Request, Response
 from .errors import CliError, ExitCode
 from .options import on_stop_signals
 
@@ -199,6 +199,8 @@ class HubServer:
         router = Router()
         router.add("/healthz", lambda request: Response.text(200, "OK\n"))
         router.add("/apps.json", self._apps_json)
+        # Browsers ask for /favicon.ico on pages without an icon link (JSON, metrics...).
+        router.add("/favicon.ico", _favicon)
         router.static("/", WEB_DIR)
         return router
 
@@ -267,6 +269,11 @@ class HubServer:
         await hub.close(DisconnectCode.SHUTDOWN, "shutdown")
         if self.server is not None:
             await self.server.shutdown(timeout=SHUTDOWN_TIMEOUT)
+
+
+def _favicon(request: Request) -> Response:
+    icon = (WEB_DIR / "favicon.svg").read_bytes()
+    return Response.bytes(200, icon, "image/svg+xml", Headers({"Cache-Control": "max-age=86400"}))
 
 
 def log(message: str) -> None:

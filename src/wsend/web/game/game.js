@@ -210,11 +210,14 @@ setInterval(() => {
 
 // -- drawing -------------------------------------------------------------------------------------
 
+let ui = 1; // text scale: labels stay readable when the arena is drawn small (phones)
+
 function resize() {
   const r = canvas.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.max(1, Math.round(r.width * dpr));
   canvas.height = Math.max(1, Math.round(r.height * dpr));
+  ui = r.width ? Math.min(2.6, Math.max(1, (0.75 * world.width) / r.width)) : 1;
 }
 new ResizeObserver(resize).observe(canvas);
 
@@ -232,14 +235,14 @@ function draw(now) {
   drawGrid();
   const view = clockOffset === null ? null : sample(now);
   if (!view) {
-    drawText("connecting to the arena…", world.width / 2, world.height / 2, 28, "#8c93b8");
+    drawText("connecting to the arena…", world.width / 2, world.height / 2, 28 * ui, "#8c93b8");
     return;
   }
   for (const [, x, y, value] of view.coins) drawCoin(x, y, value, now);
   const players = [...view.players].sort((a, b) => (a.id === me) - (b.id === me));
   for (const p of players) drawPlayer(p, now);
   drawEffects(now);
-  drawText(`Round ${view.round}`, 24, 36, 20, "rgba(255,255,255,0.55)", "left");
+  drawText(`Round ${view.round}`, 24, 16 + 20 * ui, 20 * ui, "rgba(255,255,255,0.55)", "left");
 }
 
 function drawGrid() {
@@ -319,10 +322,10 @@ function drawPlayer(p, now) {
     ctx.arc(p.x, p.y, r + 4 + Math.sin(now / 250), 0, Math.PI * 2);
     ctx.stroke();
   }
-  const labelX = Math.max(50, Math.min(world.width - 50, p.x));
-  const labelY = p.y - r < 40 ? p.y + r + 22 : p.y - r - 10;
-  drawText(p.name, labelX, labelY, 14, p.id === me ? "#ffffff" : "rgba(255,255,255,0.8)");
-  drawText(String(p.score), p.x, p.y + 5, 13, "rgba(0,0,0,0.7)");
+  const labelX = Math.max(50 * ui, Math.min(world.width - 50 * ui, p.x));
+  const labelY = p.y - r < 26 + 14 * ui ? p.y + r + 8 + 14 * ui : p.y - r - 10;
+  drawText(p.name, labelX, labelY, 14 * ui, p.id === me ? "#ffffff" : "rgba(255,255,255,0.8)");
+  if (ui < 1.5) drawText(String(p.score), p.x, p.y + 5, 13, "rgba(0,0,0,0.7)");
 }
 
 function drawEffects(now) {
@@ -335,7 +338,7 @@ function drawEffects(now) {
     }
     if (age < 0) continue;
     ctx.globalAlpha = 1 - age;
-    drawText(e.text, e.x, e.y - 20 - age * 40, 18 + age * 6, e.color);
+    drawText(e.text, e.x, e.y - 20 - age * 40, (18 + age * 6) * ui, e.color);
   }
   ctx.globalAlpha = 1;
 }

@@ -168,12 +168,8 @@ function makeRow(symbol) {
   const change = td("chg");
   const pct = td("pct").appendChild(document.createElement("span"));
   const ba = td("ba hide-s");
-  const vol = td("vol hide-s");
-  const canvas = td("c").appendChild(document.createElement("canvas"));
-  canvas.width = 120 * devicePixelRatio;
-  canvas.height = 30 * devicePixelRatio;
-  canvas.style.width = "120px";
-  canvas.style.height = "30px";
+  const vol = td("vol hide-s hide-m");
+  const canvas = td("c").appendChild(document.createElement("canvas")); // sized by CSS
   const button = td("c").appendChild(document.createElement("button"));
   button.className = "remove";
   button.title = `Remove ${symbol}`;
@@ -249,9 +245,12 @@ function drawSpark(symbol) {
   const data = sparks.get(symbol);
   if (!row || !data || data.length < 2) return;
   const canvas = row.canvas;
+  if (!canvas.clientWidth) return; // not laid out yet (or hidden)
+  // Draw at the size CSS gives the canvas (narrower on phones), in device pixels.
+  const w = Math.round(canvas.clientWidth * devicePixelRatio);
+  const h = Math.round(canvas.clientHeight * devicePixelRatio);
+  if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
   const g = canvas.getContext("2d");
-  const w = canvas.width;
-  const h = canvas.height;
   const pad = 3 * devicePixelRatio;
   const lo = Math.min(...data);
   const hi = Math.max(...data);
