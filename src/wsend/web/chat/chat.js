@@ -13,6 +13,11 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 let name = params.get("name") || localStorage.getItem("wsend-chat-name");
+// Who wrote a message, across reloads of this tab: a random id sent with each message (the
+// client id changes at each connection; sessionStorage is per tab and survives a reload).
+const me = sessionStorage.getItem("wsend-chat-me") || Math.random().toString(36).slice(2, 10);
+sessionStorage.setItem("wsend-chat-me", me);
+const GROUP_WITHIN = 3 * 60 * 1000; // ms: consecutive messages of one author share a header
 let room = cleanRoom(location.hash.slice(1)) || "lobby";
 let client = null;
 let roomSub = null;
@@ -66,10 +71,13 @@ function scrollToEnd() {
 function messageNode(pub) {
   const data = pub.data ?? {};
   const who = String(data.name || nameOf(pub.info));
-  const mine = pub.info?.client && pub.info.client === client.clientId;
+  const mine =
+    (pub.info?.client && pub.info.client === client.clientId) || (pub.info && data.from === me);
   const li = document.createElement("li");
   li.className = "message" + (mine ? " mine" : "") + (pub.info ? "" : " server");
   if (typeof pub.offset === "number") li.dataset.offset = pub.offset;
+  li.dataset.author = `${pub.info ? "c" : "s"}:${data.from ?? ""}:${who}`;
+  li.dataset.ts = String(Number(data.ts) || 0);
   const body = document.createElement("div");
   body.className = "bubble-wrap";
   const meta = document.createElement("div");
@@ -87,6 +95,26 @@ function messageNode(pub) {
   return li;
 }
 
+// Consecutive messages of one author within a few minutes form a group: the name and time on
+// the first, the avatar beside the last.
+function regroup() {
+  let prev = null;
+  for (const li of $("messages").children) {
+    const message = li.classList.contains("message");
+    const cont =
+      message &&
+      prev?.classList.contains("message") &&
+      prev.dataset.author === li.dataset.author &&
+      Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WITHIN;
+    if (message) {
+      li.classList.toggle("cont", cont);
+      li.classList.remove("has-next");
+    }
+    if (cont) prev.classList.add("has-next");
+    prev = li;
+  }
+}
+
 function updateEmpty() {
   $("empty").hidden = $("messages").querySelector(".message") !== null;
 }
@@ -96,6 +124,7 @@ function showMessage(pub) {
   const list = $("messages");
   const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   list.append(messageNode(pub));
+  regroup();
   if (nearEnd || pub.info?.client === client.clientId) scrollToEnd();
 }
 
@@ -202,6 +231,7 @@ async function loadHistory() {
     divider.className = "notice history";
     divider.textContent = `Earlier messages`;
     list.prepend(divider, ...nodes);
+    regroup();
   }
   updateEmpty();
   scrollToEnd();
@@ -298,7 +328,7 @@ async function send() {
   lastTypingSent = 0;
   typingSub.publish({ name, typing: false }).catch(() => {});
   try {
-    await roomSub.publish({ text, name, ts: Date.now() });
+    await roomSub.publish({ text, name, ts: Date.now(), from: me });
   } catch (err) {
     input.value = text; // keep it, to retry
     notice(`Not sent: ${err.message}`, "warn");
