@@ -1,6 +1,7 @@
 """A hub node on the Redis engine, in its own process (for tests that SIGKILL a node).
 
-Usage: ``python -m tests.hub.node_proc PORT REDIS_URL [PREFIX]``; prints ``ready`` once listening.
+Usage: ``python -m tests.hub.node_proc PORT REDIS_URL [PREFIX [PRESENCE_TTL]]``; prints
+``ready`` once listening.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ def options() -> HubOptions:
     return HubOptions(allow_anonymous=True, namespaces={"": NamespaceOptions(), "chat": chat})
 
 
-def make_hub(url: str, prefix: str = "wsend", fast: bool = True) -> Hub:
+def make_hub(url: str, prefix: str = "wsend", fast: bool = True, presence_ttl: float = 60.0) -> Hub:
     """A hub on ``url``; ``fast`` shortens the engine's timeouts for fault tests."""
     timeouts = {"health_interval": 0.2, "health_timeout": 1.0, "socket_timeout": 1.0}
     broker = RedisBroker(url, prefix=prefix, **(timeouts if fast else {}))  # type: ignore[arg-type]
-    presence = RedisPresence(url, prefix=prefix, socket_timeout=1.0 if fast else 5.0)
+    presence = RedisPresence(
+        url, prefix=prefix, ttl=presence_ttl, socket_timeout=1.0 if fast else 5.0
+    )
     return Hub(options(), broker=broker, presence=presence)
 
 
-async def main(port: int, url: str, prefix: str) -> None:
-    hub = make_hub(url, prefix)
+async def main(port: int, url: str, prefix: str, presence_ttl: float) -> None:
+    hub = make_hub(url, prefix, presence_ttl=presence_ttl)
     async with wsend.serve(hub.handler, "127.0.0.1", port, **hub.serve_kwargs()):
         await hub.start()
         print("ready", flush=True)
@@ -44,4 +47,6 @@ async def main(port: int, url: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "wsend"))
+    args = sys.argv[1:]
+    prefix = args[2] if len(args) > 2 else "wsend"
+    asyncio.run(main(int(args[0]), args[1], prefix, float(args[3]) if len(args) > 3 else 60.0))

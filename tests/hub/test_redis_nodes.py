@@ -95,9 +95,11 @@ async def test_join_and_leave_cross_nodes(nodes: Nodes) -> None:
     await wait_until(lambda: other.info is not None and other.info.client in joined)
 
 
-async def start_node_process(port: int, url: str, prefix: str) -> subprocess.Popen[str]:
+async def start_node_process(
+    port: int, url: str, prefix: str, presence_ttl: float = 60.0
+) -> subprocess.Popen[str]:
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
-        [sys.executable, "-m", "tests.hub.node_proc", str(port), url, prefix],
+        [sys.executable, "-m", "tests.hub.node_proc", str(port), url, prefix, str(presence_ttl)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -132,6 +134,40 @@ async def test_client_moves_from_killed_node_and_recovers(
         assert [p.data for p in got] == list(range(41))
         assert [p.offset for p in got] == list(range(1, 42))
         assert sub.recovered is True
+    finally:
+        doomed.kill()
+        doomed.wait()
+
+
+async def test_killed_nodes_clients_leave_presence(nodes: Nodes, redis_server: RedisServer) -> None:
+    # Presence entries outlive their node by the presence ttl at most; live nodes refresh
+    # theirs (several times per ttl), so only the crashed node's clients vanish.
+    ttl = 2.0
+    port = free_port()
+    doomed = await start_node_process(port, redis_server.url, nodes.prefix, presence_ttl=ttl)
+    try:
+        hub = make_hub(redis_server.url, nodes.prefix, presence_ttl=ttl)
+        server = await nodes.stack.enter_async_context(
+            wsend.serve(hub.handler, "127.0.0.1", 0, **hub.serve_kwargs())
+        )
+        await hub.start()
+        nodes.stack.push_async_callback(hub.close)
+        gone = await nodes.client(f"ws://127.0.0.1:{port}/ws")
+        stays = await nodes.client(f"ws://127.0.0.1:{server.port}/ws")
+        for client in (gone, stays):
+            await client.subscribe("chat:crash").ready(5)
+        assert gone.info is not None
+        assert stays.info is not None
+        both = {gone.info.client, stays.info.client}
+        assert hub.presence_refresh_interval == ttl / 4
+        assert set(await stays.presence("chat:crash")) == both
+        await asyncio.sleep(ttl * 1.5)  # refreshes keep both
+        assert set(await stays.presence("chat:crash")) == both
+        gone.reconnect = False
+        doomed.kill()
+        doomed.wait()
+        await asyncio.sleep(ttl * 1.2)
+        assert set(await stays.presence("chat:crash")) == {stays.info.client}
     finally:
         doomed.kill()
         doomed.wait()

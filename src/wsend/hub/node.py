@@ -55,8 +55,9 @@ SubscribeCallback = Callable[[Session, str, Any], Any]
 _BATCH_BYTES = 65536
 # How often deadlines (connect timeout, token expiry) are checked.
 _TICK = 1.0
-# Presence entries are refreshed every this many ticks: well within the engines' ttl (60 s).
-_PRESENCE_EVERY = 10
+# Presence entries are refreshed this many times per presence ttl (the engine's ``ttl``
+# attribute, 60 s by default): every 15 s for 60 s, where Centrifuge refreshes every 25 s.
+_REFRESHES_PER_TTL = 4
 # Seconds Hub.close() waits for connections to end before it closes the engines.
 _CLOSE_WAIT = 3.0
 
@@ -278,7 +279,9 @@ class Hub:
             return
         self._started = True
         await self._broker.start(self._on_publication)
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._tick())
+        self._refresher = loop.create_task(self._refresh_presence())
 
     async def close(self, code: int = DisconnectCode.SHUTDOWN, reason: str = "shutdown") -> None:
         """Close every connection with ``code``, let them clean up, and stop the engines.
@@ -302,25 +305,28 @@ class Hub:
         await self._presence.close()
 
     async def _tick(self) -> None:
-        count = 0
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_TICK)
             now = self._clock()
             for session in list(self._links):
                 session.check_expiry(now)
-            count += 1
-            refresher = self._refresher
-            if count % _PRESENCE_EVERY == 0 and (refresher is None or refresher.done()):
-                # In a task of its own: a slow engine must not delay the deadlines above.
-                self._refresher = loop.create_task(self._refresh_presence())
+
+    @property
+    def presence_refresh_interval(self) -> float:
+        """Seconds between two refreshes of this node's presence entries."""
+        ttl = getattr(self._presence, "ttl", 60.0)
+        return float(ttl) / _REFRESHES_PER_TTL
 
     async def _refresh_presence(self) -> None:
-        for session in list(self._links):
-            try:
-                await session.refresh_presence()
-            except Exception as exc:
-                logger.warning("refreshing presence failed: %s", exc)
+        """Keep this node's presence entries from expiring (a task apart from the deadlines:
+        a slow engine must not delay them)."""
+        while True:
+            await asyncio.sleep(self.presence_refresh_interval)
+            for session in list(self._links):
+                try:
+                    await session.refresh_presence()
+                except Exception as exc:
+                    logger.warning("refreshing presence failed: %s", exc)
 
     async def _on_publication(self, channel: str, publication: Publication | None) -> None:
         local = self._channels.get(channel)
