@@ -96,6 +96,8 @@ class TestNode:
     async def on_connect(self, session: Session, data: Any) -> Any:
         if data == "refuse":
             raise HubError(ErrorCode.PERMISSION_DENIED)
+        if data == "later":
+            raise HubError(1001, "try later", temporary=True)
         return {"echo": data} if data is not None else self.connect_data
 
     async def can_subscribe(self, session: Session, channel: str, data: Any) -> bool:
@@ -289,6 +291,13 @@ async def test_connect_refused_by_application(client: Client) -> None:
     assert await client.error("connect", data="refuse") == ErrorCode.PERMISSION_DENIED
     assert client.conn.closed is not None
     assert client.conn.closed[0] == 4501
+
+
+async def test_connect_refused_for_now_by_application(client: Client) -> None:
+    reply = await client.send("connect", data="later")
+    assert reply["error"] == {"code": 1001, "message": "try later", "temporary": True}
+    assert client.conn.closed is None
+    assert "client" in await client.connect()
 
 
 async def test_connect_twice(client: Client) -> None:

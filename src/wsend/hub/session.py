@@ -449,9 +449,12 @@ class Session:
             self.user, self.info = claims.user, claims.info
             data = await self.node.on_connect(self, value)
         except HubError as exc:
-            expired = exc.code == ErrorCode.TOKEN_EXPIRED
-            code = DisconnectCode.TOKEN_EXPIRED if expired else DisconnectCode.UNAUTHORIZED
-            self._close_after_reply = (code, "token expired" if expired else "unauthorized")
+            # Refused for good: close (4004 asks for a new token). A temporary refusal (the
+            # application's callback may raise one) leaves the connection open for a retry.
+            if exc.code == ErrorCode.TOKEN_EXPIRED:
+                self._close_after_reply = (DisconnectCode.TOKEN_EXPIRED, "token expired")
+            elif not exc.temporary:
+                self._close_after_reply = (DisconnectCode.UNAUTHORIZED, "unauthorized")
             raise
         self.expires_at = claims.expires_at
         self._claim_channels = frozenset(claims.channels)
