@@ -244,7 +244,7 @@ class InfoFrame(_Frame):
 
 
 class PublicationFrame(_Frame):
-    data: Any = None
+    data: Any  # always sent, null included (as in pushes)
     offset: int | None = None
     key: str | None = None
     info: InfoFrame | None = None
@@ -308,7 +308,7 @@ class _Push(_Frame, tag_field="push"):
 
 class PubPush(_Push, tag="pub"):
     channel: str
-    data: Any = None
+    data: Any  # always sent, null included: clients may read it without a default
     offset: int | None = None
     key: str | None = None
     info: InfoFrame | None = None
@@ -331,7 +331,7 @@ class UnsubscribePush(_Push, tag="unsubscribe"):
 
 
 class MessagePush(_Push, tag="message"):
-    data: Any = None
+    data: Any
 
 
 def info_frame(info: ClientInfo | None) -> InfoFrame | None:
