@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from wsend.hub import node as hub_node
-from wsend.hub.broker import StreamPosition
+from wsend.hub.broker import ClientInfo, StreamPosition
 from wsend.hub.client import HubClient, Publication, Subscription
 from wsend.hub.codes import DisconnectCode, ErrorCode, HubError
+from wsend.hub.memory import MemoryPresence
 from wsend.hub.options import NamespaceOptions
 from wsend.hub.session import Session
 
@@ -266,3 +267,34 @@ async def test_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
         async with raw(running.url) as silent:
             assert await silent.closed() == DisconnectCode.UNAUTHORIZED
         assert len(await running.hub.presence_of("chat:room")) == 1
+
+
+class GatedPresence(MemoryPresence):
+    """Presence whose ``add`` waits for a gate: a subscribe stays in progress meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def add(self, channel: str, info: ClientInfo) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().add(channel, info)
+
+
+async def test_subscribe_interrupted_by_the_hub_is_retried_and_leaves_no_presence() -> None:
+    presence = GatedPresence()
+    async with run_hub(presence=presence) as running:
+        async with HubClient(running.url, token=token("ann"), **FAST) as client:
+            sub = client.subscribe("chat:room")
+            await presence.entered.wait()
+            # The engine reports lost publications while the subscribe is in progress.
+            await running.hub._on_publication("chat:room", None)
+            presence.gate.set()
+            await sub.ready(5)  # error 110 is temporary: the client subscribed again
+            assert sub.state == "subscribed"
+            present = await running.hub.presence_of("chat:room")
+            assert [info.client for info in present.values()] == [client.info.client]  # type: ignore[union-attr]
+        await wait_until(lambda: not running.hub.sessions())
+        assert await running.hub.presence_of("chat:room") == {}

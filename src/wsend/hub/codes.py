@@ -34,7 +34,9 @@ class ErrorCode(enum.IntEnum):
         return self in _TEMPORARY
 
 
-_TEMPORARY = frozenset({ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS})
+# 110 answers a subscribe the hub interrupted (it unsubscribed the channel meanwhile):
+# subscribing again works.
+_TEMPORARY = frozenset({ErrorCode.INTERNAL, ErrorCode.NOT_SUBSCRIBED, ErrorCode.TOO_MANY_REQUESTS})
 
 _MESSAGES = {
     ErrorCode.INTERNAL: "internal error",
