@@ -10,8 +10,10 @@ Debian's ``/usr/bin/chromium``; without it the browser tests are skipped, or fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import re
 import shutil
 import threading
 import urllib.request
@@ -45,12 +47,12 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 class LiveServer:
     """``wsend serve`` running on a free port in a thread, with helpers for tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, **settings_kwargs: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        settings = ServeSettings(port=0, api_key=API_KEY)
-        self.server: HubServer = self.call(self._make(settings))
+        self.settings = ServeSettings(port=0, api_key=API_KEY, **settings_kwargs)
+        self.server: HubServer = self.call(self._make(self.settings))
         self.url = self.server.url.rstrip("/")
 
     async def _make(self, settings: ServeSettings) -> HubServer:
@@ -100,6 +102,17 @@ class LiveServer:
             await hub.publish(channel, {"name": "server", "text": text})
         return dropped
 
+    def stop_server(self) -> None:
+        """Stop the server as Ctrl-C does (connections closed with 4001): pages can't
+        reconnect until :meth:`start_server`."""
+        self.call(self.server.stop())
+
+    def start_server(self) -> None:
+        """Start a new server, with empty memory, on the same port."""
+        port = int(self.url.rsplit(":", 1)[1])
+        settings = dataclasses.replace(self.settings, port=port)
+        self.server = self.call(self._make(settings))
+
     def close(self) -> None:
         self.call(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -136,17 +149,18 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
-    """``new_page(width=1280, height=800)``: a page in a fresh context (own storage);
-    uncaught exceptions and errors logged to the console (a failed request, a failed
-    WebSocket connection...) fail the test."""
+    """``new_page(width=1280, height=800, allow=())``: a page in a fresh context (own
+    storage); uncaught exceptions and errors logged to the console (a failed request, a
+    failed WebSocket connection...) fail the test, unless they match a regular expression
+    of ``allow`` (a test that refuses connections on purpose)."""
     contexts = []
     errors: list[str] = []
 
-    def on_console(message: Any) -> None:
-        if message.type == "error":
-            errors.append(f"console: {message.text} ({message.location.get('url', '')})")
+    def make(width: int = 1280, height: int = 800, allow: tuple[str, ...] = ()) -> Any:
+        def on_console(message: Any) -> None:
+            if message.type == "error" and not any(re.search(p, message.text) for p in allow):
+                errors.append(f"console: {message.text} ({message.location.get('url', '')})")
 
-    def make(width: int = 1280, height: int = 800) -> Any:
         context = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = context.new_page()

@@ -29,7 +29,7 @@ SIZES = {"desktop": (1280, 800), "tablet": (820, 1180), "phone": (390, 844)}
 # Elements whose content must fit their box without a sideways scroll bar.
 NO_SIDEWAYS_SCROLL = """() => [...document.querySelectorAll('pre, .table-wrap, main, .panel')]
     .filter((el) => el.scrollWidth > el.clientWidth + 1)
-    .map((el) => `${el.tagName.toLowerCase()}.${el.className}: ${el.scrollWidth} > ${el.clientWidth}`)"""
+    .map((el) => `${el.tagName}.${el.className}: ${el.scrollWidth} > ${el.clientWidth}`)"""
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -219,6 +219,7 @@ export class Client extends Emitter {
   }
 
   _setState(state) {
+    if (state === this.state) return;
     this.state = state;
     this.emit("state", state);
   }
