@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 from .conftest import LiveServer, screenshot
 
 
-def open_chat(new_page: Any, server: LiveServer, name: str, room: str, **size: int) -> Any:
+def open_chat(new_page: Any, server: LiveServer, name: str, room: str, **size: Any) -> Any:
     page = new_page(**size)
     page.goto(f"{server.url}/chat/?name={name}#{room}")
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
@@ -128,3 +128,42 @@ def test_chat_on_a_phone(new_page: Any, live_server: LiveServer) -> None:
     say(page, "Reading it on my phone: looks great!")
     expect(bob.locator(".message .bubble", has_text="on my phone")).to_be_visible()
     screenshot(page, "chat-phone")
+
+
+@pytest.fixture
+def own_server() -> Any:
+    """A server of this test's own, which it may stop and start again."""
+    server = LiveServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_server_restart_keeps_the_conversation(new_page: Any, own_server: LiveServer) -> None:
+    refused = (r"WebSocket connection to .* failed",)  # while the server is down
+    ada = open_chat(new_page, own_server, "Ada", "restart", allow=refused)
+    bob = open_chat(new_page, own_server, "Bob", "restart", allow=refused)
+    say(ada, "before the restart")
+    expect(bob.locator(".message .bubble", has_text="before the restart")).to_be_visible()
+
+    own_server.stop_server()
+    for page in (ada, bob):
+        expect(page.locator("#status")).not_to_have_attribute("data-state", "connected")
+        expect(page.locator("#banner")).to_contain_text("reconnecting")
+    say(ada, "typed while the server was down")  # waits for the connection, shown greyed
+    expect(ada.locator(".message.pending .bubble", has_text="while the server")).to_be_visible()
+    own_server.start_server()
+
+    # The new server has no history (in-memory engine): the pages keep what they showed,
+    # say that messages may be missing, and the waiting message is sent.
+    for page in (ada, bob):
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=15_000)
+        expect(page.locator(".notice.warn", has_text="server restarted")).to_be_visible()
+        expect(page.locator(".message .bubble", has_text="before the restart")).to_have_count(1)
+        expect(page.locator(".message .bubble", has_text="while the server")).to_have_count(1)
+        expect(page.locator("#people li")).to_have_count(2)
+    expect(ada.locator(".message.pending")).to_have_count(0)
+    expect(ada.locator(".message.mine .bubble", has_text="while the server")).to_be_visible()
+    say(bob, "and we carry on")
+    expect(ada.locator(".message .bubble", has_text="carry on")).to_be_visible()

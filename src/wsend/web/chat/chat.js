@@ -21,6 +21,7 @@ const GROUP_WITHIN = 3 * 60 * 1000; // ms: consecutive messages of one author sh
 let room = cleanRoom(location.hash.slice(1)) || "lobby";
 let client = null;
 let roomSub = null;
+let roomEpoch = null; // the epoch of the room's offsets on screen
 let typingSub = null;
 let people = new Map(); // client id -> name
 let typists = new Map(); // client id -> {name, timer}
@@ -220,6 +221,7 @@ function banner(text) {
 
 // -- the room ----------------------------------------------------------------------------------
 
+// Entering a room: the latest messages go above whatever arrived meanwhile.
 async function loadHistory() {
   const list = $("messages");
   const { publications } = await roomSub.history({ limit: HISTORY, reverse: true });
@@ -237,6 +239,28 @@ async function loadHistory() {
   scrollToEnd();
 }
 
+// Back after a gap recovery couldn't fill: keep what is on screen, say so, and add the
+// messages of the history newer than those shown. If the room's epoch changed (the server
+// restarted and lost its memory), offsets start again: the old ones mean nothing anymore.
+async function catchUp(epochChanged) {
+  const list = $("messages");
+  if (epochChanged) for (const li of list.querySelectorAll("[data-offset]")) delete li.dataset.offset;
+  notice(
+    epochChanged
+      ? "Reconnected · the server restarted: messages sent meanwhile may be missing"
+      : "Reconnected · some messages were missed, showing the latest",
+    "warn",
+  );
+  const { publications } = await roomSub.history({ limit: HISTORY, reverse: true });
+  const offsets = [...list.querySelectorAll("[data-offset]")].map((n) => Number(n.dataset.offset));
+  const last = Math.max(0, ...offsets);
+  const newer = publications.reverse().filter((p) => p.offset > last);
+  list.append(...newer.map((pub) => messageNode(pub)));
+  regroup();
+  updateEmpty();
+  scrollToEnd();
+}
+
 async function loadPresence() {
   const clients = await roomSub.presence();
   people = new Map(Object.entries(clients).map(([id, c]) => [id, nameOf(c)]));
@@ -247,6 +271,7 @@ function enterRoom(next) {
   if (roomSub) roomSub.unsubscribe();
   if (typingSub) typingSub.unsubscribe();
   room = next;
+  roomEpoch = null;
   people.clear();
   typists.clear();
   renderTyping();
@@ -273,6 +298,8 @@ function enterRoom(next) {
       refreshRoomsSoon();
     },
     subscribed: async (ctx) => {
+      const epochChanged = roomEpoch !== null && ctx.epoch !== roomEpoch;
+      roomEpoch = ctx.epoch ?? null;
       if (ctx.wasRecovering) quietUntil = Date.now() + 3000;
       if (ctx.wasRecovering && ctx.recovered) {
         const missed = ctx.publications?.length ?? 0;
@@ -281,9 +308,7 @@ function enterRoom(next) {
         else notice("Reconnected", "ok");
       } else if (ctx.wasRecovering) {
         banner("");
-        notice("Reconnected · some messages were lost, reloading", "warn");
-        $("messages").replaceChildren();
-        await loadHistory();
+        await catchUp(epochChanged);
       } else {
         await loadHistory();
       }
@@ -326,14 +351,30 @@ async function send() {
   input.value = "";
   autosize();
   lastTypingSent = 0;
-  typingSub.publish({ name, typing: false }).catch(() => {});
+  // While reconnecting, the message waits (wsend.js sends it once connected): show it greyed.
+  const waiting = client.state === "connected" ? null : pendingNode(text);
+  if (client.state === "connected") typingSub.publish({ name, typing: false }).catch(() => {});
   try {
     await roomSub.publish({ text, name, ts: Date.now(), from: me });
   } catch (err) {
-    input.value = text; // keep it, to retry
+    if (!input.value) input.value = text; // keep it, to retry
     notice(`Not sent: ${err.message}`, "warn");
+  } finally {
+    waiting?.remove();
+    regroup();
   }
   input.focus();
+}
+
+function pendingNode(text) {
+  const li = messageNode({ data: { text, name, from: me }, info: { client: client.clientId } });
+  li.classList.add("pending");
+  li.querySelector("time").textContent = "waiting for the connection…";
+  $("messages").append(li);
+  $("empty").hidden = true;
+  regroup();
+  scrollToEnd();
+  return li;
 }
 
 function typing() {
@@ -357,6 +398,7 @@ function start() {
 
   client = new Client({ data: { name } });
   client.on("state", (state) => {
+    document.body.classList.toggle("offline", state !== "connected");
     const status = $("status");
     status.dataset.state = state;
     status.textContent =
