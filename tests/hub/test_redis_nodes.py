@@ -16,6 +16,7 @@ import pytest
 import wsend
 from wsend.hub.client import HubClient, Publication, Subscription
 from wsend.hub.node import Hub
+from wsend.hub.redis import RedisBroker
 
 from .contract import wait_until
 from .node_proc import make_hub
@@ -171,3 +172,29 @@ async def test_killed_nodes_clients_leave_presence(nodes: Nodes, redis_server: R
     finally:
         doomed.kill()
         doomed.wait()
+
+
+async def test_disconnect_and_send_reach_every_node(nodes: Nodes) -> None:
+    first = await nodes.add()
+    await nodes.add()
+    got: list[object] = []
+    closed: list[tuple[int, bool]] = []
+    on_first = HubClient(
+        first,
+        reconnect=False,
+        on_message=got.append,
+        on_disconnected=lambda code, reason, again: closed.append((code, again)),
+    )
+    await on_first.connect()
+    nodes.stack.push_async_callback(on_first.close)
+    other_hub = nodes.hubs[1]
+    assert isinstance(other_hub.broker, RedisBroker)
+    await other_hub.broker.wait_connected(5)
+    # The client is anonymous: user "". Sent from the node it isn't connected to.
+    assert other_hub.send_message("", {"hello": 1}) == 0
+    await wait_until(lambda: got == [{"hello": 1}])
+    assert other_hub.disconnect("", 4502, "revoked") == 0
+    await wait_until(lambda: closed == [(4502, False)])
+    assert on_first.state == "closed"
+    with pytest.raises(ValueError, match="close code"):
+        other_hub.disconnect("", 5000)

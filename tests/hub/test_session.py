@@ -300,6 +300,14 @@ async def test_connect_refused_for_now_by_application(client: Client) -> None:
     assert "client" in await client.connect()
 
 
+async def test_close_reason_fits_a_close_frame(client: Client) -> None:
+    client.session.close(4000, "é" * 100)  # 200 bytes of UTF-8
+    assert client.conn.closed is not None
+    reason = client.conn.closed[1]
+    assert reason == "é" * 61
+    assert len(reason.encode()) <= 123
+
+
 async def test_connect_twice(client: Client) -> None:
     await client.connect()
     assert await client.error("connect") == ErrorCode.BAD_REQUEST

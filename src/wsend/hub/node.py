@@ -25,6 +25,7 @@ from typing import Any, Literal
 from ..asyncio.routes import Router
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
+from ..protocol.frames import is_valid_close_code
 from ..protocol.http import Request, Response
 from .auth import TokenVerifier
 from .broker import (
@@ -144,6 +145,7 @@ class Hub:
         self._ticker: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._relays: set[asyncio.Task[None]] = set()
         self._latency: dict[str, Callable[[float], None]] = {}
 
     # -- the Node protocol (what sessions use) -----------------------------------------------
@@ -278,6 +280,8 @@ class Hub:
         if self._started:
             return
         self._started = True
+        if hasattr(self._broker, "on_control"):  # the engine relays between nodes
+            self._broker.on_control = self._on_control
         await self._broker.start(self._on_publication)
         loop = asyncio.get_running_loop()
         self._ticker = loop.create_task(self._tick())
@@ -300,6 +304,8 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._ticker = self._refresher = None
+        if self._relays:
+            await asyncio.wait(list(self._relays), timeout=_CLOSE_WAIT)
         self._started = False
         await self._broker.close()
         await self._presence.close()
@@ -440,7 +446,7 @@ class Hub:
         except Exception:
             # A bug must not leave the connection open without a writer: end it (4003).
             logger.exception("hub writer failed")
-            link.closing = link.closing or (DisconnectCode.SERVER_ERROR, "server error")
+            link.closing = (DisconnectCode.SERVER_ERROR, "server error")
             with contextlib.suppress(Exception):
                 await ws.close(*link.closing)
 
@@ -510,27 +516,63 @@ class Hub:
     def disconnect(
         self, user: str, code: int = DisconnectCode.FORBIDDEN, reason: str = "disconnected"
     ) -> int:
-        """Close every connection of ``user`` on this node; returns how many.
+        """Close every connection of ``user``, on every node; returns how many on this one.
 
         Each session stops executing commands at once; what it queued before is sent, then the
         WebSocket closes with ``code`` (4000-4499 tell clients to reconnect, 4500-4999 not to).
+        Other nodes are told through the engine when it relays between nodes (the Redis
+        engine does, at most once).
+
+        Raises:
+            ValueError: ``code`` can't be sent in a close frame (RFC 6455 section 7.4).
         """
-        sessions = self.sessions(user)
-        for session in sessions:
-            session.close(code, reason)
-        return len(sessions)
+        if not is_valid_close_code(code):
+            raise ValueError(f"invalid close code: {code}")
+        self._relay({"op": "disconnect", "user": user, "code": code, "reason": reason})
+        return self._disconnect_here(user, code, reason)
 
     def send_message(self, user: str, data: Any) -> int:
-        """Send a ``message`` push to every connection of ``user``; returns how many.
+        """Send a ``message`` push to every connection of ``user``, on every node (as
+        :meth:`disconnect`); returns how many on this one.
 
         Raises:
             HubError: 107, ``data`` can't be encoded in JSON or MessagePack.
         """
         _check_data(data)
+        self._relay({"op": "send", "user": user, "data": data})
+        return self._send_here(user, data)
+
+    def _disconnect_here(self, user: str, code: int, reason: str) -> int:
+        sessions = self.sessions(user)
+        for session in sessions:
+            session.close(code, reason)
+        return len(sessions)
+
+    def _send_here(self, user: str, data: Any) -> int:
         sessions = self.sessions(user)
         for session in sessions:
             session.deliver_message(data)
         return len(sessions)
+
+    def _relay(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to the other nodes, in the background (see :meth:`_on_control`)."""
+        control = getattr(self._broker, "control", None)
+        if control is None or not self._started:
+            return
+        task = asyncio.get_running_loop().create_task(control(message))
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
+
+    def _on_control(self, message: Any) -> None:
+        """A message :meth:`_relay` sent on another node."""
+        try:
+            op, user = message["op"], message["user"]
+            if op == "disconnect":
+                self._disconnect_here(user, int(message["code"]), str(message["reason"]))
+            elif op == "send":
+                self._send_here(user, message["data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning("ignored a malformed control message: %r", exc)
 
     # -- serving ------------------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ Messages on a pub/sub channel (``payload`` is MessagePack, see
 
     b"p:<offset>:<epoch>:<time ms>:" + payload       a publication
     b"j:<node id>:" + info / b"l:<node id>:" + info  a join / leave relayed between nodes
+
+Every node also subscribes to ``wsend:control``, where :meth:`RedisBroker.control` sends
+``b"<node id>:" + MessagePack`` messages to the other nodes' ``on_control`` handler (the hub
+relays "disconnect this user" and "send this user a message" that way). At most once, like
+every pub/sub message.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
@@ -85,6 +91,7 @@ __all__ = [
 logger = logging.getLogger("wsend.hub.redis")
 
 EventHandler = Callable[[Literal["join", "leave"], str, ClientInfo], Awaitable[None] | None]
+ControlHandler = Callable[[Any], Awaitable[None] | None]
 
 #: Seconds between two PINGs on the pub/sub connection, and how long without any answer before
 #: the connection is considered dead (Centrifuge pings its pub/sub connections every second).
@@ -225,6 +232,9 @@ class RedisBroker:
         self._closed = False
         self._channels: dict[str, bytes] = {}  # channel -> its pub/sub channel name
         self._by_key: dict[bytes, str] = {}
+        self._control_key = f"{prefix}:control".encode()
+        #: ``f(message)`` for messages of :meth:`control` sent by other nodes.
+        self.on_control: ControlHandler | None = None
         self._last: dict[str, tuple[str, int]] = {}  # channel -> (epoch, offset) delivered
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -443,6 +453,31 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             logger.warning("relaying %s in %r failed: %s", kind, channel, exc)
 
+    async def control(self, message: Any) -> None:
+        """Send ``message`` (MessagePack-serializable) to the ``on_control`` of other nodes.
+
+        Best effort, at most once: Redis errors are logged, not raised.
+        """
+        if self._closed:
+            return
+        payload = b"%b:%b" % (self.node_id.encode(), msgspec.msgpack.encode(message))
+        try:
+            await self.redis.publish(self._control_key, payload)
+        except (RedisError, OSError) as exc:
+            logger.warning("relaying a control message failed: %s", exc)
+
+    async def _on_control(self, raw: bytes) -> None:
+        node, _, payload = raw.partition(b":")
+        target = self.on_control
+        if node.decode() == self.node_id or target is None:
+            return
+        try:
+            result = target(msgspec.msgpack.decode(payload))
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("control message failed")
+
     def _check_open(self) -> None:
         if self._closed:
             raise UsageError("broker is closed")
@@ -500,7 +535,7 @@ class RedisBroker:
     ) -> set[bytes]:
         """SUBSCRIBE to every channel in batches, wait for Redis to confirm them all; return
         the pub/sub channels subscribed."""
-        keys = list(self._channels.values())
+        keys = [self._control_key, *self._channels.values()]
         futures: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
         for key in keys:
@@ -530,7 +565,9 @@ class RedisBroker:
             if not isinstance(response, list) or len(response) < 2:
                 continue
             kind = response[0]
-            if kind == b"message":
+            if kind == b"message" and response[1] == self._control_key:
+                self._queue.put_nowait(("ctl", "", response[2]))
+            elif kind == b"message":
                 channel = self._by_key.get(response[1])
                 if channel is not None:
                     self._queue.put_nowait(("msg", channel, response[2]))
@@ -562,6 +599,9 @@ class RedisBroker:
                 self._backlog -= len(item[2])
                 if self._backlog <= BACKLOG_MAX // 2:
                     self._room.set()
+            elif item[0] == "ctl":
+                await self._on_control(item[2])
+                continue
             channel = item[1]
             if channel not in self._channels:
                 continue

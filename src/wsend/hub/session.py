@@ -765,7 +765,8 @@ class Session:
         if not self.closed:
             self.closed = True
             self.close_code = code
-            self.sink.close(code, reason)
+            # A close frame's reason holds 123 bytes of UTF-8 at most (RFC 6455 section 5.5).
+            self.sink.close(code, reason.encode()[:123].decode(errors="ignore"))
 
     # -- helpers -------------------------------------------------------------------------------
 
