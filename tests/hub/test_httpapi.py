@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from wsend.hub.codes import DisconnectCode, ErrorCode
+from wsend.hub.codes import DisconnectCode, ErrorCode, HubError
+from wsend.hub.memory import MemoryBroker
 
 from .e2e import API_KEY, Running, http, raw, run_hub, token
 
@@ -112,3 +113,25 @@ async def test_history_of_client_publications() -> None:
         [publication] = body["result"]["publications"]
         assert publication["data"] == {"t": "hi"}
         assert publication["info"]["user"] == "ann"
+
+
+class DownBroker(MemoryBroker):
+    """An engine whose publishing is unavailable (as Redis down)."""
+
+    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+        raise HubError(ErrorCode.INTERNAL, "engine unavailable", temporary=True)
+
+
+async def test_engine_unavailable_is_503() -> None:
+    async with run_hub(api_key=API_KEY, broker=DownBroker()) as running:
+        status, body = await api(running, "publish", {"channel": "chat:a", "data": 1})
+        assert (status, body["error"]["code"]) == (503, ErrorCode.INTERNAL)
+
+
+async def test_data_one_encoding_cant_carry_is_400() -> None:
+    async with run_hub(api_key=API_KEY) as running:
+        body = {"channel": "chat:a", "data": {"n": 2**70}}
+        status, answer = await api(running, "publish", body)
+        assert (status, answer["error"]["code"]) == (400, ErrorCode.BAD_REQUEST)
+        status, answer = await api(running, "send", {"user": "ann", "data": 2**70})
+        assert (status, answer["error"]["code"]) == (400, ErrorCode.BAD_REQUEST)

@@ -3,7 +3,8 @@
 Requests carry the node's API key in ``X-API-Key: KEY`` or ``Authorization: apikey KEY``.
 Replies are JSON: ``{"result": ...}`` with status 200, or ``{"error": {"code", "message"}}``
 with 400 (bad request), 401 (no or wrong key), 403 (API disabled: no key configured), 404
-(unknown method) or 500. Error codes are those of the client protocol (``docs/protocol.md``).
+(unknown method), 500 or 503 (a temporary error: the engine is unavailable, retry). Error
+codes are those of the client protocol (``docs/protocol.md``).
 
 Methods and bodies:
 
@@ -188,7 +189,8 @@ async def _call(hub: Hub, name: str, request: Request) -> Response:
     except _BadRequest as exc:
         return _error(400, ErrorCode.BAD_REQUEST, str(exc))
     except HubError as exc:
-        return _error(400, exc.code, exc.message)
+        # A temporary error (the engine is unavailable): retrying may work.
+        return _error(503 if exc.temporary else 400, exc.code, exc.message)
     except Exception:
         import logging
 
