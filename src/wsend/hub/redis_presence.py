@@ -8,7 +8,7 @@ Keys of a channel ``ch`` (same hash tag as the broker's keys)::
 Adding a client refreshes its score to ``now + ttl`` and both keys' lifetime to ``ttl``. Reads
 first drop the entries whose score has passed (ZRANGEBYSCORE + HDEL + ZREMRANGEBYSCORE in one
 Lua script), so a node that crashed stops showing its clients ``ttl`` seconds after it last
-refreshed them (hub nodes refresh every 10 s; Centrifugo's default ttl is 60 s). Every step
+refreshed them (hub nodes refresh four times per ttl; Centrifugo's default ttl is 60 s). Every step
 uses Redis's clock, so nodes with skewed clocks agree.
 """
 
