@@ -6,6 +6,7 @@ which the session applies.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -850,6 +851,41 @@ async def test_presence_refresh(node: TestNode, clock: Clock) -> None:
     await client.session.refresh_presence()
     clock.advance(50)
     assert (await node.presence.stats("chat:p")).num_clients == 1
+
+
+class GatedPresence(MemoryPresence):
+    """Presence whose next ``add`` waits for a gate (a slow engine)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock, ttl=60)
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def add(self, channel: str, info: ClientInfo) -> None:
+        if self.gate is not None:
+            self.entered.set()
+            await self.gate.wait()
+        await super().add(channel, info)
+
+
+@pytest.mark.parametrize("how", ["unsubscribe", "close"])
+async def test_presence_refresh_racing_a_removal(node: TestNode, clock: Clock, how: str) -> None:
+    presence = node.presence = GatedPresence(clock)
+    client = Client(node)
+    await client.connect("alice")
+    await client.call("subscribe", channel="chat:p")
+    presence.gate = asyncio.Event()
+    refresh = asyncio.create_task(client.session.refresh_presence())
+    await presence.entered.wait()
+    if how == "unsubscribe":
+        await client.call("unsubscribe", channel="chat:p")
+    else:
+        client.session.close(4000, "bye")
+        await client.session.on_close()
+    assert await node.presence.get("chat:p") == {}
+    presence.gate.set()  # the refresh's add lands after the removal
+    await refresh
+    assert await node.presence.get("chat:p") == {}
 
 
 async def test_presence_errors(client: Client) -> None:

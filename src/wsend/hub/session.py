@@ -381,10 +381,20 @@ class Session:
             self._close(DisconnectCode.TOKEN_EXPIRED, "token expired")
 
     async def refresh_presence(self) -> None:
-        """Refresh this session's presence entries (the node calls it well within their TTL)."""
+        """Refresh this session's presence entries (the node calls it well within their TTL).
+
+        A subscription dropped while its entry was being refreshed (an unsubscribe or close
+        whose removal may have reached the engine first) gets its entry removed again.
+        """
         for name, sub in list(self._subs.items()):
-            if sub.pending is None and sub.ns.presence:
-                await self.node.presence.add(name, sub.info)
+            if not self._is_live(name, sub) or not sub.ns.presence:
+                continue
+            await self.node.presence.add(name, sub.info)
+            if not self._is_live(name, sub):
+                await _logged(self.node.presence.remove(name, self.client), name)
+
+    def _is_live(self, name: str, sub: _Subscription) -> bool:
+        return not self.closed and self._subs.get(name) is sub and sub.pending is None
 
     async def on_close(self) -> None:
         """Clean up once the connection is gone: subscriptions, presence, leave announcements.
