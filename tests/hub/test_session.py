@@ -309,6 +309,18 @@ async def test_close_reason_fits_a_close_frame(client: Client) -> None:
     assert len(reason.encode()) <= 123
 
 
+async def test_token_info_must_be_encodable(client: Client) -> None:
+    # Presence and join pushes carry it to clients of both encodings.
+    assert await client.error("connect", token=make_token(SECRET, "al", info=2**70)) == 101
+    assert client.conn.closed == (4501, "unauthorized")
+
+
+async def test_channel_token_info_must_be_encodable(client: Client) -> None:
+    await client.connect("alice")
+    bad = make_token(SECRET, "alice", channel="secret:x", info={"n": -(2**70)})
+    assert await client.error("subscribe", channel="secret:x", token=bad) == 103
+
+
 async def test_connect_twice(client: Client) -> None:
     await client.connect()
     assert await client.error("connect") == ErrorCode.BAD_REQUEST

@@ -53,6 +53,7 @@ from .queue import OutgoingQueue
 from .ratelimit import RejectionWindow, TokenBucket
 from .wire import (
     JSON,
+    MSGPACK,
     BadFrame,
     Codec,
     Command,
@@ -89,6 +90,15 @@ from .wire import (
 __all__ = ["CommandObserver", "Node", "RpcHandler", "Session", "Sink"]
 
 logger = logging.getLogger(__name__)
+
+# What encoding a frame with application values in it may raise.
+_ENCODE_ERRORS: Final = (
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+    msgspec.MsgspecError,
+)
 
 #: ``history`` defaults and maximum (``docs/protocol.md`` section 4).
 HISTORY_DEFAULT_LIMIT: Final = 100
@@ -306,7 +316,7 @@ class Session:
             frames = PubFrames(channel, publication)
         try:
             frame = frames.for_codec(self.codec)
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+        except _ENCODE_ERRORS:
             logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
         item = _Pending(publication.offset, publication.epoch, publication.key, frame)
@@ -456,6 +466,7 @@ class Session:
         value = self.codec.value(command.data)
         try:
             claims = self._authenticate(command.token or self.url_token, now)
+            _check_info(claims.info, ErrorCode.UNAUTHORIZED)
             self.user, self.info = claims.user, claims.info
             data = await self.node.on_connect(self, value)
         except HubError as exc:
@@ -529,7 +540,7 @@ class Session:
         encoded for this client (all or nothing: it must not miss one)."""
         try:
             return self.codec.encode_one(Reply(id=id, result=result))
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+        except _ENCODE_ERRORS:
             if not result.publications:
                 raise
             logger.warning("can't encode recovered publications for %s", self.codec.name)
@@ -574,6 +585,7 @@ class Session:
         if token is None or verifier is None:
             raise HubError(ErrorCode.PERMISSION_DENIED, "channel token required")
         claims = verifier.verify_channel(token, self.user, channel.full, self.node.clock())
+        _check_info(claims.info, ErrorCode.PERMISSION_DENIED)
         return claims.info if claims.info is not None else self.info
 
     def _check_static(self, channel: Channel, ns: NamespaceOptions) -> None:
@@ -768,7 +780,12 @@ class Session:
         sub = self._subs.get(channel)
         if sub is None or sub.pending is not None or not sub.ns.join_leave or self.closed:
             return
-        self._queue(self.codec.encode_one(push))
+        try:
+            frame = self.codec.encode_one(push)
+        except _ENCODE_ERRORS:
+            logger.warning("can't encode a %s push of %r", push.__struct_config__.tag, channel)
+            return
+        self._queue(frame)
         self.sink.wakeup()
 
     def _close(self, code: int, reason: str) -> None:
@@ -803,6 +820,17 @@ class Session:
     def _leeway(self) -> float:
         verifier = self.node.verifier
         return verifier.leeway if verifier is not None else 0.0
+
+
+def _check_info(info: Any, code: ErrorCode) -> None:
+    """Refuse a token whose ``info`` claim some client couldn't receive (both encodings)."""
+    if info is None:
+        return
+    try:
+        JSON.check(info)
+        MSGPACK.check(info)
+    except HubError as exc:
+        raise HubError(code, "invalid token") from exc
 
 
 def _info(info: ClientInfo) -> InfoFrame:
