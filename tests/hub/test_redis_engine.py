@@ -199,30 +199,41 @@ class TestRedisBroker:
             await second.close()
 
     async def test_backlog_is_bounded_while_delivery_is_slow(
-        self, broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+        self, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # A node that delivers slower than Redis sends: reading stops past BACKLOG_MAX, the
-        # rest waits in Redis; everything still arrives, in order.
+        # rest waits in Redis; everything still arrives, in order, and the pause (longer than
+        # the health timeout) isn't taken for a dead Redis.
         monkeypatch.setattr(redis_broker, "BACKLOG_MAX", 20_000)
+        broker = RedisBroker(
+            redis_server.url, prefix=fresh_prefix(), health_interval=0.05, health_timeout=0.2
+        )
         peak = 0
         got: list[int] = []
+        release = asyncio.Event()
 
         async def slow(channel: str, publication: Publication | None) -> None:
             nonlocal peak
             peak = max(peak, broker._backlog)
             if publication is not None and channel == "b":
                 got.append(publication.data)
-                await asyncio.sleep(0.001)
+                await release.wait()  # stuck on the first one, until released
 
-        await broker.start(slow)
-        await broker.subscribe("b")
-        other = RedisBroker(broker.redis, prefix=broker.prefix)
-        for i in range(300):
-            await other.publish("b", Publication(data=i, key="x" * 1000), HISTORY)
-        await _wait_until(lambda: len(got) == 300)
-        assert got == list(range(300))
-        assert 10_000 < peak <= 20_000 + 2_000  # reading paused once past the bound
-        assert broker.lost_signals == 0
+        try:
+            await broker.start(slow)
+            await broker.subscribe("b")
+            other = RedisBroker(broker.redis, prefix=broker.prefix)
+            for i in range(300):
+                await other.publish("b", Publication(data=i, key="x" * 1000), HISTORY)
+            await asyncio.sleep(0.6)  # three health timeouts without reading
+            assert broker._backlog <= 20_000 + 2_000
+            release.set()
+            await _wait_until(lambda: len(got) == 300)
+            assert got == list(range(300))
+            assert 10_000 < peak <= 20_000 + 2_000  # reading paused once past the bound
+            assert (broker.lost_signals, broker.reconnections) == (0, 0)
+        finally:
+            await broker.close()
 
     async def test_negative_limit(self, broker: RedisBroker) -> None:
         with pytest.raises(ValueError, match="limit"):

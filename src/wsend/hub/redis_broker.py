@@ -575,7 +575,6 @@ class RedisBroker:
                     if self._backlog > BACKLOG_MAX:
                         self._room.clear()
                         await self._room.wait()
-                        self._seen = loop.time()  # we were busy, Redis wasn't silent
             elif kind == b"subscribe":
                 for future in self._confirm.pop(response[1], ()):
                     if not future.done():
@@ -585,6 +584,10 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.health_interval)
+            if not self._room.is_set():
+                # Not reading (a backlog to deliver first): Redis's silence means nothing.
+                self._seen = loop.time()
+                continue
             if loop.time() - self._seen > self.health_timeout:
                 raise TimeoutError(f"redis silent for {self.health_timeout} s")
             await conn.send_command("PING")
