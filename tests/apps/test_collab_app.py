@@ -63,7 +63,7 @@ def test_documents_are_counted_in_utf16_units() -> None:
     doc = Document("👍")
     assert len(doc.text) == 2
     doc.submit(0, [2, "é"], "a", 1)
-    assert doc.snapshot() == {"text": "👍é", "revision": 1}
+    assert doc.snapshot() == {"text": "👍é", "revision": 1, "epoch": doc.epoch}
     with pytest.raises(HubError, match="splits"):
         doc.submit(1, [1, "x", 2], "a", 2)  # between the halves of the emoji
 
@@ -99,4 +99,40 @@ async def test_rpc_handlers_publish_edits() -> None:
         await handlers["collab.edit"](session, {**edit, "op": "nope", "seq": 2})
     with pytest.raises(HubError):
         await handlers["collab.edit"](session, {**edit, "revision": "1", "seq": 2})
+    await hub.close()
+
+
+def test_restore_after_a_restart() -> None:
+    old, new = Document("hello"), Document("welcome")
+    assert old.epoch != new.epoch
+    assert new.restore(new.epoch, "mine", "a", 1) is None  # same epoch: nothing to restore
+    edit = new.restore(old.epoch, "hello 👋", "a", 1)
+    assert edit is not None
+    assert (edit.revision, edit.op) == (1, ["hello \ud83d\udc4b", -7])
+    assert new.snapshot()["text"] == "hello 👋"
+    # Only the first page back restores: the others reload the restored document.
+    assert new.restore(old.epoch, "something else", "b", 1) is None
+    assert new.snapshot()["text"] == "hello 👋"
+    fresh = Document("")
+    with pytest.raises(HubError, match="too long"):
+        fresh.restore(old.epoch, "x" * (collab.MAX_LENGTH + 1), "a", 1)
+
+
+async def test_restore_rpc_publishes_the_restored_text() -> None:
+    hub = Hub(HubOptions(namespaces=collab.namespaces()))
+    collab.setup(hub)
+    handlers = hub.rpc_handlers
+    session = FakeSession()
+    opened = handlers["collab.open"](session, {"doc": "r1"})
+    request = {"doc": "r1", "epoch": "old", "text": "kept", "author": "p1", "seq": 1}
+    result = await handlers["collab.restore"](session, request)
+    assert result == {"revision": 1, "epoch": opened["epoch"]}
+    since = handlers["collab.since"](session, {"doc": "r1", "revision": 0})
+    assert since["edits"][0]["op"] == ["kept", -len(opened["text"])]
+    late = await handlers["collab.restore"](session, {**request, "author": "p2"})
+    assert late == {"text": "kept", "revision": 1, "epoch": opened["epoch"]}
+    # A page of an older epoch asking for edits gets the snapshot, never edits of another
+    # document that happen to have the revision numbers it expects.
+    since = handlers["collab.since"](session, {"doc": "r1", "revision": 0, "epoch": "old"})
+    assert since == late
     await hub.close()

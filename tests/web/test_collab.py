@@ -144,3 +144,42 @@ def test_cursors_and_screenshot(new_page: Any, live_server: LiveServer) -> None:
     expect(ada.locator("#overlay .caret .flag", has_text="Linus")).to_be_visible()
     time.sleep(0.2)
     screenshot(linus, "collab")
+
+
+def test_the_pad_survives_a_server_restart(new_page: Any) -> None:
+    """The server keeps documents in memory: after a restart, the first page back gives the
+    server its copy (with what it typed while the server was down); the others follow."""
+    server = LiveServer()
+    try:
+        refused = (r"WebSocket connection to .* failed",)  # while the server is down
+        pages = []
+        for name in ("Ada", "Linus"):
+            page = new_page(allow=refused)
+            page.goto(f"{server.url}/collab/?doc=pad&name={name}")
+            page.wait_for_function("window.collab && window.collab.synced()")
+            pages.append(page)
+        ada, linus = pages
+        ada.locator("#text").click()
+        ada.keyboard.press("Control+End")
+        ada.keyboard.type("written before the restart.")
+        wait_converged(server, "pad", ada, linus)
+
+        server.stop_server()
+        expect(ada.locator("#sync")).to_have_attribute("data-state", "offline")
+        ada.keyboard.type(" And during it.")
+        server.start_server()
+
+        for page in (ada, linus):
+            expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        text = wait_converged(server, "pad", ada, linus)
+        assert text.endswith("written before the restart. And during it.")
+        # The first page back restored the document, and said so.
+        toasts = [page.locator("#toast").text_content() or "" for page in (ada, linus)]
+        assert any("got the document back" in toast for toast in toasts), toasts
+        # Editing goes on in the new epoch.
+        linus.locator("#text").click()
+        linus.keyboard.press("Control+Home")
+        linus.keyboard.type(">> ")
+        assert wait_converged(server, "pad", ada, linus).startswith(">> ")
+    finally:
+        server.close()

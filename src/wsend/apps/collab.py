@@ -16,10 +16,16 @@ edits it applied, numbered 1, 2, 3... (the *revision*).
    edit there (the acknowledgement) and sends its next one; the others transform it against
    their own unconfirmed edits and apply it. Everyone applies the same edits in the same
    order, so every copy converges to the server's.
-4. After a reconnect, a page catches up with RPC ``collab.since`` (``{"doc", "revision"}`` ->
-   ``{"edits": [...]}``, or ``{"text", "revision"}`` when the log no longer reaches back), then
-   resends its edit in flight: the server recognizes a resent ``(author, seq)`` and doesn't
-   apply it twice.
+4. After a reconnect, a page catches up with RPC ``collab.since`` (``{"doc", "revision",
+   "epoch"}`` -> ``{"edits": [...]}``, or ``{"text", "revision", "epoch"}`` when the log no
+   longer reaches back or the epoch isn't the document's), then resends its edit in flight:
+   the server recognizes a resent ``(author, seq)`` and doesn't apply it twice.
+5. A server restart loses the documents (they live in memory); each new :class:`Document`
+   has a new random ``epoch``. A page coming back to a document of another epoch that nobody
+   has edited yet gives it its copy with RPC ``collab.restore`` (``{"doc", "epoch", "text",
+   "author", "seq"}``, ``epoch`` being the page's old one): the first page back wins, and
+   its copy becomes revision 1, published like any edit. Later ones get ``{"text",
+   "revision", "epoch"}`` and reload. So the pad survives a restart while a page has it open.
 
 Cursors travel on ``collab-cursors:<doc>``, published by the browsers themselves with the
 revision they refer to (``{"revision", "anchor", "head"}``, conflation key = the client id:
@@ -33,6 +39,7 @@ Positions count UTF-16 code units like JavaScript strings (:func:`~.collab_ot.to
 from __future__ import annotations
 
 import re
+import secrets
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -40,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..hub.codes import ErrorCode, HubError
 from ..hub.options import NamespaceOptions
-from .collab_ot import Op, apply, from_units, parse_op, to_units, transform
+from .collab_ot import Op, apply, from_units, normalize, parse_op, to_units, transform
 
 if TYPE_CHECKING:
     from ..hub.node import Hub
@@ -110,6 +117,8 @@ class Document:
     def __init__(self, text: str = "", *, log_size: int = LOG_SIZE) -> None:
         self.text = to_units(text)
         self.revision = 0
+        #: Changes whenever the document is created anew (e.g. after a server restart).
+        self.epoch = secrets.token_hex(4)
         self.log: deque[Edit] = deque(maxlen=log_size)
         # The last edit of each author, to recognize an edit resent after a reconnect.
         self._last: dict[str, Edit] = {}
@@ -157,8 +166,29 @@ class Document:
             return None
         return list(self.log)[len(self.log) - missed :]
 
+    def restore(self, epoch: str, text: str, author: str, seq: int) -> Edit | None:
+        """Replace the text of a document that nobody has edited since it was created with
+        ``text``, a page's copy of an older document of the same name (of ``epoch``).
+
+        Returns:
+            The edit that replaced the text (revision 1), or ``None`` when it is too late
+            (someone edited the document already, or the page's copy is of this epoch).
+
+        Raises:
+            HubError: ``LIMIT_EXCEEDED`` for a text longer than :data:`MAX_LENGTH`;
+                ``BAD_REQUEST`` for a text splitting a character.
+        """
+        if epoch == self.epoch or self.revision != 0:
+            return None
+        units = to_units(text)
+        if len(units) > MAX_LENGTH:
+            raise HubError(ErrorCode.LIMIT_EXCEEDED, "document too long")
+        op = normalize([-len(self.text), units])
+        edit, _ = self.submit(0, op, author, seq)
+        return edit
+
     def snapshot(self) -> dict[str, Any]:
-        return {"text": from_units(self.text), "revision": self.revision}
+        return {"text": from_units(self.text), "revision": self.revision, "epoch": self.epoch}
 
 
 class Documents:
@@ -207,7 +237,8 @@ def setup(hub: Hub) -> None:
     @hub.rpc("collab.since")
     def since(session: Session, data: Any) -> dict[str, Any]:
         doc = docs.get(_field(data, "doc", str))
-        edits = doc.since(_field(data, "revision", int))
+        epoch = data.get("epoch")  # absent: the page trusts its revision
+        edits = doc.since(_field(data, "revision", int)) if epoch in (None, doc.epoch) else None
         if edits is None:
             return doc.snapshot()
         return {"edits": [edit.to_json() for edit in edits]}
@@ -227,3 +258,15 @@ def setup(hub: Hub) -> None:
         if new:
             await hub.publish(f"collab:{name}", applied.to_json())
         return {"revision": applied.revision}
+
+    @hub.rpc("collab.restore")
+    async def restore(session: Session, data: Any) -> dict[str, Any]:
+        name = _field(data, "doc", str)
+        doc = docs.get(name)
+        text = _field(data, "text", str)
+        author, seq = _field(data, "author", str)[:64], _field(data, "seq", int)
+        applied = doc.restore(_field(data, "epoch", str), text, author, seq)
+        if applied is None:
+            return doc.snapshot()  # too late: reload this
+        await hub.publish(f"collab:{name}", applied.to_json())
+        return {"revision": applied.revision, "epoch": doc.epoch}

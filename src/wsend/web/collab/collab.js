@@ -6,6 +6,7 @@
 //   - applies the edits the server publishes on collab:<doc>, transformed against its own
 //     unconfirmed ones; its own edit coming back is the acknowledgement;
 //   - catches up after a reconnect with RPC collab.since, then resends what wasn't confirmed;
+//     if the server restarted and lost the document, gives it this page's copy (collab.restore);
 //   - publishes its cursor on collab-cursors:<doc> and draws the others' over the textarea.
 
 import { Client } from "/wsend.js";
@@ -34,7 +35,9 @@ const state = {
   loaded: false,
   syncing: false, // catching up: incoming edits wait in `early`
   revision: 0, // the last server revision applied
+  epoch: null, // the server document's epoch (a new one after a server restart)
   doc: "", // what the textarea shows: server revision + sent + buffer
+  server: "", // the server's text at `revision` (what our unconfirmed edits apply to)
   sent: null, // our edit in flight (based on `revision`)
   sentSeq: 0,
   resend: false, // `sent` must be sent again (after a reconnect)
@@ -77,8 +80,10 @@ async function doCatchUp() {
       const snap = await client.rpc("collab.open", { doc: DOC });
       reset(snap);
     } else {
-      const result = await client.rpc("collab.since", { doc: DOC, revision: state.revision });
+      const since = { doc: DOC, revision: state.revision, epoch: state.epoch };
+      const result = await client.rpc("collab.since", since);
       if (result.edits) for (const edit of result.edits) apply(edit);
+      else if (result.epoch !== state.epoch) await restore(result);
       else reset(result, true); // the log didn't reach back: start over from the snapshot
     }
   } catch (err) {
@@ -95,17 +100,68 @@ async function doCatchUp() {
   publishCursor();
 }
 
-// Start over from a snapshot {text, revision}; unconfirmed local edits are lost.
+// Start over from a snapshot {text, revision, epoch}; unconfirmed local edits are lost.
 function reset(snap, lost = false) {
+  if (lost && snap.text !== state.doc) {
+    toast("The document was reloaded from the server: your latest changes couldn't be kept.");
+  }
   state.loaded = true;
   state.revision = snap.revision;
+  state.server = snap.text;
+  newEpoch(snap.epoch);
   state.sent = state.buffer = null;
   state.resend = false;
   state.log = [];
   setText(snap.text, null);
   textarea.disabled = false;
-  if (lost) console.warn("collab: reloaded the document; unsent changes were lost");
   updateInfo();
+}
+
+// The server restarted and lost the document (it has a new epoch). If nobody has edited the
+// new one yet, give it this page's copy of the server's text; if another page was first with
+// the same text (the usual case), carry on. Unconfirmed edits are then sent as usual, on top
+// of that text. If the new document is something else, reload it.
+async function restore(fresh) {
+  const { sent, buffer } = state;
+  const pending = sent && buffer ? ot.compose(sent, buffer) : sent || buffer;
+  const confirmed = state.server;
+  let result = fresh;
+  let restored = false;
+  if (fresh.text !== confirmed && fresh.revision === 0) {
+    state.seq += 1;
+    const request = { doc: DOC, epoch: state.epoch, text: confirmed, author, seq: state.seq };
+    result = await client.rpc("collab.restore", request);
+    restored = result.text === undefined;
+    if (restored) result = { ...result, text: confirmed };
+  }
+  if (result.text !== confirmed) return reset(result, true); // someone edited the new one
+  state.revision = result.revision; // our restore (revision 1) is skipped as already applied
+  newEpoch(result.epoch);
+  state.log = [];
+  state.sent = pending;
+  state.buffer = null;
+  if (pending) {
+    state.seq += 1; // the new document knows nothing of our earlier edits
+    state.sentSeq = state.seq;
+    state.resend = true; // sent once the catch-up ends
+  }
+  if (restored) toast("The server restarted: it got the document back from this page.");
+  updateInfo();
+}
+
+function newEpoch(epoch) {
+  if (state.epoch !== null && epoch !== state.epoch) cursors.clear(); // old revisions
+  state.epoch = epoch ?? null;
+}
+
+let toastTimer = null;
+
+function toast(text) {
+  const el = $("toast");
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (el.hidden = true), 6000);
 }
 
 function receive(edit) {
@@ -137,6 +193,7 @@ function drainEarly() {
 function apply(edit) {
   if (edit.revision !== state.revision + 1) return;
   state.revision = edit.revision;
+  state.server = ot.apply(state.server, edit.op);
   state.editsSeen += 1;
   state.log.push({ revision: edit.revision, op: edit.op });
   if (state.log.length > LOG_KEEP) state.log.shift();
