@@ -198,3 +198,34 @@ async def test_disconnect_and_send_reach_every_node(nodes: Nodes) -> None:
     assert on_first.state == "closed"
     with pytest.raises(ValueError, match="close code"):
         other_hub.disconnect("", 5000)
+
+
+async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: RedisServer) -> None:
+    url = await nodes.add()
+    hub = nodes.hubs[0]
+    broker = hub.broker
+    assert isinstance(broker, RedisBroker)
+
+    async def visit(i: int) -> None:
+        client = HubClient(url, reconnect=False)
+        await client.connect()
+        try:
+            for name in (f"chat:c{i}", "chat:shared"):
+                await client.subscribe(name).ready(5)
+            await client.publish("chat:shared", i)
+        finally:
+            await client.close()
+
+    for start in range(0, 40, 10):
+        await asyncio.gather(*(visit(i) for i in range(start, start + 10)))
+    await wait_until(lambda: not hub.sessions())
+    assert hub._channels == {}
+    assert (broker._channels, broker._by_key, broker._last, broker._confirm) == ({}, {}, {}, {})
+    pattern = f"{nodes.prefix}:*"
+    await wait_until(
+        lambda: (
+            redis_server.cli("PUBSUB", "CHANNELS", pattern).split() == [f"{nodes.prefix}:control"]
+        )
+    )
+    present = await hub.presence_of("chat:shared")
+    assert present == {}
