@@ -75,6 +75,11 @@ async def test_api_key() -> None:
         ("history", {"channel": "chat:a", "limit": -1}, 400),
         ("history", {"channel": "chat:a", "limit": True}, 400),
         ("history", {"channel": "chat:a", "since": 3}, 400),
+        ("history", {"channel": "chat:a", "since": {"offset": 1}}, 400),
+        ("history", {"channel": "chat:a", "since": {"offset": True, "epoch": "e"}}, 400),
+        ("history", {"channel": "chat:a", "since": {"offset": -1, "epoch": "e"}}, 400),
+        ("history", {"channel": "chat:a", "since": {"offset": 0, "epoch": ""}}, 400),  # 112
+        ("disconnect", {"user": "ann", "code": True}, 400),
         ("disconnect", {"user": "ann", "code": 1000}, 400),
         ("disconnect", {"user": "ann", "reason": "x" * 200}, 400),
         ("send", {"user": "ann"}, 400),

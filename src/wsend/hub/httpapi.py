@@ -51,6 +51,10 @@ def _str(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _position(pos: StreamPosition) -> dict[str, Any]:
     return {"offset": pos.offset, "epoch": pos.epoch}
 
@@ -97,17 +101,19 @@ async def _presence_stats(hub: Hub, body: dict[str, Any]) -> Any:
 
 async def _history(hub: Hub, body: dict[str, Any]) -> Any:
     limit = body.get("limit", 100)
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= _MAX_HISTORY:
+    if not _is_int(limit) or not 0 <= limit <= _MAX_HISTORY:
         raise _BadRequest(f"'limit' must be an integer from 0 to {_MAX_HISTORY}")
     since = None
     raw = body.get("since")
     if raw is not None:
-        if not isinstance(raw, dict) or not isinstance(raw.get("offset"), int):
-            raise _BadRequest('\'since\' must be {"offset": int, "epoch": str}')
-        since = StreamPosition(raw["offset"], str(raw.get("epoch", "")))
+        offset: Any = raw.get("offset") if isinstance(raw, dict) else None
+        epoch: Any = raw.get("epoch") if isinstance(raw, dict) else None
+        if not _is_int(offset) or offset < 0 or not isinstance(epoch, str):
+            raise _BadRequest('\'since\' must be {"offset": int >= 0, "epoch": str}')
+        since = StreamPosition(offset, epoch)
     reverse = bool(body.get("reverse", False))
     result = await hub.history(_str(body, "channel"), limit=limit, since=since, reverse=reverse)
-    if since is not None and since.epoch and since.epoch != result.position.epoch:
+    if since is not None and since.epoch != result.position.epoch:
         raise HubError(ErrorCode.UNRECOVERABLE_POSITION)
     return {
         "publications": [_publication(p) for p in result.publications],
@@ -117,7 +123,7 @@ async def _history(hub: Hub, body: dict[str, Any]) -> Any:
 
 async def _disconnect(hub: Hub, body: dict[str, Any]) -> Any:
     code = body.get("code", DisconnectCode.FORBIDDEN)
-    if not isinstance(code, int) or not 4000 <= code <= 4999:
+    if not _is_int(code) or not 4000 <= code <= 4999:
         raise _BadRequest("'code' must be an integer from 4000 to 4999")
     reason = body.get("reason", "disconnected")
     if not isinstance(reason, str) or len(reason.encode()) > 123:
