@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ import pytest
 
 import wsend
 from wsend.hub.client import HubClient, Publication, Subscription
+from wsend.hub.codes import DisconnectCode
 from wsend.hub.node import Hub
 from wsend.hub.redis import RedisBroker
 
@@ -229,3 +231,55 @@ async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: R
     )
     present = await hub.presence_of("chat:shared")
     assert present == {}
+
+
+@pytest.mark.time_dependent
+async def test_every_publication_once_in_order_across_nodes_and_forced_disconnects(
+    nodes: Nodes,
+) -> None:
+    total = 3000
+    urls = [await nodes.add(), await nodes.add()]
+    got: list[list[object]] = [[], [], []]
+    unrecovered = [0, 0, 0]
+    for i in range(3):
+        client = HubClient(urls[i % 2], backoff_min=0.01, backoff_max=0.05)
+        await client.connect()
+        nodes.stack.push_async_callback(client.close)
+
+        def on_unrecovered(sub: Subscription, i: int = i) -> None:
+            unrecovered[i] += 1
+
+        sub = client.subscribe(
+            "chat:ticks",
+            on_publication=lambda pub, i=i: got[i].append(pub.data),  # type: ignore[misc]
+            on_unrecovered=on_unrecovered,
+            max_queue=total,
+        )
+        await sub.ready(5)
+    stop = asyncio.Event()
+
+    async def disrupt() -> int:
+        rng = random.Random(3)
+        count = 0
+        while not stop.is_set():
+            await asyncio.sleep(rng.uniform(0.01, 0.05))
+            hub = rng.choice(nodes.hubs)
+            for session in hub.sessions()[:1]:
+                if rng.random() < 0.5:
+                    session.close(DisconnectCode.RECONNECT, "test")
+                else:
+                    hub._links[session].ws.abort()  # the TCP connection drops
+                count += 1
+        return count
+
+    disruptor = asyncio.create_task(disrupt())
+    for n in range(total):
+        await nodes.hubs[0].publish("chat:ticks", n)
+        if n % 20 == 0:
+            await asyncio.sleep(0.001)
+    stop.set()
+    assert await disruptor > 0
+    await wait_until(lambda: all(len(g) >= total for g in got), 30)
+    for received in got:
+        assert received == list(range(total))
+    assert unrecovered == [0, 0, 0]
