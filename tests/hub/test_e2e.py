@@ -298,3 +298,20 @@ async def test_subscribe_interrupted_by_the_hub_is_retried_and_leaves_no_presenc
             assert [info.client for info in present.values()] == [client.info.client]  # type: ignore[union-attr]
         await wait_until(lambda: not running.hub.sessions())
         assert await running.hub.presence_of("chat:room") == {}
+
+
+async def test_node_presence_refresh_in_batches_racing_an_unsubscribe() -> None:
+    presence = GatedPresence()
+    presence.gate.set()
+    async with run_hub(presence=presence) as running, raw(running.url, token("ann")) as client:
+        for room in ("chat:a", "chat:b"):
+            await client.call("subscribe", channel=room)
+        presence.gate.clear()
+        presence.entered.clear()
+        refresh = asyncio.create_task(running.hub.refresh_presence())
+        await presence.entered.wait()  # the refresh's first add waits; unsubscribe meanwhile
+        await client.call("unsubscribe", channel="chat:a")
+        presence.gate.set()
+        await refresh
+        assert await running.hub.presence_of("chat:a") == {}
+        assert len(await running.hub.presence_of("chat:b")) == 1

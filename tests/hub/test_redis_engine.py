@@ -270,6 +270,17 @@ class TestRedisPresenceSpecifics:
             await short.close()
             await long.close()
 
+    async def test_add_many_in_one_pipeline(self, redis_server: RedisServer) -> None:
+        presence = RedisPresence(redis_server.url, prefix=fresh_prefix(), ttl=60)
+        try:
+            entries = [("a", ClientInfo("c1", "u1")), ("a", ClientInfo("c2", "u2", {"x": 1}))]
+            await presence.add_many([*entries, ("b", ClientInfo("c3", "u1"))])
+            assert await presence.get("a") == {"c1": entries[0][1], "c2": entries[1][1]}
+            assert set(await presence.get("b")) == {"c3"}
+            await presence.add_many([])
+        finally:
+            await presence.close()
+
     def test_ttl_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match="ttl"):
             RedisPresence("redis://127.0.0.1:1/0", ttl=0)

@@ -59,6 +59,8 @@ _TICK = 1.0
 # Presence entries are refreshed this many times per presence ttl (the engine's ``ttl``
 # attribute, 60 s by default): every 15 s for 60 s, where Centrifuge refreshes every 25 s.
 _REFRESHES_PER_TTL = 4
+# Presence entries refreshed per batch (one pipeline on the Redis engine).
+_REFRESH_BATCH = 500
 # Seconds Hub.close() waits for connections to end before it closes the engines.
 _CLOSE_WAIT = 3.0
 
@@ -328,11 +330,34 @@ class Hub:
         a slow engine must not delay them)."""
         while True:
             await asyncio.sleep(self.presence_refresh_interval)
-            for session in list(self._links):
-                try:
-                    await session.refresh_presence()
-                except Exception as exc:
-                    logger.warning("refreshing presence failed: %s", exc)
+            await self.refresh_presence()
+
+    async def refresh_presence(self) -> None:
+        """Refresh the presence entries of this node's sessions now, in batches.
+
+        Engines with ``add_many(entries)`` (the Redis engine: one pipeline per batch) get each
+        batch at once; others get one ``add`` per entry. Entries of subscriptions dropped
+        meanwhile are removed again. Errors are logged.
+        """
+        entries = [
+            (session, channel, info)
+            for session in list(self._links)
+            for channel, info in session.presence_entries()
+        ]
+        add_many = getattr(self._presence, "add_many", None)
+        for start in range(0, len(entries), _REFRESH_BATCH):
+            batch = entries[start : start + _REFRESH_BATCH]
+            try:
+                if add_many is not None:
+                    await add_many([(channel, info) for _, channel, info in batch])
+                else:
+                    for _, channel, info in batch:
+                        await self._presence.add(channel, info)
+                for session, channel, info in batch:
+                    if not session.keeps_presence(channel):
+                        await self._presence.remove(channel, info.client)
+            except Exception as exc:
+                logger.warning("refreshing presence failed: %s", exc)
 
     async def _on_publication(self, channel: str, publication: Publication | None) -> None:
         local = self._channels.get(channel)

@@ -15,6 +15,7 @@ uses Redis's clock, so nodes with skewed clocks agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -96,6 +97,18 @@ class RedisPresence:
         args: list[Any] = [info.client, encode_info(info), max(1, math.ceil(self.ttl * 1000))]
         try:
             await self._add(self._keys(channel), args)
+        except (RedisError, OSError) as exc:
+            raise engine_error(exc) from exc
+
+    async def add_many(self, entries: Iterable[tuple[str, ClientInfo]]) -> None:
+        """:meth:`add` for each ``(channel, info)``, in one pipeline (one round trip)."""
+        ttl = max(1, math.ceil(self.ttl * 1000))
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for channel, info in entries:
+                    args: list[Any] = [info.client, encode_info(info), ttl]
+                    await self._add(self._keys(channel), args, client=pipe)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise engine_error(exc) from exc
 

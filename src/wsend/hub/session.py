@@ -390,17 +390,32 @@ class Session:
         elif self.expires_at is not None and now >= self.expires_at + self._leeway():
             self._close(DisconnectCode.TOKEN_EXPIRED, "token expired")
 
+    def presence_entries(self) -> list[tuple[str, ClientInfo]]:
+        """``(channel, info)`` of the presence entries this session keeps, for refreshing.
+
+        After refreshing one, the caller checks :meth:`keeps_presence`: a subscription dropped
+        meanwhile (its removal may have reached the engine first) needs its entry removed
+        again.
+        """
+        return [
+            (name, sub.info)
+            for name, sub in self._subs.items()
+            if sub.ns.presence and self._is_live(name, sub)
+        ]
+
+    def keeps_presence(self, channel: str) -> bool:
+        """Whether this session still has a presence entry in ``channel``."""
+        sub = self._subs.get(channel)
+        return sub is not None and sub.ns.presence and self._is_live(channel, sub)
+
     async def refresh_presence(self) -> None:
         """Refresh this session's presence entries (the node calls it well within their TTL).
 
-        A subscription dropped while its entry was being refreshed (an unsubscribe or close
-        whose removal may have reached the engine first) gets its entry removed again.
+        Entries of subscriptions dropped during the refresh are removed again.
         """
-        for name, sub in list(self._subs.items()):
-            if not self._is_live(name, sub) or not sub.ns.presence:
-                continue
-            await self.node.presence.add(name, sub.info)
-            if not self._is_live(name, sub):
+        for name, info in self.presence_entries():
+            await self.node.presence.add(name, info)
+            if not self.keeps_presence(name):
                 await _logged(self.node.presence.remove(name, self.client), name)
 
     def _is_live(self, name: str, sub: _Subscription) -> bool:
