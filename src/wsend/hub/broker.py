@@ -8,6 +8,13 @@ Positions: in a channel with history, every publication gets an ``offset`` one g
 previous one, within an ``epoch`` (an opaque string). The epoch changes whenever the engine
 can't vouch for continuity (its history was lost or reset), which tells clients that recovery
 from an older position is impossible.
+
+Optional capabilities, which the hub uses when an engine has them (the Redis engine does):
+
+- ``Broker.announce(kind, channel, info)``: relay a join or leave to the other nodes.
+- ``Broker.control(message)`` and a writable ``Broker.on_control`` attribute: relay node-wide
+  commands (disconnect a user, send a user a message) to the other nodes' ``on_control``.
+- ``Presence.add_many(entries)``: :meth:`Presence.add` for many ``(channel, info)`` at once.
 """
 
 from __future__ import annotations
