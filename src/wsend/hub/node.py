@@ -43,7 +43,7 @@ from .memory import MemoryBroker, MemoryPresence
 from .metrics import CONTENT_TYPE, HubMetrics
 from .options import HubOptions, parse_channel
 from .session import RpcHandler, Session
-from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames
+from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames, check_both
 
 __all__ = ["Hub"]
 
@@ -492,7 +492,7 @@ class Hub:
         """
         await self.start()
         history = self._history_options(channel)
-        _check_data(data)
+        check_both(data)
         publication = Publication(data=data, key=key, time=self._clock())
         return await self._broker.publish(channel, publication, history)
 
@@ -563,7 +563,7 @@ class Hub:
         Raises:
             HubError: 107, ``data`` can't be encoded in JSON or MessagePack.
         """
-        _check_data(data)
+        check_both(data)
         self._relay({"op": "send", "user": user, "data": data})
         return self._send_here(user, data)
 
@@ -629,13 +629,6 @@ class Hub:
             "max_message_size": self._options.max_message_size,
             "ping_interval": self._options.ping_interval or None,
         }
-
-
-def _check_data(data: Any) -> None:
-    """Raise HubError 107 unless ``data`` can be sent in both encodings."""
-    if not isinstance(data, Encoded):
-        JSON.check(data)
-        MSGPACK.check(data)
 
 
 def _url_token(ws: ServerConnection) -> str | None:

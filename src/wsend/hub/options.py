@@ -37,6 +37,7 @@ __all__ = [
     "NamespaceOptions",
     "RateLimit",
     "parse_channel",
+    "static_access",
 ]
 
 MAX_CHANNEL_LENGTH: Final = 255
@@ -89,6 +90,22 @@ def parse_channel(channel: str) -> Channel:
         raise HubError(ErrorCode.UNKNOWN_CHANNEL, "invalid channel name")
     users = tuple(match["users"].split(",")) if match["users"] else None
     return Channel(channel, match["ns"] or "", users)
+
+
+def static_access(
+    channel: Channel, ns: NamespaceOptions, user: str, granted: frozenset[str]
+) -> bool:
+    """Whether ``user`` may read ``channel`` without a channel token or the app's callback.
+
+    The first rule that applies (``docs/protocol.md`` section 6): a user-private channel admits
+    only its users (never anonymous); a channel in ``granted`` (the token's ``channels``
+    claim) is open; otherwise the namespace's policy, ``anyone`` or ``authenticated``.
+    """
+    if channel.users is not None:
+        return bool(user) and user in channel.users
+    if channel.full in granted:
+        return True
+    return ns.subscribe == "anyone" or (ns.subscribe == "authenticated" and user != "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,21 +39,20 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
-import msgspec
-
-from .auth import ConnectionClaims, TokenVerifier
-from .broker import Broker, ClientInfo, Presence, Publication, StreamPosition
+from .auth import ConnectionClaims
+from .broker import ClientInfo, Publication, StreamPosition
 from .codes import DisconnectCode, ErrorCode, HubError
-from .options import Channel, HubOptions, NamespaceOptions, parse_channel
+from .options import Channel, NamespaceOptions, parse_channel, static_access
 from .queue import OutgoingQueue
 from .ratelimit import RejectionWindow, TokenBucket
+from .seams import CommandObserver, Node, RpcHandler, Sink
 from .wire import (
+    DATA_ERRORS,
     JSON,
-    MSGPACK,
     BadFrame,
     Codec,
     Command,
@@ -84,103 +83,20 @@ from .wire import (
     SubscribeResult,
     UnsubscribeCommand,
     UnsubscribePush,
+    check_both,
     publication_frame,
 )
 
-__all__ = ["CommandObserver", "Node", "RpcHandler", "Session", "Sink"]
+__all__ = ["CommandObserver", "Node", "RpcHandler", "Session", "Sink"]  # seams re-exported
 
 logger = logging.getLogger(__name__)
 
-# What encoding a frame with application values in it may raise.
-_ENCODE_ERRORS: Final = (
-    TypeError,
-    ValueError,
-    OverflowError,
-    RecursionError,
-    msgspec.MsgspecError,
-)
 
 #: ``history`` defaults and maximum (``docs/protocol.md`` section 4).
 HISTORY_DEFAULT_LIMIT: Final = 100
 HISTORY_MAX_LIMIT: Final = 1000
 #: The largest ``ttl`` reported (about 68 years: a 32-bit signed integer in any client).
 MAX_TTL: Final = 2**31 - 1
-
-#: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
-#: :class:`HubError` to answer an error; any other exception answers error 100.
-RpcHandler = Callable[["Session", Any], Any]
-
-#: Observes each executed command: ``observer(method, seconds)``, e.g. for latency metrics.
-CommandObserver = Callable[[str, float], None]
-
-
-class Sink(Protocol):
-    """Where a session sends its output signals; implemented by the node's connection."""
-
-    def wakeup(self) -> None:
-        """Frames were queued: drain :meth:`Session.pop_message` until it returns ``None``.
-
-        Called after every batch of queued frames; must be cheap and idempotent.
-        """
-
-    def close(self, code: int, reason: str) -> None:
-        """Close the WebSocket with ``code`` (section 7), sending queued frames first if it can.
-
-        Called at most once per session; the node then calls :meth:`Session.on_close`.
-        """
-
-
-class Node(Protocol):
-    """What a session needs from the hub node it runs on."""
-
-    @property
-    def options(self) -> HubOptions: ...
-
-    @property
-    def broker(self) -> Broker: ...
-
-    @property
-    def presence(self) -> Presence: ...
-
-    @property
-    def verifier(self) -> TokenVerifier | None: ...
-
-    @property
-    def rpc_handlers(self) -> Mapping[str, RpcHandler]: ...
-
-    @property
-    def node_name(self) -> str: ...
-
-    def clock(self) -> float:
-        """The current time in seconds since the epoch (as token ``exp`` claims)."""
-
-    async def on_connect(self, session: Session, data: Any) -> Any:
-        """The application's connect callback: returns the connect result's ``data``.
-
-        May raise :class:`HubError` to refuse the connection (the session then closes with
-        4501).
-        """
-
-    async def can_subscribe(self, session: Session, channel: str, data: Any) -> bool:
-        """The application's subscribe callback, for namespaces with ``subscribe="callback"``."""
-
-    async def add_subscription(self, session: Session, channel: str) -> None:
-        """Register ``session`` as a subscriber of ``channel`` and subscribe the broker.
-
-        When it returns, every later publication of ``channel`` must reach
-        :meth:`Session.deliver_publication`; earlier ones may too (they are deduplicated).
-        """
-
-    async def remove_subscription(self, session: Session, channel: str) -> None:
-        """Unregister ``session`` from ``channel``; unsubscribe the broker after the last one."""
-
-    async def announce(
-        self, kind: Literal["join", "leave"], channel: str, info: ClientInfo
-    ) -> None:
-        """Send a join or leave to ``channel``'s subscribers (on every node).
-
-        The node calls :meth:`Session.deliver_join` / :meth:`Session.deliver_leave` on them.
-        """
 
 
 @dataclass(slots=True, eq=False)
@@ -316,7 +232,7 @@ class Session:
             frames = PubFrames(channel, publication)
         try:
             frame = frames.for_codec(self.codec)
-        except _ENCODE_ERRORS:
+        except DATA_ERRORS:
             logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
         item = _Pending(publication.offset, publication.epoch, publication.key, frame)
@@ -555,7 +471,7 @@ class Session:
         encoded for this client (all or nothing: it must not miss one)."""
         try:
             return self.codec.encode_one(Reply(id=id, result=result))
-        except _ENCODE_ERRORS:
+        except DATA_ERRORS:
             if not result.publications:
                 raise
             logger.warning("can't encode recovered publications for %s", self.codec.name)
@@ -609,15 +525,7 @@ class Session:
         Raises:
             HubError: ``PERMISSION_DENIED`` (103).
         """
-        if channel.users is not None:
-            allowed = bool(self.user) and self.user in channel.users
-        elif channel.full in self._claim_channels:
-            allowed = True
-        else:
-            allowed = ns.subscribe == "anyone" or (
-                ns.subscribe == "authenticated" and self.user != ""
-            )
-        if not allowed:
+        if not static_access(channel, ns, self.user, self._claim_channels):
             raise HubError(ErrorCode.PERMISSION_DENIED)
 
     def _check_read(self, channel: Channel, ns: NamespaceOptions) -> None:
@@ -797,7 +705,7 @@ class Session:
             return
         try:
             frame = self.codec.encode_one(push)
-        except _ENCODE_ERRORS:
+        except DATA_ERRORS:
             logger.warning("can't encode a %s push of %r", push.__struct_config__.tag, channel)
             return
         self._queue(frame)
@@ -839,11 +747,8 @@ class Session:
 
 def _check_info(info: Any, code: ErrorCode) -> None:
     """Refuse a token whose ``info`` claim some client couldn't receive (both encodings)."""
-    if info is None:
-        return
     try:
-        JSON.check(info)
-        MSGPACK.check(info)
+        check_both(info)
     except HubError as exc:
         raise HubError(code, "invalid token") from exc
 

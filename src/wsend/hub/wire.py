@@ -28,6 +28,7 @@ from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
 
 __all__ = [
+    "DATA_ERRORS",
     "JSON",
     "MAX_BATCH",
     "MSGPACK",
@@ -66,6 +67,7 @@ __all__ = [
     "SubscribeResult",
     "UnsubscribeCommand",
     "UnsubscribePush",
+    "check_both",
     "codec_for_subprotocol",
     "info_frame",
     "publication_frame",
@@ -77,8 +79,8 @@ MAX_BATCH: Final = 100
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _NO_DATA: Final = msgspec.Raw()
-# What decoding or encoding hostile application data may raise.
-_DATA_ERRORS: Final = (msgspec.MsgspecError, ValueError, TypeError, OverflowError, RecursionError)
+#: What decoding or encoding hostile (or unsupported) application data may raise.
+DATA_ERRORS: Final = (msgspec.MsgspecError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class Encoded:
@@ -421,7 +423,7 @@ class Codec:
         other = MSGPACK if self is JSON else JSON
         try:
             data.other = other.encode_one(self.decode_data(data.raw))
-        except _DATA_ERRORS as exc:
+        except DATA_ERRORS as exc:
             raise HubError(ErrorCode.BAD_REQUEST, "invalid data") from exc
         return data
 
@@ -435,7 +437,7 @@ class Codec:
             return None
         try:
             return self.decode_data(bytes(raw))
-        except _DATA_ERRORS as exc:
+        except DATA_ERRORS as exc:
             raise HubError(ErrorCode.BAD_REQUEST, "invalid data") from exc
 
     def check(self, value: Any) -> None:
@@ -446,7 +448,7 @@ class Codec:
         """
         try:
             self.encode_one(value)
-        except _DATA_ERRORS as exc:
+        except DATA_ERRORS as exc:
             raise HubError(ErrorCode.BAD_REQUEST, f"data can't be encoded in {self.name}") from exc
 
     def encode_one(self, frame: Any) -> bytes:
@@ -562,6 +564,17 @@ JSON: Final[Codec] = _JsonCodec()
 MSGPACK: Final[Codec] = _MsgpackCodec()
 #: Subprotocols the hub offers, in order of preference.
 SUBPROTOCOLS: Final = (JSON.subprotocol, MSGPACK.subprotocol)
+
+
+def check_both(value: Any) -> None:
+    """Check that application values can be sent in both encodings (``None`` always can).
+
+    Raises:
+        HubError: ``BAD_REQUEST`` (107) when one of them can't carry ``value``.
+    """
+    if value is not None and not isinstance(value, Encoded):
+        JSON.check(value)
+        MSGPACK.check(value)
 
 
 def codec_for_subprotocol(subprotocol: str | None) -> Codec:

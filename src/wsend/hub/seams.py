@@ -1,0 +1,96 @@
+"""The seams of a :class:`~.session.Session`: what it needs from its node, where its output goes.
+
+The node (:class:`~.node.Hub`, or a test's small node) implements :class:`Node`; each
+connection gives its session a :class:`Sink`. Both are :class:`typing.Protocol` classes: any
+object with these members fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .auth import TokenVerifier
+from .broker import Broker, ClientInfo, Presence
+from .options import HubOptions
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["CommandObserver", "Node", "RpcHandler", "Sink"]
+
+#: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
+#: :class:`HubError` to answer an error; any other exception answers error 100.
+RpcHandler = Callable[["Session", Any], Any]
+
+#: Observes each executed command: ``observer(method, seconds)``, e.g. for latency metrics.
+CommandObserver = Callable[[str, float], None]
+
+
+class Sink(Protocol):
+    """Where a session sends its output signals; implemented by the node's connection."""
+
+    def wakeup(self) -> None:
+        """Frames were queued: drain :meth:`Session.pop_message` until it returns ``None``.
+
+        Called after every batch of queued frames; must be cheap and idempotent.
+        """
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the WebSocket with ``code`` (section 7), sending queued frames first if it can.
+
+        Called at most once per session; the node then calls :meth:`Session.on_close`.
+        """
+
+
+class Node(Protocol):
+    """What a session needs from the hub node it runs on."""
+
+    @property
+    def options(self) -> HubOptions: ...
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def presence(self) -> Presence: ...
+
+    @property
+    def verifier(self) -> TokenVerifier | None: ...
+
+    @property
+    def rpc_handlers(self) -> Mapping[str, RpcHandler]: ...
+
+    @property
+    def node_name(self) -> str: ...
+
+    def clock(self) -> float:
+        """The current time in seconds since the epoch (as token ``exp`` claims)."""
+
+    async def on_connect(self, session: Session, data: Any) -> Any:
+        """The application's connect callback: returns the connect result's ``data``.
+
+        May raise :class:`HubError` to refuse the connection (the session then closes with
+        4501).
+        """
+
+    async def can_subscribe(self, session: Session, channel: str, data: Any) -> bool:
+        """The application's subscribe callback, for namespaces with ``subscribe="callback"``."""
+
+    async def add_subscription(self, session: Session, channel: str) -> None:
+        """Register ``session`` as a subscriber of ``channel`` and subscribe the broker.
+
+        When it returns, every later publication of ``channel`` must reach
+        :meth:`Session.deliver_publication`; earlier ones may too (they are deduplicated).
+        """
+
+    async def remove_subscription(self, session: Session, channel: str) -> None:
+        """Unregister ``session`` from ``channel``; unsubscribe the broker after the last one."""
+
+    async def announce(
+        self, kind: Literal["join", "leave"], channel: str, info: ClientInfo
+    ) -> None:
+        """Send a join or leave to ``channel``'s subscribers (on every node).
+
+        The node calls :meth:`Session.deliver_join` / :meth:`Session.deliver_leave` on them.
+        """
