@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,32 @@ def websockets_server() -> Iterator[Background]:
     server = start_background([sys.executable, "-c", WEBSOCKETS_ECHO], r"ready (?P<url>\S+)")
     yield server
     server.stop(signal.SIGKILL)
+
+
+NODE_ECHO = Path(__file__).resolve().parents[1] / "interop" / "node" / "echo_server.js"
+
+
+@pytest.fixture(scope="module")
+def node_server() -> Iterator[str]:
+    """An echo server on Node's ``ws`` library (tests/interop/node); yields its URL.
+
+    ``?close_after=N&code=C&reason=R`` in the URL makes it close after N echoes."""
+    node = shutil.which("node")
+    if node is None or not (NODE_ECHO.parent / "node_modules" / "ws").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("node and tests/interop/node/node_modules are needed in CI")
+        pytest.skip("node or its ws module is missing (npm ci in tests/interop/node)")
+    proc = subprocess.Popen(
+        [node, str(NODE_ECHO), "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        match = re.fullmatch(r"listening (\d+)\n", line)
+        assert match, f"unexpected first line from the node server: {line!r}"
+        # Keep reading its event lines, so that its pipe never fills up.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield f"ws://127.0.0.1:{match.group(1)}/"
+    finally:
+        proc.terminate()
+        proc.wait(COMMAND_TIMEOUT)

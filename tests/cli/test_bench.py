@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from wsend.cli.bench_report import BenchResult, progress_line
 
 from .conftest import ENV, WSEND, Background, run_wsend
 from .test_send import free_port
@@ -68,3 +71,17 @@ def test_plot_without_matplotlib_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, env=env, timeout=30, check=False)
     assert done.returncode == 2
     assert done.stderr == b"error: --plot needs matplotlib: pip install 'wsend[plot]'\n"
+
+
+def test_progress_line_fits_the_terminal() -> None:
+    result = BenchResult("ws://x/", 2, 64, True)
+    result.latencies.extend([0.001] * 1500)
+    line = progress_line(result, 2.5, 10, 1500.0, [0.001, 0.002, 0.003], width=100)
+    assert re.match(r"\[(#+)(-+)\]  25%", line)
+    filled, empty = re.match(r"\[(#+)(-+)\]", line).groups()  # type: ignore[union-attr]
+    assert len(filled) == round(0.25 * (len(filled) + len(empty)))
+    assert "2.5/10 s  1,500 msgs  1,500 msg/s  p50 2.00 ms  0 errors" in line
+    assert len(line) < 100
+    narrow = progress_line(result, 12, 10, 0.0, [], width=50)
+    assert len(narrow) == 49
+    assert narrow.startswith("[##########] 100%")

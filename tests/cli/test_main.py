@@ -38,7 +38,7 @@ def test_command_help_has_examples_and_exit_codes(name: str) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = run_wsend("frobnicate")
     assert result.code == 2
-    assert "No such command" in result.err
+    assert "no such command" in result.err
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,33 @@ def test_missing_cacert_is_a_usage_error() -> None:
     result = run_wsend("send", "wss://127.0.0.1:1/", "x", "--cacert", "/nonexistent.pem")
     assert result.code == 2
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send"], "error: missing argument 'URL' (see 'wsend send --help')"),
+        (["frobnicate"], "error: no such command 'frobnicate' (see 'wsend --help')"),
+        (
+            ["bench", "ws://127.0.0.1:1/", "-c", "0"],
+            "error: invalid value for '-c' / '--connections': 0 is not in the range"
+            " 1<=x<=10000 (see 'wsend bench --help')",
+        ),
+        (["connect", "ws://x/", "--bogus"], "error: no such option '--bogus'"),
+        (["send", "ws://x/", "x", "--cacert", "/nonexistent.pem"], "'/nonexistent.pem' does not"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    result = run_wsend(*args)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.startswith("error: ")
+    assert message in result.err
+    assert len(result.err.splitlines()) == 1, result.err
+
+
+def test_no_command_shows_the_help() -> None:
+    result = run_wsend()
+    assert result.code == 2
+    assert "Usage: wsend" in result.out + result.err
+    assert "Commands:" in result.out + result.err

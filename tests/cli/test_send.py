@@ -94,6 +94,7 @@ def test_against_websockets_server(websockets_server: Background) -> None:
 async def test_wait_for_several_replies(start_server: StartServer) -> None:
     async def chatty(ws: wsend.ServerConnection) -> None:
         message = await ws.recv()
+        assert isinstance(message, str)
         for i in range(3):
             await ws.send(f"{message} #{i}")
         await ws.wait_closed()
@@ -154,7 +155,10 @@ async def test_exit_5_closed_with_error(start_server: StartServer, code: int, me
     server = await start_server(reject)
     result = await arun_wsend("send", url_of(server), "x", "--wait", "1")
     assert result.code == 5
-    assert result.err == f"error: connection closed: {code} ({meaning}), reason: 'not today'\n"
+    assert result.err == (
+        f"error: connection closed before the replies (0 of 1 received): {code} ({meaning}),"
+        " reason: 'not today'\n"
+    )
 
 
 async def test_exit_6_timeout_waiting(start_server: StartServer) -> None:
@@ -193,3 +197,28 @@ def test_tls(certs: Certs) -> None:
     assert (insecure.code, insecure.out) == (0, "tls\n")
     assert untrusted.code == 3
     assert "certificate verification failed" in untrusted.err
+
+
+def test_exit_3_unknown_host() -> None:
+    result = run_wsend("send", "ws://no-such-host.invalid/", "x")
+    assert result.code == 3
+    assert result.err.startswith("error: cannot resolve no-such-host.invalid:80")
+    assert len(result.err.splitlines()) == 1
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_wsend("send", "ws://127.0.0.1:1/", f"@{tmp_path}/nope.bin", "--binary")
+    assert result.code == 2
+    assert result.err == f"error: cannot read {tmp_path}/nope.bin: No such file or directory\n"
+
+
+def test_plain_ws_to_a_tls_server_exits_3(certs: Certs) -> None:
+    server = start_echo("--certfile", certs.certfile, "--keyfile", certs.keyfile)
+    try:
+        plain = server.url.replace("wss://", "ws://", 1)
+        result = run_wsend("send", plain, "x")
+    finally:
+        assert server.stop() == 0
+    assert result.code == 3
+    assert result.err.startswith("error: no HTTP answer to the handshake from 127.0.0.1:")
+    assert result.err.endswith("(not a WebSocket server? with TLS, use wss://)\n")

@@ -14,11 +14,12 @@ import sys
 from collections.abc import Sequence
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from .. import __version__
-from .errors import EXIT_CODES_HELP, ExitCode
+from .errors import EXIT_CODES_HELP, CliError, ExitCode
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "cli", "main", "usage_error"]
 
 #: The modules of ``wsend.cli`` that define a command. Add new commands here.
 COMMANDS: tuple[str, ...] = ("connect", "send", "echo", "serve", "bench")
@@ -52,6 +53,15 @@ def _register() -> None:
 _register()
 
 
+def usage_error(exc: click.UsageError) -> CliError:
+    """Click's usage error (bad option, missing argument...) as one ``error:`` line that
+    says where to find help, instead of click's usage block."""
+    message = exc.format_message().strip().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    command = exc.ctx.command_path if exc.ctx is not None else "wsend"
+    return CliError(f"{message} (see '{command} --help')", ExitCode.USAGE)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Run the ``wsend`` command line and exit with its exit code.
 
@@ -60,6 +70,12 @@ def main(args: Sequence[str] | None = None) -> None:
     """
     try:
         code = cli.main(args=args, prog_name="wsend", standalone_mode=False)
+    except click.UsageError as exc:
+        if isinstance(exc, NoArgsIsHelpError):
+            exc.show()  # `wsend` alone: the help
+        else:
+            usage_error(exc).show()
+        code = ExitCode.USAGE
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code

@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -24,7 +25,7 @@ import click
 from .. import connect
 from ..asyncio.client import ClientConnection
 from ..exceptions import ConnectionClosed, WebSocketError
-from .bench_report import BenchResult, check_plotting, plot_latencies
+from .bench_report import BenchResult, check_plotting, plot_latencies, progress_line
 from .display import describe_close
 from .errors import EXIT_CODES_HELP, CliError, ExitCode, check_url, open_error
 from .options import SIZE, ClientSettings, client_options, on_stop_signals
@@ -207,19 +208,27 @@ def _record(result: BenchResult, same: bool, latency: float) -> None:
 
 
 async def _progress(result: BenchResult, duration: float, stop: asyncio.Event) -> None:
-    ticks = max(1, round(duration * 10))
-
-    def show(count: int | None) -> str:
-        return f"{count:,} messages, {result.errors} errors" if count is not None else ""
-
-    with click.progressbar(
-        length=ticks, label="bench", file=sys.stderr, item_show_func=show, show_eta=True
-    ) as bar:
-        for _ in range(ticks):
-            await asyncio.sleep(0.1)
-            bar.update(1, result.messages)
-            if stop.is_set():
-                break
+    """Redraw the progress line on stderr five times a second; erase it at the end (the
+    summary follows)."""
+    start = time.perf_counter()
+    marks: deque[tuple[float, int]] = deque()  # (time, messages so far), for the last second
+    try:
+        while not stop.is_set():
+            now = time.perf_counter()
+            marks.append((now, result.messages))
+            while now - marks[0][0] > 1.0:
+                marks.popleft()
+            since, count = marks[0]
+            rate = (result.messages - count) / (now - since) if now > since else 0.0
+            recent = list(result.latencies[count:])
+            width = shutil.get_terminal_size().columns
+            line = progress_line(result, now - start, duration, rate, recent, width)
+            sys.stderr.write(f"\r\x1b[K{line}")
+            sys.stderr.flush()
+            await asyncio.sleep(0.2)
+    finally:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
 
 
 @click.command("bench", epilog=EPILOG)

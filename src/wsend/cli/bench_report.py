@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import statistics
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchResult", "check_plotting", "percentile", "plot_latencies"]
+__all__ = ["BenchResult", "check_plotting", "percentile", "plot_latencies", "progress_line"]
 
 # How many distinct error messages the summary lists.
 MAX_ERROR_SAMPLES = 5
@@ -101,6 +102,29 @@ class BenchResult:
         ]
         lines += [f"error       {sample}" for sample in self.error_samples]
         return "\n".join(lines)
+
+
+def progress_line(
+    result: BenchResult,
+    elapsed: float,
+    duration: float,
+    rate: float,
+    recent: list[float],
+    width: int = 80,
+) -> str:
+    """The live progress line of a run, fitted to ``width`` columns: a bar, the time, the
+    messages so far, the current ``rate`` (messages per second) and the median of the
+    ``recent`` round trips (seconds)."""
+    done = min(1.0, elapsed / duration) if duration > 0 else 1.0
+    p50 = f"p50 {statistics.median(recent) * 1000:.2f} ms" if recent else "p50 -"
+    errors = f"{result.errors} error{'' if result.errors == 1 else 's'}"
+    stats = (
+        f" {done:4.0%}  {elapsed:4.1f}/{duration:g} s  {result.messages:,} msgs"
+        f"  {rate:,.0f} msg/s  {p50}  {errors}"
+    )
+    bar_width = max(10, min(40, width - len(stats) - 3))
+    filled = round(bar_width * done)
+    return f"[{'#' * filled}{'-' * (bar_width - filled)}]{stats}"[: max(20, width - 1)]
 
 
 def check_plotting() -> None:

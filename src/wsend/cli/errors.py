@@ -15,7 +15,7 @@ from typing import IO, Any
 import click
 
 from ..asyncio.client import WebSocketURI, parse_uri
-from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI, OpenTimeout
+from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI, OpenTimeout
 
 __all__ = ["EXIT_CODES_HELP", "CliError", "ExitCode", "check_url", "open_error"]
 
@@ -39,7 +39,7 @@ Exit codes:
   0  success
   1  other failure (a benchmark finished with errors, a server could not start)
   2  usage error (bad option, bad URL, invalid JSON), nothing was sent
-  3  could not connect (DNS, connection refused, TLS, timeout)
+  3  could not connect (DNS, connection refused, TLS, timeout, no HTTP answer)
   4  the server refused the WebSocket handshake (the HTTP status is printed)
   5  the connection closed with an error code (code and meaning are printed)
   6  timed out waiting for replies
@@ -80,10 +80,19 @@ def open_error(url: str, exc: BaseException) -> CliError:
             :class:`~wsend.OpenTimeout` or :class:`~wsend.InvalidHandshake`.
 
     Returns:
-        A :class:`CliError` with exit code 4 for a refused handshake, 3 otherwise.
+        A :class:`CliError` with exit code 4 when the server answered the handshake but
+        refused it (an HTTP status other than 101, or a wrong 101), 3 otherwise, including
+        when no HTTP answer came (the connection closed, or the reply isn't HTTP).
     """
     if isinstance(exc, InvalidStatus):
         return CliError(_refused(exc), ExitCode.HANDSHAKE)
+    if isinstance(exc, InvalidMessage):
+        # e.g. ws:// to a TLS port: the server hangs up without an HTTP answer.
+        hint = "not a WebSocket server?"
+        if url.lower().startswith("ws:"):
+            hint += " with TLS, use wss://"
+        message = f"no HTTP answer to the handshake from {_where(url)}: {exc} ({hint})"
+        return CliError(message, ExitCode.CONNECT)
     if isinstance(exc, InvalidHandshake):
         return CliError(f"WebSocket handshake with {url} failed: {exc}", ExitCode.HANDSHAKE)
     if isinstance(exc, OpenTimeout):

@@ -111,7 +111,7 @@ async def _replies(ws: ClientConnection, wait: int, timeout: float, display: Dis
     received = 0
     try:
         async with asyncio.timeout(timeout):
-            for received in range(wait):  # noqa: B007 - read in the except clause
+            for received in range(wait):  # noqa: B007 - read in the except clauses
                 message = await ws.recv()
                 _print(message, display)
     except TimeoutError:
@@ -119,6 +119,12 @@ async def _replies(ws: ClientConnection, wait: int, timeout: float, display: Dis
             f"timed out after {timeout:g} s waiting for replies ({received} of {wait} received)",
             ExitCode.TIMEOUT,
         ) from None
+    except ConnectionClosed as exc:
+        raise CliError(
+            f"connection closed before the replies ({received} of {wait} received):"
+            f" {describe_close(exc.code, exc.reason)}",
+            ExitCode.CLOSED,
+        ) from exc
 
 
 def _print(message: str | bytes, display: Display) -> None:
