@@ -17,7 +17,7 @@ def test_logs_and_stops_cleanly(sig: int) -> None:
         assert server.url.startswith("ws://127.0.0.1:")
         assert run_wsend("send", server.url + "room?x=1", "ping", "--wait", "1").out == "ping\n"
         server.wait_for(r"open  127\.0\.0\.1:\d+ /room\?x=1$")
-        server.wait_for(r"close 127\.0\.0\.1:\d+ 1000 \(NORMAL_CLOSURE\), 1 messages echoed$")
+        server.wait_for(r"close 127\.0\.0\.1:\d+ 1000 \(NORMAL_CLOSURE\), 1 message echoed$")
     finally:
         code = server.stop(sig)
     assert code == 0

@@ -8,7 +8,7 @@ import wsend
 
 from .conftest import run_wsend
 
-COMMANDS = ["connect", "send", "echo", "bench"]
+COMMANDS = ["connect", "send", "echo", "bench", "serve"]
 
 
 def test_version() -> None:

@@ -70,7 +70,7 @@ class EchoHandler:
             if not self.quiet:
                 await ws.wait_closed()
                 closed = describe_close(ws.close_code, ws.close_reason)
-                log(f"close {peer} {closed}, {count} messages echoed")
+                log(f"close {peer} {closed}, {count} message{'' if count == 1 else 's'} echoed")
 
 
 def _peer(address: object) -> str:
