@@ -53,6 +53,11 @@ def test_watchlist_updates_and_edits(new_page: Any, live_server: LiveServer) -> 
     page.locator("#add-input").press("Enter")
     expect(page.locator(f'#rows tr[data-symbol="{typed}"]')).to_be_visible()
     expect(rows.first).to_have_attribute("data-symbol", typed)  # new symbols go on top
+    page.locator("#add-input").fill("no such company")
+    page.locator("#add-input").press("Enter")
+    message = page.evaluate("document.getElementById('add-input').validationMessage")
+    assert message == "No symbol or company “no such company” on this market."
+    expect(rows).to_have_count(14)
     first = rows.last.get_attribute("data-symbol")
     rows.last.locator("button.remove").click()
     expect(page.locator(f'#rows tr[data-symbol="{first}"]')).to_have_count(0)

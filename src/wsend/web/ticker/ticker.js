@@ -89,6 +89,7 @@ function saveWatchlist() {
   localStorage.setItem(STORE, JSON.stringify(watch));
 }
 
+// Add a symbol to the watchlist; false if it isn't on the market or the list is full.
 function add(symbol) {
   symbol = symbol.toUpperCase();
   if (!meta.has(symbol)) return false;
@@ -97,7 +98,7 @@ function add(symbol) {
     return true;
   }
   if (watch.length >= MAX_WATCH) {
-    alert(`At most ${MAX_WATCH} symbols: remove one first.`);
+    complain(`At most ${MAX_WATCH} symbols: remove one first.`);
     return false;
   }
   watch.unshift(symbol);
@@ -107,6 +108,13 @@ function add(symbol) {
   loadDetails([symbol]).catch(() => {});
   markWatched();
   return true;
+}
+
+// Say what's wrong next to the input (the browser's own validation bubble).
+function complain(text) {
+  const input = $("add-input");
+  input.setCustomValidity(text);
+  input.reportValidity();
 }
 
 function remove(symbol) {
@@ -382,8 +390,9 @@ $("add-form").addEventListener("submit", (e) => {
     symbol = [...meta.values()].find((m) => m.n.toLowerCase().startsWith(needle))?.s ?? symbol;
   }
   if (add(symbol)) input.value = "";
-  else input.select();
+  else if (!meta.has(symbol)) complain(`No symbol or company “${text}” on this market.`);
 });
+$("add-input").addEventListener("input", () => $("add-input").setCustomValidity(""));
 
 client.on("state", (s) => {
   const el = $("status");
