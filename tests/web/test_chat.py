@@ -128,6 +128,13 @@ def test_chat_on_a_phone(new_page: Any, live_server: LiveServer) -> None:
     say(page, "Reading it on my phone: looks great!")
     expect(bob.locator(".message .bubble", has_text="on my phone")).to_be_visible()
     screenshot(page, "chat-phone")
+    # Who's here: a panel opened from the room's header.
+    expect(page.locator("#people-panel")).to_be_hidden()
+    page.locator("#room-info").click()
+    expect(page.locator("#people-panel")).to_be_visible()
+    expect(page.locator("#people li span:last-child")).to_have_text(["Bob", "Dee (you)"])
+    page.keyboard.press("Escape")
+    expect(page.locator("#people-panel")).to_be_hidden()
 
 
 @pytest.fixture

@@ -213,6 +213,11 @@ async function refreshRooms() {
   }
 }
 
+function showPeople(on) {
+  document.body.classList.toggle("show-people", on);
+  $("room-info").setAttribute("aria-expanded", String(on));
+}
+
 function banner(text) {
   const el = $("banner");
   el.hidden = !text;
@@ -438,12 +443,23 @@ function start() {
     const next = cleanRoom(location.hash.slice(1)) || "lobby";
     if (next !== room) enterRoom(next);
   });
-  $("rename").addEventListener("click", () => {
+  const rename = () => {
     localStorage.removeItem("wsend-chat-name");
     const url = new URL(location.href);
     url.searchParams.delete("name");
     location.href = url.toString();
+  };
+  $("rename").addEventListener("click", rename);
+  $("rename-narrow").addEventListener("click", rename);
+  // On small screens the people list is a panel opened from the room's header.
+  $("room-info").addEventListener("click", (e) => {
+    e.stopPropagation();
+    showPeople(!document.body.classList.contains("show-people"));
   });
+  document.addEventListener("click", (e) => {
+    if (!$("people-panel").contains(e.target)) showPeople(false);
+  });
+  document.addEventListener("keydown", (e) => e.key === "Escape" && showPeople(false));
   $("text").focus();
 }
 
