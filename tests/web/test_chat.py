@@ -94,6 +94,13 @@ def test_history_when_joining(new_page: Any, live_server: LiveServer) -> None:
     bubbles = page.locator(".message .bubble")
     expect(bubbles).to_have_text(["first", "second", "third"])
     expect(page.locator(".notice.history")).to_be_visible()
+    # A backend may publish anything: a string, a number, an object without text.
+    for data in ("plain string", 42, {"alert": "disk full"}):
+        live_server.api("publish", {"channel": f"chat:{room}", "data": data})
+    expect(bubbles).to_have_text(
+        ["first", "second", "third", "plain string", "42", '{"alert":"disk full"}']
+    )
+    expect(page.locator(".message.server .meta strong").last).to_have_text("server")
 
 
 def test_reconnect_recovers_missed_messages(new_page: Any, live_server: LiveServer) -> None:

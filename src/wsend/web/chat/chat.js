@@ -69,9 +69,17 @@ function scrollToEnd() {
 
 // -- rendering ---------------------------------------------------------------------------------
 
+// What a publication says: {text, name} from the page; anything else a backend or another
+// client published (a string, a number, an object) is shown as it is.
+function textOf(data) {
+  if (data !== null && typeof data === "object" && "text" in data) return String(data.text);
+  return typeof data === "string" ? data : JSON.stringify(data);
+}
+
 function messageNode(pub) {
-  const data = pub.data ?? {};
-  const who = String(data.name || nameOf(pub.info));
+  const raw = pub.data ?? null;
+  const data = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? raw : {};
+  const who = String(data.name || (pub.info ? nameOf(pub.info) : "server"));
   const mine =
     (pub.info?.client && pub.info.client === client.clientId) || (pub.info && data.from === me);
   const li = document.createElement("li");
@@ -90,7 +98,7 @@ function messageNode(pub) {
   meta.append(author, time);
   const bubble = document.createElement("div");
   bubble.className = "bubble";
-  bubble.textContent = String(data.text ?? "");
+  bubble.textContent = textOf(raw);
   body.append(meta, bubble);
   li.append(avatar(who), body);
   return li;
