@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 try:
-    from playwright.sync_api import expect  # noqa: F401  (skip the module without Playwright)
+    from playwright.sync_api import expect
 except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("CI"):
         raise
@@ -320,3 +320,25 @@ def test_wsend_socket_sends_text_binary_and_json(
     assert result["closed"]["code"] == 4000
     assert result["closed"]["wasClean"] is True
     assert result["readyState"] == 3
+
+
+def test_demo_pages_take_a_token(new_page: Any, token_server: LiveServer) -> None:
+    """With --jwt-secret the demo pages connect with ?token=JWT, and say so without one."""
+    token = make_token(SECRET, "alice", info={"name": "Alice"})
+    page = new_page()
+    page.goto(f"{token_server.url}/chat/?name=Alice&token={token}#tokens")
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#people li", has_text="Alice (you)")).to_be_visible()
+    assert "token=" not in page.url  # kept for the tab, not in the address bar
+    page.reload()  # the tab remembers it
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+
+    for path in ("/", "/chat/?name=Eve", "/game/?name=Eve", "/ticker/", "/collab/?name=Eve"):
+        refused = new_page()
+        refused.goto(token_server.url + path)
+        expect(refused.locator("#refusal")).to_contain_text("requires a sign-in token")
+        expect(refused.locator("#status")).not_to_have_attribute("data-state", "connected")
+    expired = new_page()
+    old = make_token(SECRET, "bob", exp=time.time() - 60)
+    expired.goto(f"{token_server.url}/ticker/?token={old}")
+    expect(expired.locator("#refusal")).to_contain_text("expired")

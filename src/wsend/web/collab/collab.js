@@ -10,6 +10,7 @@
 //   - publishes its cursor on collab-cursors:<doc> and draws the others' over the textarea.
 
 import { Client } from "/wsend.js";
+import { explainRefusals, pageToken } from "/demo.js";
 import * as ot from "/collab/ot.js";
 
 const $ = (id) => document.getElementById(id);
@@ -48,7 +49,8 @@ const state = {
   editsSeen: 0,
 };
 
-const client = new Client({ data: { name } });
+const client = new Client({ data: { name }, token: pageToken() });
+explainRefusals(client);
 const docSub = client.subscribe(`collab:${DOC}`, {
   publication: (pub) => receive(pub.data),
   subscribed: () => catchUp(),

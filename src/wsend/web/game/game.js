@@ -6,6 +6,7 @@
 //     moment, so dots glide smoothly even when states arrive unevenly.
 
 import { Client } from "/wsend.js";
+import { explainRefusals, pageToken } from "/demo.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -35,7 +36,8 @@ let receivedRate = 0;
 let lastSize = 0;
 const effects = []; // floating "+1"s: {x, y, text, color, born}
 
-const client = new Client({ data: { name } });
+const client = new Client({ data: { name }, token: pageToken() });
+explainRefusals(client);
 client.subscribe("game:arena", {
   recoverGaps: false, // conflated: offsets skip on purpose
   publication: (pub) => onState(pub.data),
