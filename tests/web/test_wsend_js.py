@@ -342,3 +342,30 @@ def test_demo_pages_take_a_token(new_page: Any, token_server: LiveServer) -> Non
     old = make_token(SECRET, "bob", exp=time.time() - 60)
     expired.goto(f"{token_server.url}/ticker/?token={old}")
     expect(expired.locator("#refusal")).to_contain_text("expired")
+
+
+URLS_AND_EARLY_DISCONNECT = """async (httpUrl) => {
+  const { Client } = await import("/wsend.js");
+  const urls = [new Client().url, new Client("/ws").url, new Client(httpUrl + "/ws").url];
+  // disconnect() before the socket is even open: no error in the console, and a later
+  // connect() works.
+  const client = new Client();
+  client.connect();
+  client.disconnect();
+  const state = client.state;
+  await new Promise((r) => setTimeout(r, 200));
+  client.connect();
+  await client.ready();
+  const ping = await client.ping();
+  client.disconnect();
+  return { urls, state, ping };
+}"""
+
+
+def test_urls_and_disconnect_while_connecting(new_page: Any, live_server: LiveServer) -> None:
+    page = blank(new_page, live_server)
+    result = page.evaluate(URLS_AND_EARLY_DISCONNECT, live_server.url)
+    ws_url = live_server.url.replace("http://", "ws://") + "/ws"
+    assert result["urls"] == [ws_url] * 3
+    assert result["state"] == "closed"
+    assert result["ping"] >= 0

@@ -72,9 +72,11 @@ class Emitter {
   }
 }
 
-function defaultUrl(path = "/ws") {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.host}${path}`;
+// The hub's address: ws(s)://this-host/ws by default; a path ("/hub") is on this page's
+// server, and http(s):// addresses become ws(s)://.
+function resolveUrl(url = "/ws") {
+  if (typeof location !== "undefined") url = new URL(url, location.href).href;
+  return url.replace(/^http(s?):/i, "ws$1:");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ export class Client extends Emitter {
   constructor(url, options = {}) {
     super();
     if (typeof url === "object" && url !== null) [url, options] = [undefined, url];
-    this.url = url ?? defaultUrl();
+    this.url = resolveUrl(url ?? "/ws");
     this.options = { timeout: 10000, minDelay: 500, maxDelay: 20000, ...options };
     this.token = options.token ?? null;
     this.state = "disconnected";
@@ -325,7 +327,9 @@ export class Client extends Emitter {
     this._ws = null;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = null;
-      if (ws.readyState <= WebSocket.OPEN) ws.close(code ?? 1000, reason ?? "");
+      if (ws.readyState === WebSocket.OPEN) ws.close(code ?? 1000, reason ?? "");
+      // Closing a socket still connecting makes the browser log an error: close once open.
+      else if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(1000);
     }
     clearInterval(this._pingTimer);
     clearTimeout(this._refreshTimer);
@@ -387,8 +391,8 @@ export class Client extends Emitter {
   _drop() {
     this._log("connection unresponsive: reconnecting");
     const ws = this._ws;
+    if (ws?.readyState === WebSocket.OPEN) ws.close(4000, "no pong");
     this._onClose(4006, "no pong");
-    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "no pong");
   }
 
   _scheduleRefresh(result) {
@@ -607,7 +611,7 @@ export class Subscription extends Emitter {
 export class WsendSocket extends Emitter {
   constructor(url, { protocols } = {}) {
     super();
-    this.ws = new WebSocket(url, protocols);
+    this.ws = new WebSocket(resolveUrl(url), protocols);
     this.ws.binaryType = "arraybuffer";
     this.opened = new Promise((resolve, reject) => {
       this.ws.addEventListener("open", () => resolve(this), { once: true });
