@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import wsend.apps as apps_module
 from wsend.apps import App, AppRunner, clean_name, connect_info, hub_options, load_apps
 from wsend.hub.node import Hub
 from wsend.hub.options import HubOptions, NamespaceOptions
@@ -94,4 +95,30 @@ async def test_runner_starts_and_cancels_app_tasks() -> None:
     await asyncio.sleep(0.01)
     await runner.stop()
     assert events == ["started", "stopped"]
+    await hub.close()
+
+
+async def test_a_failed_app_is_started_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(apps_module, "RESTART_DELAY", 0.01)
+    runs: list[int] = []
+    running = asyncio.Event()
+
+    async def flaky(hub: Hub) -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise ConnectionError("the engine is away")
+        running.set()
+        await asyncio.Event().wait()
+
+    apps = [make_app("z", {}, start=flaky)]
+    hub = Hub(hub_options(apps, allow_anonymous=True))
+    runner = AppRunner(hub, apps)
+    with caplog.at_level(logging.ERROR, logger="wsend.apps"):
+        runner.start()
+        await asyncio.wait_for(running.wait(), 5)
+    assert runs == [0, 1, 2]
+    assert caplog.text.count("app 'z' failed; restarting it in") == 2
+    await runner.stop()
     await hub.close()

@@ -82,6 +82,12 @@ __all__ = [
 
 logger = logging.getLogger("wsend.apps")
 
+#: Seconds before an app whose ``start`` failed is started again; doubled at each failure in
+#: a row, up to MAX_RESTART_DELAY (a game loop or a feed shouldn't stay dead after a
+#: transient error, nor spin on a permanent one).
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+
 #: The demo apps, in the order of the landing page (an app's ``ORDER`` may change it).
 APP_NAMES: tuple[str, ...] = ("chat", "game", "ticker", "collab")
 
@@ -220,13 +226,25 @@ class AppRunner:
                 self._tasks.append(task)
 
     async def _run(self, app: App) -> None:
+        """Run ``app.start``; if it fails (say the Redis engine was unreachable for a
+        moment), log it and start it again after a delay that doubles at each failure in a
+        row, from :data:`RESTART_DELAY` up to :data:`MAX_RESTART_DELAY`."""
         assert app.start is not None
-        try:
-            await app.start(self.hub)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("app %r failed", app.name)
+        delay = RESTART_DELAY
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await app.start(self.hub)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if loop.time() - started > MAX_RESTART_DELAY:
+                    delay = RESTART_DELAY  # it had been running fine: not a crash loop
+                logger.exception("app %r failed; restarting it in %g s", app.name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY)
 
     async def stop(self) -> None:
         """Cancel the apps' tasks and wait for them to finish."""
