@@ -105,6 +105,45 @@ def test_any_split_of_the_stream(sizes: list[int], data: st.DataObject) -> None:
     assert not isinstance(events[-1], Data) or events[-1].fin
 
 
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["text", "binary", "ping"]), st.integers(0, 70_000)),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sampled_from([Side.CLIENT, Side.SERVER]),
+    st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_whole_messages_survive_any_split(
+    messages: list[tuple[str, int]], side: Side, data: st.DataObject
+) -> None:
+    """Frames of every header size, cut anywhere (even inside a header), parse the same."""
+    other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+    sender, receiver = Connection(side), Connection(other)
+    expected: list[object] = []
+    for kind, size in messages:
+        if kind == "ping":
+            payload = bytes(range(min(size, 125)))
+            sender.send_ping(payload)
+            expected.append(Ping(payload))
+        elif kind == "text":
+            sender.send_text(b"a" * size)
+            expected.append("a" * size)
+        else:
+            payload = bytes(i & 0xFF for i in range(size))
+            sender.send_binary(payload)
+            expected.append(payload)
+    stream = wire(sender)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        receiver.receive_data(memoryview(stream)[last:cut])
+        last = cut
+    assert receiver.exc is None
+    assert receiver.events_received() == expected
+
+
 def test_control_frames_between_fragments() -> None:
     server = Connection(Side.SERVER)
     server.receive_data(
@@ -471,3 +510,78 @@ def test_explicit_frame_limit_applies_to_compressed_frames() -> None:
     client.send_binary(os.urandom(100_000), compress=True)
     server.receive_data(wire(client))
     assert isinstance(server.exc, PayloadTooBig)
+
+
+# -- bounds on what a peer can make us hold ---------------------------------------------------
+
+
+def test_max_events_stops_parsing_and_parse_buffered_resumes() -> None:
+    _, server = pair()
+    server.max_events = 3
+    stream = b"".join(frame(Opcode.BINARY, bytes([i])) for i in range(8))
+    server.receive_data(stream[:-3])  # the last frame incomplete
+    assert server.events_received() == [b"\x00", b"\x01", b"\x02"]
+    assert server.parse_pending
+    server.receive_data(stream[-3:])  # more data while pending is only buffered and parsed
+    assert server.events_received() == [b"\x03", b"\x04", b"\x05"]
+    server.parse_buffered()
+    assert server.events_received() == [b"\x06", b"\x07"]
+    assert not server.parse_pending
+    server.parse_buffered()  # nothing pending: nothing happens
+    assert server.events_received() == []
+
+
+def test_control_frames_do_not_count_against_max_events() -> None:
+    _, server = pair()
+    server.max_events = 2
+    server.receive_data(frame(Opcode.PING) * 5 + frame(Opcode.TEXT, b"a"))
+    events = server.events_received()
+    assert events[-1] == "a"
+    assert len(events) == 6
+    assert not server.parse_pending
+
+
+def test_eof_parses_what_max_events_left_buffered() -> None:
+    _, server = pair()
+    server.max_events = 1
+    server.receive_data(frame(Opcode.TEXT, b"a") + frame(Opcode.TEXT, b"b") + frame(Opcode.TEXT))
+    assert server.events_received() == ["a"]
+    server.receive_eof()
+    assert server.events_received() == ["b", ""]
+
+
+def test_pongs_held_while_writes_are_blocked_answer_only_the_latest_ping() -> None:
+    _, server = pair()
+    assert not server.hold_pongs(True)
+    server.receive_data(frame(Opcode.PING, b"1") + frame(Opcode.PING, b"2"))
+    assert wire(server) == b""
+    assert server.hold_pongs(False)
+    assert parse_frames(wire(server)) == [(Opcode.PONG, True, b"2")]
+    assert not server.hold_pongs(False)
+
+
+def test_surrogate_prefix_fails_before_the_rest_arrives() -> None:
+    _, server = pair()
+    data = frame(Opcode.TEXT, b"ab\xed\xa0\x80cd")
+    server.receive_data(data[:-3])  # ends with ED A0: no valid UTF-8 continues it
+    assert isinstance(server.exc, InvalidPayload)
+    _, server = pair()
+    server.receive_data(frame(Opcode.TEXT, b"ab\xed\x9f", fin=False))  # ED 9F may continue
+    assert server.exc is None
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        memoryview(bytes(range(40))).cast("i"),
+        memoryview(bytes(range(40))).cast("B", (5, 8)),
+        memoryview(bytes(range(40)))[::3],
+    ],
+)
+def test_memoryviews_of_any_layout_are_sent_as_their_bytes(view: memoryview) -> None:
+    for side in (Side.CLIENT, Side.SERVER):
+        sender = Connection(side)
+        sender.send_binary(view)
+        sender.send_ping(view[:2] if view.ndim == 1 else view.tobytes()[:8])
+        frames = parse_frames(wire(sender))
+        assert frames[0] == (Opcode.BINARY, True, view.tobytes())

@@ -45,7 +45,8 @@ def broadcast(
         payload: bytes | bytearray | memoryview = message.encode()
     elif isinstance(message, bytes | bytearray | memoryview):
         opcode = Opcode.BINARY
-        payload = message
+        # bytes() flattens any memoryview layout, and keeps the data if the caller reuses it.
+        payload = message if isinstance(message, bytes) else bytes(message)
     else:
         raise TypeError(f"cannot broadcast {type(message).__name__}: use str or bytes-like")
     frame = b"".join(serialize_frame(opcode, payload))

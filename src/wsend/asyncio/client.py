@@ -25,6 +25,7 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
 
 __all__ = ["ClientConnection", "WebSocketURI", "connect", "parse_uri"]
@@ -216,6 +217,8 @@ class connect:
             ping_timeout, close_timeout: see :class:`ConnectionOptions`.
         user_agent: the User-Agent header (``None`` to omit it).
         limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
+        fast_transport: run on aiofastnet's C transports: ``None`` (default) when installed,
+            ``True`` to require them, ``False`` for asyncio's (see :mod:`wsend.asyncio.transports`).
 
     Raises:
         InvalidURI: the URI is invalid.
@@ -241,9 +244,11 @@ class connect:
         server_hostname: str | None = None,
         user_agent: str | None = handshake.USER_AGENT,
         limits: HTTPLimits | None = None,
+        fast_transport: bool | None = None,
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        self.fast = transports.use_fast(fast_transport)
         self.options = ConnectionOptions(**kwargs)
         if compression == "deflate":
             self.deflate: ClientDeflate | None = ClientDeflate()
@@ -311,7 +316,10 @@ class connect:
     ) -> tuple[WebSocketURI, Headers]:
         location = response.headers["Location"]
         base = f"{'wss' if uri.secure else 'ws'}://{_netloc(uri)}{uri.resource}"
-        target = urllib.parse.urljoin(base.replace("ws", "http", 1), location)
+        try:
+            target = urllib.parse.urljoin(base.replace("ws", "http", 1), location)
+        except ValueError as exc:
+            raise InvalidHandshake(f"invalid redirect location {location!r}: {exc}") from exc
         scheme, rest = target.split(":", 1)
         scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
         new = parse_uri(f"{scheme}:{rest}")
@@ -328,7 +336,6 @@ class connect:
         return new, headers
 
     async def _open(self, uri: WebSocketURI) -> ClientConnection:
-        loop = asyncio.get_running_loop()
         ssl: ssl_module.SSLContext | None = None
         if uri.secure:
             ssl = self.ssl if isinstance(self.ssl, ssl_module.SSLContext) else None
@@ -342,11 +349,11 @@ class connect:
             return ClientConnection(self.options, self.limits)
 
         if self.sock is not None:
-            _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
-        elif self.path is not None:
-            _, conn = await loop.create_unix_connection(factory, self.path, **kwargs)
-        else:
-            _, conn = await loop.create_connection(factory, uri.host, uri.port, **kwargs)
+            kwargs["sock"] = self.sock
+        elif self.path is None:
+            kwargs.update(host=uri.host, port=uri.port)
+        _, conn = await transports.create_connection(self.fast, factory, self.path, **kwargs)
+        assert isinstance(conn, ClientConnection)
         self.connection = conn
         return conn
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
@@ -62,6 +64,9 @@ STREAM_CHUNK_SIZE = 65536
 # buffer_updated(), so one buffer serves all connections and idle ones cost nothing here.
 _RECV_BUFFER_SIZE = 262144
 
+# Events parsed from one read at most (see Connection.start).
+_MAX_EVENTS_PER_READ = 1024
+
 # Corked chunks are joined into one write up to this size; larger ones are written apart to
 # avoid copying big payloads.
 _JOIN_LIMIT = 65536
@@ -78,6 +83,15 @@ def _recv_buffer() -> memoryview:
     if buf is None:
         buf = _shared_buffers[ident] = memoryview(bytearray(_RECV_BUFFER_SIZE))
     return buf
+
+
+def _has_vectored_writes(transport: asyncio.BaseTransport) -> bool:
+    """Whether ``transport.writelines()`` writes its buffers without joining them first.
+
+    It does on aiofastnet, uvloop, TLS transports and asyncio from Python 3.12; asyncio's plain
+    socket transport before 3.12 joins them (a copy of every payload): write them one by one.
+    """
+    return sys.version_info >= (3, 12) or type(transport).__name__ != "_SelectorSocketTransport"
 
 
 class ConnectionOptions:
@@ -146,6 +160,7 @@ class Connection(asyncio.BufferedProtocol):
         "_queue",
         "_reading",
         "_send_lock",
+        "_vectored",
         "_waiter",
         "extensions",
         "latency",
@@ -182,7 +197,9 @@ class Connection(asyncio.BufferedProtocol):
         self._queue: collections.deque[Item] | None = None
         self._waiter: asyncio.Future[Item | None] | None = None
         self._reading = False
-        self._partial: list[Message] = []
+        # The fragments of a message being received by recv(), joined as they come (a list
+        # would cost an entry per fragment, however small: a peer could send millions).
+        self._partial: bytearray | io.StringIO | None = None
         self._paused_reading = False
         self._paused_writing = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -197,6 +214,7 @@ class Connection(asyncio.BufferedProtocol):
         self._corked_size = 0
         self._cork_scheduled = False
         self._high_water = DEFAULT_WRITE_LIMIT
+        self._vectored = False
         self._closed = self.loop.create_future()
         self._connection_lost = False
 
@@ -269,6 +287,7 @@ class Connection(asyncio.BufferedProtocol):
             high, low = high
         transport.set_write_buffer_limits(high, high // 4 if low is None else low)
         self._high_water = high
+        self._vectored = _has_vectored_writes(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _recv_buffer()
@@ -294,6 +313,10 @@ class Connection(asyncio.BufferedProtocol):
         proto = self.proto
         if proto is not None:
             proto.receive_eof()
+            # Frames still buffered (see start) were parsed now: their messages stay readable.
+            for event in proto.events_received():
+                if type(event) in (bytes, str, Data):
+                    self._deliver(event)  # type: ignore[arg-type]
         for timer in (self._keepalive, self._close_timer, self._fail_timer):
             if timer is not None:
                 timer.cancel()
@@ -315,9 +338,14 @@ class Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        if self.proto is not None:
+            self.proto.hold_pongs(True)
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        proto = self.proto
+        if proto is not None and proto.hold_pongs(False):
+            self._flush(proto)
         for fut in self._drain_waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -327,6 +355,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def start(self, proto: Protocol, leftover: bytes) -> None:
         """Switch to WebSocket framing once the opening handshake succeeded."""
+        # One read of tiny frames could queue hundreds of thousands of events: parse at most
+        # this many per read; the rest waits, as raw bytes, until the queue is read.
+        proto.max_events = max(_MAX_EVENTS_PER_READ, self.options.max_queue)
         self.proto = proto
         self._schedule_keepalive()
         if leftover:
@@ -346,6 +377,11 @@ class Connection(asyncio.BufferedProtocol):
                     self._close_received()
                 elif kind is Ping:
                     self._activity()
+        if proto.parse_pending and not self._paused_reading and not self._connection_lost:
+            # Frames wait unparsed (see start): read no more until the queue is read.
+            self._paused_reading = True
+            assert self.transport is not None
+            self.transport.pause_reading()
         if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
         self._flush(proto)
@@ -379,7 +415,11 @@ class Connection(asyncio.BufferedProtocol):
         if queue is None:
             queue = self._queue = collections.deque()
         queue.append(event)
-        if len(queue) >= self.options.max_queue and not self._paused_reading:
+        if (
+            len(queue) >= self.options.max_queue
+            and not self._paused_reading
+            and not self._connection_lost
+        ):
             self._paused_reading = True
             assert self.transport is not None
             self.transport.pause_reading()
@@ -401,8 +441,7 @@ class Connection(asyncio.BufferedProtocol):
             if not self._cork_scheduled:
                 self._cork_scheduled = True
                 self.loop.call_soon(self._write_out)
-                for chunk in chunks:
-                    transport.write(chunk)
+                self._write_chunks(transport, chunks)
             else:
                 self._cork(chunks)
         if proto.close_transport:
@@ -452,12 +491,19 @@ class Connection(asyncio.BufferedProtocol):
         self._corked_size = 0
         if transport is None or transport.is_closing():
             return
-        if len(corked) == 1:
-            transport.write(corked[0])
-        elif size <= _JOIN_LIMIT:
+        if size <= _JOIN_LIMIT and len(corked) > 1:
             transport.write(b"".join(corked))
         else:
-            for chunk in corked:
+            self._write_chunks(transport, corked)
+
+    def _write_chunks(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
+        """Write ``chunks`` in order: in one vectored write where the transport has one."""
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+        elif self._vectored:
+            transport.writelines(chunks)
+        else:
+            for chunk in chunks:
                 transport.write(chunk)
 
     def _arm_close_timer(self) -> None:
@@ -502,12 +548,21 @@ class Connection(asyncio.BufferedProtocol):
                 event = await self._next_fragment()
                 if type(event) is not Data:
                     return event  # type: ignore[return-value]
-                self._partial.append(event.data)
+                data = event.data
+                partial = self._partial
+                if partial is None:
+                    partial = self._partial = (
+                        io.StringIO() if isinstance(data, str) else bytearray()
+                    )
+                if isinstance(partial, io.StringIO):
+                    partial.write(cast(str, data))
+                else:
+                    partial += cast(bytes, data)
                 if event.fin:
-                    parts, self._partial = self._partial, []
-                    if isinstance(parts[0], str):
-                        return "".join(cast(list[str], parts))
-                    return b"".join(cast(list[bytes], parts))
+                    self._partial = None
+                    if isinstance(partial, io.StringIO):
+                        return partial.getvalue()
+                    return bytes(partial)
         finally:
             self._reading = False
 
@@ -529,10 +584,11 @@ class Connection(asyncio.BufferedProtocol):
             raise ConcurrencyError("another coroutine is already receiving")
         self._reading = True
         try:
-            if self._partial:
-                parts, self._partial = self._partial, []
-                for part in parts:
-                    yield part
+            partial, self._partial = self._partial, None
+            if isinstance(partial, io.StringIO):
+                yield partial.getvalue()
+            elif partial is not None:
+                yield bytes(partial)
             while True:
                 event = await self._next_fragment()
                 if type(event) is not Data:
@@ -544,6 +600,20 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self._reading = False
 
+    def _resume(self) -> None:
+        """The queue is short again: parse what was left buffered, then read again."""
+        proto = self.proto
+        if proto is not None and proto.parse_pending:
+            proto.parse_buffered()
+            self._after_receive(proto)
+        queue = self._queue
+        if (proto is None or not proto.parse_pending) and (
+            not queue or len(queue) <= self.options.max_queue // 4
+        ):
+            self._paused_reading = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+
     async def _next_fragment(self) -> Item:
         queue = self._queue
         if queue:
@@ -553,9 +623,7 @@ class Connection(asyncio.BufferedProtocol):
                     self._fail_timer.cancel()
                 self._fail_timer = self.loop.call_soon(self._fail_pending)
             if self._paused_reading and len(queue) <= self.options.max_queue // 4:
-                self._paused_reading = False
-                if self.transport is not None:
-                    self.transport.resume_reading()
+                self._resume()
             return event
         proto = self.proto
         if self._connection_lost or (proto is not None and proto.close_rcvd):
@@ -637,7 +705,7 @@ class Connection(asyncio.BufferedProtocol):
         """
         if self._send_lock.locked():
             async with self._send_lock:
-                await self._send(message, compress)
+                await self._send(message, compress, locked=True)
             return
         kind = type(message)
         proto = self.proto
@@ -661,24 +729,27 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self._cork_scheduled = True
                 self.loop.call_soon(self._write_out)
-                for chunk in chunks:
-                    transport.write(chunk)
+                self._write_chunks(transport, chunks)
             if self._paused_writing:
                 await self._drain()
             return
         await self._send(message, compress)
 
-    async def _send(self, message: Any, compress: bool | None) -> None:
+    async def _send(self, message: Any, compress: bool | None, *, locked: bool = False) -> None:
         proto = self._sendable()
         if isinstance(message, str):
             proto.send_text(message.encode(), compress=compress)
-        elif isinstance(message, bytes | bytearray | memoryview):
+        elif isinstance(message, bytes):
             proto.send_binary(message, compress=compress)
+        elif isinstance(message, bytearray | memoryview):
+            # Like the browser's send(), take the data now: the caller may reuse its buffer
+            # before the frame is written (and bytes() flattens any memoryview layout).
+            proto.send_binary(bytes(message), compress=compress)
         elif hasattr(message, "read"):
-            await self._send_stream(_read_chunks(message), compress)
+            await self._send_stream(_read_chunks(message), compress, locked)
             return
         elif isinstance(message, AsyncIterable | Iterable) and not isinstance(message, dict):
-            await self._send_stream(_iterate_chunks(message), compress)
+            await self._send_stream(_iterate_chunks(message), compress, locked)
             return
         else:
             raise TypeError(
@@ -689,38 +760,45 @@ class Connection(asyncio.BufferedProtocol):
         if self._paused_writing:
             await self._drain()
 
-    async def _send_stream(self, chunks: AsyncIterator[Message], compress: bool | None) -> None:
-        async with self._send_lock:
-            first: Message | None = None
-            try:
-                async for chunk in chunks:
-                    proto = self._sendable()
-                    if first is None:
-                        first = chunk
-                        if isinstance(chunk, str):
-                            proto.send_text(chunk.encode(), fin=False, compress=compress)
-                        else:
-                            proto.send_binary(chunk, fin=False, compress=compress)
-                    else:
-                        if isinstance(chunk, str) != isinstance(first, str):
-                            raise TypeError("a fragmented message mixes str and bytes")
-                        data = chunk.encode() if isinstance(chunk, str) else chunk
-                        proto.send_continuation(data, fin=False)
-                    self._flush(proto)
-                    if self._paused_writing:
-                        await self._drain()
+    async def _send_stream(
+        self, chunks: AsyncIterator[Message], compress: bool | None, locked: bool
+    ) -> None:
+        """Send ``chunks`` as one fragmented message, holding the send lock (taken here unless
+        the caller, ``locked``, already holds it): other sends wait until the message ends."""
+        if not locked:
+            async with self._send_lock:
+                await self._send_stream(chunks, compress, True)
+            return
+        first: Message | None = None
+        try:
+            async for chunk in chunks:
                 proto = self._sendable()
                 if first is None:
-                    proto.send_binary(b"", compress=compress)
+                    first = chunk
+                    if isinstance(chunk, str):
+                        proto.send_text(chunk.encode(), fin=False, compress=compress)
+                    else:
+                        proto.send_binary(chunk, fin=False, compress=compress)
                 else:
-                    proto.send_continuation(b"", fin=True)
+                    if isinstance(chunk, str) != isinstance(first, str):
+                        raise TypeError("a fragmented message mixes str and bytes")
+                    data = chunk.encode() if isinstance(chunk, str) else chunk
+                    proto.send_continuation(data, fin=False)
                 self._flush(proto)
-            except BaseException:
-                # A message cut in the middle can't be finished: fail the connection (1011).
-                if first is not None and self.proto is not None and not self._connection_lost:
-                    self.proto.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
-                    self._flush(self.proto)
-                raise
+                if self._paused_writing:
+                    await self._drain()
+            proto = self._sendable()
+            if first is None:
+                proto.send_binary(b"", compress=compress)
+            else:
+                proto.send_continuation(b"", fin=True)
+            self._flush(proto)
+        except BaseException:
+            # A message cut in the middle can't be finished: fail the connection (1011).
+            if first is not None and self.proto is not None and not self._connection_lost:
+                self.proto.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+                self._flush(self.proto)
+            raise
         if self._paused_writing:
             await self._drain()
 
@@ -901,7 +979,8 @@ async def _read_chunks(file: Any) -> AsyncIterator[bytes]:
             return
         if isinstance(chunk, str):
             raise TypeError("file-like objects must be opened in binary mode")
-        yield chunk
+        # A reader may reuse its buffer for the next chunk: keep this one's bytes.
+        yield chunk if isinstance(chunk, bytes) else bytes(chunk)
 
 
 async def _iterate_chunks(source: Any) -> AsyncIterator[Message]:

@@ -121,10 +121,13 @@ class Router:
         result = handler(request)
         if inspect.isawaitable(result):
             result = await result
-        if method == "HEAD":
-            result.headers["Content-Length"] = str(len(result.body))
-            result = Response(result.status, result.headers, b"", result.reason)
-        return result
+        return without_body(result) if method == "HEAD" else result
+
+
+def without_body(response: Response) -> Response:
+    """The answer to a HEAD request: the GET response's headers, without its body."""
+    response.headers["Content-Length"] = str(len(response.body))
+    return Response(response.status, response.headers, b"", response.reason)
 
 
 def _redirect(location: str) -> Response:
@@ -138,6 +141,8 @@ async def default_response(request: Request, router: Router | None) -> Response:
         if response is not None:
             return response
     if request.path == "/healthz" and request.method in ("GET", "HEAD"):
-        return Response.text(200, "OK\n")
-    headers = Headers({"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
-    return Response.text(426, "Upgrade Required: this is a WebSocket endpoint\n", headers)
+        response = Response.text(200, "OK\n")
+    else:
+        headers = Headers({"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
+        response = Response.text(426, "Upgrade Required: this is a WebSocket endpoint\n", headers)
+    return without_body(response) if request.method == "HEAD" else response

@@ -18,6 +18,7 @@ from ..protocol.connection import Side, State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
+from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
 from .routes import Router, default_response
 
@@ -34,12 +35,26 @@ Origins = Sequence[str | re.Pattern[str] | None]
 
 # Bytes a client may send after its request before the handshake completes.
 _MAX_EARLY_DATA = 65536
+# After an HTTP response, what the client still sends is read and discarded for up to this
+# long and this many bytes before closing: closing with unread data makes the kernel send a
+# reset, which can destroy the response before the client reads it (Apache lingers 2 s too).
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 4 << 20
 
 
 class ServerConnection(Connection):
     """A connection accepted by :func:`serve`, passed to the handler once open."""
 
-    __slots__ = ("_deflate", "_early", "_open_timer", "_parser", "_protocol", "_task", "server")
+    __slots__ = (
+        "_deflate",
+        "_early",
+        "_lingered",
+        "_open_timer",
+        "_parser",
+        "_protocol",
+        "_task",
+        "server",
+    )
 
     is_client = False
     logger = logger
@@ -53,6 +68,8 @@ class ServerConnection(Connection):
         self._task: asyncio.Task[None] | None = None
         self._protocol: Protocol | None = None
         self._deflate: PerMessageDeflate | None = None
+        # Bytes discarded after an HTTP response (None: not answered that way).
+        self._lingered: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -76,6 +93,11 @@ class ServerConnection(Connection):
             self.transport.abort()
 
     def handshake_data(self, data: bytes) -> None:
+        if self._lingered is not None:
+            self._lingered += len(data)
+            if self._lingered > _LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         parser = self._parser
         if parser is None:
             # The request is complete and being processed; keep what follows, bounded.
@@ -94,13 +116,25 @@ class ServerConnection(Connection):
             self._task = self.loop.create_task(self._handshake(request))
 
     def _respond(self, response: Response) -> None:
-        """Answer with ``response`` and close the connection."""
+        """Answer with ``response`` and close the connection once the client has read it.
+
+        Half-closes where the transport can, then discards what the client still sends until
+        it closes, for at most ``_LINGER_SECONDS`` and ``_LINGER_BYTES``.
+        """
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            if "Connection" not in response.headers:
-                response.headers["Connection"] = "close"
-            transport.write(response.serialize())
-            transport.close()
+        if transport is None or transport.is_closing():
+            return
+        if "Connection" not in response.headers:
+            response.headers["Connection"] = "close"
+        transport.write(response.serialize())
+        self._parser = None
+        self._early = bytearray()
+        self._lingered = 0
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        self._open_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
 
     async def _handshake(self, request: Request) -> None:
         self.request = request
@@ -131,7 +165,7 @@ class ServerConnection(Connection):
     async def _process(self, request: Request) -> Response:
         """Decide the answer to ``request``: a 101 upgrade or a refusal or an HTTP response."""
         server = self.server
-        if "websocket" not in (request.headers.get("Upgrade") or "").lower():
+        if not any("websocket" in value.lower() for value in request.headers.get_all("Upgrade")):
             return await default_response(request, server.router)
         key = handshake.check_request(request)
         if server.origins is not None:
@@ -260,7 +294,10 @@ class Server:
         try:
             await self.handler(connection)
         except ConnectionClosed:
-            pass
+            if connection.ready_state is State.OPEN:
+                # Not this connection's closure: another one's, which the handler let escape.
+                logger.exception("connection handler failed")
+                await _close_quietly(connection, CloseCode.INTERNAL_ERROR, "internal error")
         except Exception:
             logger.exception("connection handler failed")
             await _close_quietly(connection, CloseCode.INTERNAL_ERROR, "internal error")
@@ -285,13 +322,13 @@ class Server:
                 return int(sock.getsockname()[1])
         raise RuntimeError("the server is not listening on TCP")
 
-    async def start(self, **create_server: Any) -> None:
-        loop = asyncio.get_running_loop()
+    async def start(self, *, fast_transport: bool | None = None, **create_server: Any) -> None:
+        """Start listening; ``create_server`` goes to ``loop.create_server`` (or the Unix
+        variant with ``path``), ``fast_transport`` as in :func:`serve`."""
         path = create_server.pop("path", None)
-        if path is not None:
-            self._server = await loop.create_unix_server(self._factory, path, **create_server)
-        else:
-            self._server = await loop.create_server(self._factory, **create_server)
+        self._server = await transports.create_server(
+            transports.use_fast(fast_transport), self._factory, path, **create_server
+        )
 
     def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting connections and start closing every open one with ``code``."""
@@ -378,6 +415,8 @@ class serve:
         extra_headers: headers added to every 101 response.
         server_header: the ``Server`` header of responses (``None`` to omit it).
         reuse_port, backlog: passed to ``loop.create_server``.
+        fast_transport: run on aiofastnet's C transports: ``None`` (default) when installed,
+            ``True`` to require them, ``False`` for asyncio's (see :mod:`wsend.asyncio.transports`).
     """
 
     def __init__(
@@ -394,6 +433,7 @@ class serve:
         reuse_port: bool | None = None,
         backlog: int = 1024,
         open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        fast_transport: bool | None = None,
         **kwargs: Any,
     ) -> None:
         option_names = ConnectionOptions.__slots__
@@ -404,7 +444,11 @@ class serve:
             ssl = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
             ssl.load_cert_chain(certfile, keyfile)
         self.server = Server(handler, options=options, open_timeout=open_timeout, **kwargs)
-        self._kwargs: dict[str, Any] = {"ssl": ssl, "backlog": backlog}
+        self._kwargs: dict[str, Any] = {
+            "ssl": ssl,
+            "backlog": backlog,
+            "fast_transport": transports.use_fast(fast_transport),
+        }
         if ssl is not None:
             self._kwargs["ssl_handshake_timeout"] = open_timeout
         if path is not None:

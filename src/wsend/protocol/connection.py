@@ -114,6 +114,23 @@ def _deflate_bound(size: int) -> int:
     return size + ((size + 7) >> 3) + ((size + 63) >> 6) + 5 + 64
 
 
+def _flat(data: Buffer) -> Buffer:
+    """``data`` as a buffer of single bytes, so that ``len()`` counts bytes.
+
+    A memoryview of another format (``array('i')``, 2-D) is cast to bytes; a non-contiguous
+    one is copied. Other buffers are returned as they are.
+    """
+    if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1 or not data.c_contiguous):
+        return data.cast("B") if data.c_contiguous else data.tobytes()
+    return data
+
+
+def _header_size(b1: int) -> int:
+    """The size of a frame header from its second byte (length and mask bit)."""
+    length = b1 & 0x7F
+    return 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
+
+
 _MASK_POOL = 1024  # random bytes fetched per os.urandom call: 256 masking keys
 
 
@@ -136,6 +153,8 @@ class Connection:
 
     __slots__ = (
         "_buf",
+        "_capped",
+        "_data_events",
         "_decoder",
         "_discard",
         "_drain_skip",
@@ -155,7 +174,9 @@ class Connection:
         "_out_opcode",
         "_partial_done",
         "_partial_text",
+        "_pending_pong",
         "_plain_sender",
+        "_pongs_held",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -165,6 +186,7 @@ class Connection:
         "eof_rcvd",
         "exc",
         "is_client",
+        "max_events",
         "pending_failure",
         "side",
         "state",
@@ -205,6 +227,12 @@ class Connection:
         self._plain_sender = not self.is_client and deflate is None
         self._buf = bytearray()
         self._events: list[Event] = []
+        #: Parsing stops once this many messages and fragments wait in
+        #: :meth:`events_received` (``None``: no limit); the frames after them stay buffered for
+        #: :meth:`parse_buffered`. This bounds what a flood of tiny frames in one read costs.
+        self.max_events: int | None = None
+        self._capped = False
+        self._data_events = 0  # messages and fragments among the events waiting
         self._out: list[Buffer] = []
         self._discard = False
         # After a failure: payload bytes still to skip while draining (-1: not draining).
@@ -224,6 +252,8 @@ class Connection:
         self._out_compressed = False
         self._masks = b""
         self._mask_pos = 0
+        self._pongs_held = False
+        self._pending_pong: bytes | None = None
 
     @property
     def max_message_size(self) -> int | None:
@@ -259,43 +289,130 @@ class Connection:
     def receive_data(self, data: Buffer) -> None:
         """Feed bytes received from the network.
 
-        Parses every complete frame; events become available from :meth:`events_received` and
-        automatic replies (pong, close) from :meth:`data_to_send`. Never raises on bad input.
+        Parses every complete frame (up to :attr:`max_events`); events become available from
+        :meth:`events_received` and automatic replies (pong, close) from :meth:`data_to_send`.
+        Never raises on bad input.
         """
         if self._discard or not data:
             if self._drain_skip >= 0 and data:
                 self._drain(data)
             return
-        buffered = bool(self._buf)
-        if buffered:
+        if self._capped:
             self._buf += data
-            # Parse through a view: payloads are then copied once, not sliced then copied.
-            buf: Buffer = memoryview(self._buf)
-        else:
-            buf = data
-        try:
-            pos = self._parse(buf)
-        except WebSocketError as exc:
-            if buffered:
-                buf.release()  # type: ignore[union-attr]
-            self._buf = bytearray()
-            if self.defer_failure:
-                self.pending_failure = exc
-                self._discard = True
-            else:
-                self._fail_with(exc)
+            self.parse_buffered()
             return
-        if buffered:
-            buf.release()  # type: ignore[union-attr]
+        if self._buf:
+            rest = self._complete_buffered(data)
+            if rest is None:
+                return
+            data = rest
+        self._parse_rest(data)
+
+    @property
+    def parse_pending(self) -> bool:
+        """Whether a parse stopped at :attr:`max_events` with frames still buffered.
+
+        The caller should stop reading until it has handled the events and called
+        :meth:`parse_buffered`: what it feeds meanwhile is only buffered.
+        """
+        return self._capped
+
+    def parse_buffered(self) -> None:
+        """Parse the frames left buffered when a parse stopped at :attr:`max_events`.
+
+        Call it once the events received so far are handled; it stops at the limit again.
+        """
+        if not self._capped or self._discard:
+            return
+        self._capped = False
+        buf = self._buf
+        view = memoryview(buf)
+        try:
+            pos = self._parse(view)
+        except WebSocketError as exc:
+            view.release()
+            self._parse_failed(exc)
+            return
+        view.release()
         if self._discard:
             self._buf = bytearray()
-        elif buffered:
-            del self._buf[:pos]
-        elif pos < len(buf):
-            self._buf = bytearray(buf[pos:])
+        else:
+            del buf[:pos]  # amortized: a bytearray drops its start without copying the rest
+
+    def _parse_rest(self, data: Buffer) -> None:
+        """Parse ``data`` from its start; keep what can't be parsed yet."""
+        try:
+            pos = self._parse(data)
+        except WebSocketError as exc:
+            self._parse_failed(exc)
+            return
+        if not self._discard and pos < len(data):
+            # Only the start of an incomplete frame is kept (or, past max_events, the frames
+            # not parsed yet); whole frames were parsed in place.
+            self._buf = bytearray(data[pos:])
+
+    def _complete_buffered(self, data: Buffer) -> memoryview | None:
+        """Extend the buffered start of a frame with what it lacks from ``data``; parse it.
+
+        Only the bytes of that one frame are copied into the buffer: what follows it is parsed
+        straight from ``data`` by the caller. Returns the rest of ``data``, or ``None`` when
+        nothing is left to parse (all of it went into the buffer, or parsing stopped).
+        """
+        buf = self._buf
+        view = data if type(data) is memoryview else memoryview(data)
+        # Complete the header first (2 bytes, then its full size), then the payload.
+        for need in (2, -1):
+            if need < 0:
+                need = _header_size(buf[1])
+            if len(buf) < need:
+                take = need - len(buf)
+                buf += view[:take]
+                view = view[take:]
+                if len(buf) < need:
+                    return None
+        length = buf[1] & 0x7F
+        hlen = _header_size(buf[1])
+        if length == 126:
+            length = int.from_bytes(buf[2:4], "big")
+        elif length == 127:
+            length = int.from_bytes(buf[2:10], "big")
+        take = min(len(view), hlen + length - len(buf))
+        buf += view[:take]
+        view = view[take:]
+        parsed = memoryview(buf)
+        try:
+            pos = self._parse(parsed)
+        except WebSocketError as exc:
+            parsed.release()
+            self._parse_failed(exc)
+            return None
+        parsed.release()
+        if self._capped:
+            buf += view  # stopped at max_events: keep the rest for parse_buffered()
+            return None
+        if pos == 0 and not self._discard:
+            return None  # still incomplete: everything was buffered
+        self._buf = bytearray()
+        return None if self._discard or not view else view
+
+    def _parse_failed(self, exc: WebSocketError) -> None:
+        """The peer sent something invalid: fail now, or later with ``defer_failure``."""
+        self._buf = bytearray()
+        if self.defer_failure:
+            self.pending_failure = exc
+            self._discard = True
+        else:
+            self._fail_with(exc)
 
     def receive_eof(self) -> None:
-        """Tell that the peer closed the TCP connection (or it was lost)."""
+        """Tell that the peer closed the TCP connection (or it was lost).
+
+        Frames still buffered past :attr:`max_events` are parsed first, whatever their number.
+        """
+        if self._capped and not self._discard:
+            limit, self.max_events = self.max_events, None
+            self.parse_buffered()
+            self.max_events = limit
         if self.pending_failure is not None:
             self.exc, self.pending_failure = self.pending_failure, None
         self.eof_rcvd = True
@@ -307,6 +424,7 @@ class Connection:
 
     def events_received(self) -> list[Event]:
         """Return the events parsed since the last call, in order."""
+        self._data_events = 0
         events, self._events = self._events, []
         return events
 
@@ -314,7 +432,11 @@ class Connection:
         """Parse complete frames from ``buf``; return how many bytes were consumed."""
         pos = 0
         end = len(buf)
+        limit = self.max_events or 1 << 62
         while end - pos >= 2 and not self._discard:
+            if self._data_events >= limit:
+                self._capped = True
+                break
             b0 = buf[pos]
             b1 = buf[pos + 1]
             length = b1 & 0x7F
@@ -368,6 +490,7 @@ class Connection:
                         raise InvalidPayload("invalid UTF-8 in text message") from exc
                 else:
                     self._events.append(payload)
+                self._data_events += 1
             elif b0 & 0x08:
                 self._handle_control(b0 & 0x0F, payload)
             else:
@@ -458,9 +581,16 @@ class Connection:
 
     def _decode(self, data: bytes, *, final: bool) -> str:
         try:
-            return self._decoder.decode(data, final)
+            text: str = self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
             raise InvalidPayload("invalid UTF-8 in text message") from exc
+        if not final:
+            # The decoder waits for a third byte to reject ED A0-BF (a UTF-16 surrogate),
+            # the one 2-byte prefix of no valid sequence; fail on it at once instead.
+            pending = self._decoder.getstate()[0]
+            if len(pending) > 1 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise InvalidPayload("invalid UTF-8 in text message")
+        return text
 
     def _handle_data(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
@@ -490,14 +620,21 @@ class Connection:
             self._in_opcode = None
             if first:
                 self._events.append(data)  # a whole message: its value, as in _parse
+                self._data_events += 1
                 return
         self._events.append(Data(data, fin))
+        self._data_events += 1
 
     def _handle_control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
             self._events.append(Ping(payload))
             if self.close_sent is None:
-                self._write(Opcode.PONG, payload)
+                if self._pongs_held:
+                    # Only the latest ping needs an answer (RFC 6455 5.5.3): a peer that
+                    # pings without reading can't make us buffer pongs.
+                    self._pending_pong = payload
+                else:
+                    self._write(Opcode.PONG, payload)
         elif opcode == Opcode.PONG:
             self._events.append(Pong(payload))
         else:
@@ -580,7 +717,7 @@ class Connection:
                 break
             b1 = buf[pos + 1]
             length = b1 & 0x7F
-            hlen = 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
+            hlen = _header_size(b1)
             if end - pos < hlen:
                 break
             if length == 126:
@@ -623,6 +760,8 @@ class Connection:
         Raises:
             UsageError: the connection is not open, or a fragmented message is in progress.
         """
+        if type(data) is memoryview:
+            data = _flat(data)
         # Fast path: a small message from an open server connection without compression.
         if (
             self._plain_sender
@@ -637,6 +776,8 @@ class Connection:
 
     def send_binary(self, data: Buffer, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
+        if type(data) is memoryview:
+            data = _flat(data)
         # Fast path: a small message from an open server connection without compression.
         if (
             self._plain_sender
@@ -658,6 +799,7 @@ class Connection:
         self._check_open()
         if self._out_opcode is None:
             raise UsageError("no fragmented message in progress")
+        data = _flat(data)
         if self._out_compressed:
             assert self.deflate is not None
             data = self.deflate.compress(data, fin=fin)
@@ -701,6 +843,23 @@ class Connection:
             raise UsageError("a fragmented message is in progress")
         self._out.append(frame)
 
+    def hold_pongs(self, hold: bool) -> bool:
+        """Hold automatic pongs (while the caller can't write), or send the one held.
+
+        While held, each ping received replaces the pending answer: only the latest ping gets
+        a pong, when the hold ends. Returns whether a pong was queued for
+        :meth:`data_to_send`.
+        """
+        self._pongs_held = hold
+        payload = self._pending_pong
+        if hold or payload is None:
+            return False
+        self._pending_pong = None
+        if self.close_sent is not None or self.state is not State.OPEN:
+            return False
+        self._write(Opcode.PONG, payload)
+        return True
+
     def send_ping(self, data: Buffer = b"") -> None:
         """Send a ping; a peer answers with a pong carrying the same payload.
 
@@ -708,11 +867,13 @@ class Connection:
             ValueError: the payload exceeds 125 bytes.
             UsageError: the connection is not open.
         """
+        data = _flat(data)
         self._check_control(data)
         self._write(Opcode.PING, data)
 
     def send_pong(self, data: Buffer = b"") -> None:
         """Send an unsolicited pong (a heartbeat that expects no reply)."""
+        data = _flat(data)
         self._check_control(data)
         self._write(Opcode.PONG, data)
 

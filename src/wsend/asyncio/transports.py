@@ -1,0 +1,91 @@
+"""Where connections get their transports: asyncio's own, or aiofastnet's.
+
+`aiofastnet <https://github.com/aio-libs/aiofastnet>`_ reimplements asyncio's socket and TLS
+transports in C for any selector event loop (asyncio's or uvloop). wsend's connections are
+ordinary :class:`asyncio.BufferedProtocol` objects, so they run unchanged on either; with
+aiofastnet a write is one C call and TLS skips asyncio's pure-Python ``SSLProtocol``.
+
+``fast_transport`` (an option of :func:`wsend.serve` and :func:`wsend.connect`) chooses:
+
+- ``None`` (default): aiofastnet when it is installed (``pip install 'wsend[fast]'``), unless
+  the environment variable ``WSEND_NO_FAST_TRANSPORT`` is set to a non-empty value;
+- ``True``: aiofastnet, or :class:`~wsend.exceptions.UsageError` if it is not installed;
+- ``False``: asyncio's own transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from types import ModuleType
+from typing import Any
+
+from ..exceptions import UsageError
+
+__all__ = ["create_connection", "create_server", "fast_transport_available", "use_fast"]
+
+#: Set to a non-empty value to keep asyncio's transports even when aiofastnet is installed.
+DISABLE_ENV = "WSEND_NO_FAST_TRANSPORT"
+
+_module: ModuleType | None = None
+_probed = False
+
+
+def _aiofastnet() -> ModuleType | None:
+    global _module, _probed
+    if not _probed:
+        _probed = True
+        try:
+            import aiofastnet
+        except ImportError:
+            _module = None
+        else:
+            _module = aiofastnet
+    return _module
+
+
+def fast_transport_available() -> bool:
+    """Whether aiofastnet is installed."""
+    return _aiofastnet() is not None
+
+
+def use_fast(fast_transport: bool | None) -> bool:
+    """Resolve the ``fast_transport`` option to a decision.
+
+    Raises:
+        UsageError: ``fast_transport=True`` but aiofastnet is not installed.
+    """
+    if fast_transport is False:
+        return False
+    available = fast_transport_available()
+    if fast_transport is None:
+        return available and not os.environ.get(DISABLE_ENV)
+    if not available:
+        raise UsageError("fast_transport=True needs aiofastnet: pip install 'wsend[fast]'")
+    return True
+
+
+async def create_server(fast: bool, factory: Any, path: str | None, **kwargs: Any) -> Any:
+    """``loop.create_server`` (or ``create_unix_server`` with ``path``), maybe on aiofastnet."""
+    loop = asyncio.get_running_loop()
+    module = _aiofastnet() if fast else None
+    if path is not None:
+        if module is not None:
+            return await module.create_unix_server(loop, factory, path, **kwargs)
+        return await loop.create_unix_server(factory, path, **kwargs)
+    if module is not None:
+        return await module.create_server(loop, factory, **kwargs)
+    return await loop.create_server(factory, **kwargs)
+
+
+async def create_connection(fast: bool, factory: Any, path: str | None, **kwargs: Any) -> Any:
+    """``loop.create_connection`` (or ``create_unix_connection``), maybe on aiofastnet."""
+    loop = asyncio.get_running_loop()
+    module = _aiofastnet() if fast else None
+    if path is not None:
+        if module is not None:
+            return await module.create_unix_connection(loop, factory, path, **kwargs)
+        return await loop.create_unix_connection(factory, path, **kwargs)
+    if module is not None:
+        return await module.create_connection(loop, factory, **kwargs)
+    return await loop.create_connection(factory, **kwargs)
