@@ -369,3 +369,28 @@ def test_urls_and_disconnect_while_connecting(new_page: Any, live_server: LiveSe
     assert result["urls"] == [ws_url] * 3
     assert result["state"] == "closed"
     assert result["ping"] >= 0
+
+
+BACK_TO_THE_TAB = """async () => {
+  const { Client } = await import("/wsend.js");
+  const client = new Client("ws://127.0.0.1:9/ws", { minDelay: 20000, maxDelay: 20000 });
+  const attempts = [];
+  client.on("connecting", ({ attempt }) => attempts.push([attempt, performance.now()]));
+  client.connect();
+  while (attempts.length < 1) await new Promise((r) => setTimeout(r, 10));
+  // Waiting 10-20 s for the next attempt; the user comes back to the tab:
+  document.dispatchEvent(new Event("visibilitychange"));
+  const started = performance.now();
+  while (attempts.length < 2 && performance.now() - started < 3000) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  client.disconnect();
+  return attempts.length;
+}"""
+
+
+def test_reconnects_at_once_when_the_tab_is_visible_again(
+    new_page: Any, live_server: LiveServer
+) -> None:
+    page = blank(new_page, live_server, allow=(r"WebSocket connection to .* failed",))
+    assert page.evaluate(BACK_TO_THE_TAB) == 2

@@ -6,6 +6,13 @@
 
 const KEY = "wsend-token";
 
+/** Client options for a demo page: its token, a reconnection backoff capped at 5 s (a demo
+ * server restarted on a laptop should be back quickly; wsend.js defaults to 20 s), and
+ * `extra` (e.g. the display name). */
+export function clientOptions(extra = {}) {
+  return { token: pageToken(), maxDelay: 5000, ...extra };
+}
+
 /** The connection token given to this tab with ?token=..., or undefined. */
 export function pageToken() {
   const url = new URL(location.href);

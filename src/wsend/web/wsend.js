@@ -119,7 +119,11 @@ export class Client extends Emitter {
     this._refreshTimer = null;
     this._waiters = [];
     if (typeof window !== "undefined") {
+      // Back online, or back to the tab (a laptop waking up): don't wait out the backoff.
       window.addEventListener("online", () => this._reconnectSoon());
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") this._reconnectSoon();
+      });
     }
   }
 

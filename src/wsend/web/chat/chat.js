@@ -3,7 +3,7 @@
 // comes from the hub through wsend.js. See src/wsend/apps/chat.py for the namespaces.
 
 import { Client } from "/wsend.js";
-import { explainRefusals, pageToken } from "/demo.js";
+import { clientOptions, explainRefusals } from "/demo.js";
 
 const ROOMS = ["lobby", "python", "random"];
 const HISTORY = 50; // messages shown when entering a room
@@ -410,7 +410,7 @@ function start() {
   $("me-name").textContent = name;
   $("me-avatar").replaceWith(Object.assign(avatar(name), { id: "me-avatar" }));
 
-  client = new Client({ data: { name }, token: pageToken() });
+  client = new Client(clientOptions({ data: { name } }));
   explainRefusals(client);
   client.on("state", (state) => {
     document.body.classList.toggle("offline", state !== "connected");

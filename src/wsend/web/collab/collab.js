@@ -10,7 +10,7 @@
 //   - publishes its cursor on collab-cursors:<doc> and draws the others' over the textarea.
 
 import { Client } from "/wsend.js";
-import { explainRefusals, pageToken } from "/demo.js";
+import { clientOptions, explainRefusals } from "/demo.js";
 import * as ot from "/collab/ot.js";
 
 const $ = (id) => document.getElementById(id);
@@ -49,7 +49,7 @@ const state = {
   editsSeen: 0,
 };
 
-const client = new Client({ data: { name }, token: pageToken() });
+const client = new Client(clientOptions({ data: { name } }));
 explainRefusals(client);
 const docSub = client.subscribe(`collab:${DOC}`, {
   publication: (pub) => receive(pub.data),

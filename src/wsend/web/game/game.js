@@ -6,7 +6,7 @@
 //     moment, so dots glide smoothly even when states arrive unevenly.
 
 import { Client } from "/wsend.js";
-import { explainRefusals, pageToken } from "/demo.js";
+import { clientOptions, explainRefusals } from "/demo.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -36,7 +36,7 @@ let receivedRate = 0;
 let lastSize = 0;
 const effects = []; // floating "+1"s: {x, y, text, color, born}
 
-const client = new Client({ data: { name }, token: pageToken() });
+const client = new Client(clientOptions({ data: { name } }));
 explainRefusals(client);
 client.subscribe("game:arena", {
   recoverGaps: false, // conflated: offsets skip on purpose

@@ -5,7 +5,7 @@
 // quotes come, the DOM is touched at most 60 times a second, and a hidden tab does no work.
 
 import { Client } from "/wsend.js";
-import { explainRefusals, pageToken } from "/demo.js";
+import { clientOptions, explainRefusals } from "/demo.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_WATCH = 40;
@@ -23,7 +23,7 @@ const subs = new Map(); // symbol -> Subscription
 let board = []; // [[symbol, price, pct], ...]
 let updates = 0;
 
-const client = new Client({ token: pageToken() });
+const client = new Client(clientOptions());
 explainRefusals(client);
 
 client.subscribe("ticker-board:all", {
