@@ -1,13 +1,64 @@
 /* Compiled twin of wsend.protocol.mask.apply_mask_py: XOR a payload with a 4-byte mask.
  *
  * Behaves exactly like the pure-Python function (same accepted types, same errors); the
- * test suite runs against both. The loop works on 8 bytes at a time, which compilers turn
- * into SIMD instructions at -O2 and above.
+ * test suite runs against both. The portable loop works on 8 bytes at a time; on x86-64 with
+ * GCC or Clang, a 32-byte AVX2 loop is chosen at run time when the CPU has AVX2.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WSEND_AVX2 1
+#include <immintrin.h>
+
+/* XOR n bytes (a multiple of 32) with a 32-byte key pattern; returns bytes done. */
+__attribute__((target("avx2"))) static Py_ssize_t
+mask_avx2(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *k32)
+{
+    __m256i key = _mm256_loadu_si256((const __m256i *)k32);
+    Py_ssize_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i word = _mm256_loadu_si256((const __m256i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(word, key));
+    }
+    return i;
+}
+
+static int has_avx2 = -1;
+#endif
+
+/* XOR src with the repeated 4-byte key into dst (they may be the same buffer). */
+static void
+mask_into(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *key)
+{
+    Py_ssize_t i = 0;
+    unsigned char k[32];
+    uint64_t key8;
+    for (int j = 0; j < 32; j += 4) {
+        memcpy(k + j, key, 4);
+    }
+#ifdef WSEND_AVX2
+    if (has_avx2 < 0) {
+        __builtin_cpu_init();
+        has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    if (has_avx2 && n >= 64) {
+        i = mask_avx2(src, dst, n, k);
+    }
+#endif
+    memcpy(&key8, k, 8);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, src + i, 8);
+        word ^= key8;
+        memcpy(dst + i, &word, 8);
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i] ^ key[i & 3];
+    }
+}
 
 static PyObject *
 apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -34,26 +85,8 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (result == NULL) {
         goto done;
     }
-    {
-        const unsigned char *src = (const unsigned char *)data.buf;
-        const unsigned char *key = (const unsigned char *)mask.buf;
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-        Py_ssize_t n = data.len, i = 0;
-        uint64_t key8;
-        unsigned char k[8];
-        memcpy(k, key, 4);
-        memcpy(k + 4, key, 4);
-        memcpy(&key8, k, 8);
-        for (; i + 8 <= n; i += 8) {
-            uint64_t word;
-            memcpy(&word, src + i, 8);
-            word ^= key8;
-            memcpy(dst + i, &word, 8);
-        }
-        for (; i < n; i++) {
-            dst[i] = src[i] ^ key[i & 3];
-        }
-    }
+    mask_into((const unsigned char *)data.buf, (unsigned char *)PyBytes_AS_STRING(result),
+              data.len, (const unsigned char *)mask.buf);
 done:
     PyBuffer_Release(&mask);
     PyBuffer_Release(&data);
