@@ -17,7 +17,7 @@ from typing import Any
 REFERENCE = "picows"
 SUBJECT = "wsend"
 ROW_ORDER = ("wsend", "picows", "aiohttp", "websockets", "raw")
-ROW_LABEL = {"raw": "raw asyncio TCP (ceiling)"}
+ROW_LABEL = {"raw": "raw asyncio TCP (ceiling)", "floor": "os.write per socket (floor)"}
 PACKAGES = ("wsend", "picows", "aiofastnet", "aiohttp", "websockets", "uvloop")
 X = "\N{MULTIPLICATION SIGN}"  # as in "1.25x", the ratio sign
 TARGETS_BEGIN = "<!-- targets:begin -->"
@@ -609,8 +609,10 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
             "",
             "Time from the start of the broadcast until the last client has the message "
             f"(clients: one picows process); `{X} websockets` is websockets' time divided by "
-            "the row's (above 1 = faster). wsend, picows and aiohttp loop over their "
-            "connections; websockets uses `websockets.broadcast`.",
+            "the row's (above 1 = faster). wsend uses `wsend.broadcast`, websockets "
+            "`websockets.broadcast`; picows and aiohttp loop over their connections. The floor "
+            "row writes a prebuilt frame to each socket with `os.write` and nothing else: the "
+            "system calls alone, which bound every library.",
             "",
             f"| loop | clients | server | time to all (ms) | {X} websockets | broadcast call "
             "(ms) | server CPU (ms) | server RSS with clients (MiB) |",
@@ -618,7 +620,8 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
         ]
         for r in bc:
             lines.append(
-                f"| {r['loop']} | {r['n']:,} | {r['server']} | {r['latency'] * 1000:,.1f} | "
+                f"| {r['loop']} | {r['n']:,} | {ROW_LABEL.get(r['server'], r['server'])} | "
+                f"{r['latency'] * 1000:,.1f} | "
                 f"{fmt_ratio(r['vs_websockets'])} | {r['send_time'] * 1000:,.1f} | "
                 f"{(r['cpu'] or 0) / 1e6:,.1f} | {r['rss'] / 2**20:,.1f} |"
             )

@@ -62,3 +62,30 @@ async def test_broadcast_skips_slow_connections_and_reports_errors() -> None:
         await client.close()
         await ws.wait_closed()
         assert wsend.broadcast([ws], "late") == 0
+
+
+@pytest.mark.timeout(30)
+async def test_broadcast_keeps_order_behind_corked_sends_and_skips_streams() -> None:
+    async def handler(ws: wsend.ServerConnection) -> None:
+        await ws.send("a")
+        await ws.send("b")  # corked until the end of this loop iteration
+        assert wsend.broadcast([ws], "c") == 1  # queued behind it
+        await asyncio.sleep(0.05)
+        assert wsend.broadcast([ws], "d") == 1  # nothing pending: written at once
+
+        async def chunks():
+            yield "e1"
+            await asyncio.sleep(0.1)
+            yield "e2"
+
+        streaming = asyncio.ensure_future(ws.send(chunks()))
+        await asyncio.sleep(0.05)
+        assert wsend.broadcast([ws], "skipped") == 0  # a fragmented message is in progress
+        await streaming
+        await ws.wait_closed()
+
+    async with (
+        wsend.serve(handler, "127.0.0.1", 0) as server,
+        wsend.connect(f"ws://127.0.0.1:{server.port}") as client,
+    ):
+        assert [await client.recv() for _ in range(5)] == ["a", "b", "c", "d", "e1e2"]

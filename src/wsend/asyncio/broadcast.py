@@ -54,7 +54,15 @@ def broadcast(
     sent = 0
     for conn in connections:
         proto = conn.proto
-        if proto is None or conn.ready_state is not State.OPEN or conn._send_lock.locked():
+        transport = conn.transport
+        if (
+            proto is None
+            or transport is None
+            or proto.state is not State.OPEN
+            or conn._connection_lost
+            or conn._send_lock.locked()
+            or proto.fragmenting
+        ):
             continue
         if max_buffered is not None and conn.buffered_amount > max_buffered:
             continue
@@ -64,9 +72,18 @@ def broadcast(
                     proto.send_text(payload, compress=False)
                 else:
                     proto.send_binary(payload, compress=False)
-            else:
+                conn._flush(proto)
+            elif conn._cork_scheduled:
+                # Data waits corked for the end of this loop iteration: queue behind it.
                 proto.send_prepared(frame)
-            conn._flush(proto)
+                conn._flush(proto)
+            elif not transport.is_closing():
+                # The common case: nothing pending, write the shared frame at once. This is
+                # what send_prepared() and _flush() come to, without their per-call work: a
+                # broadcast's cost should be the system call per connection and little else.
+                transport.write(frame)
+            else:
+                continue
         except Exception as exc:
             errors.append(exc)
         else:

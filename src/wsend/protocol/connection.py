@@ -825,6 +825,11 @@ class Connection:
             self._out_compressed = rsv1
         self._write(opcode, data, fin=fin, rsv1=rsv1)
 
+    @property
+    def fragmenting(self) -> bool:
+        """Whether a fragmented message is being sent (its next frames must come first)."""
+        return self._out_opcode is not None
+
     def send_prepared(self, frame: Buffer) -> None:
         """Queue a complete, unmasked frame built once for many connections (broadcast).
 
