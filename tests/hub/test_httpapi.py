@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from wsend.hub.codes import DisconnectCode, ErrorCode, HubError
 from wsend.hub.memory import MemoryBroker
 
-from .e2e import API_KEY, Running, http, raw, run_hub, token
+from .e2e import API_KEY, Running, http, options, raw, run_hub, token
 
 
 async def api(running: Running, method: str, body: Any = None, **kwargs: Any) -> Any:
@@ -140,3 +141,29 @@ async def test_data_one_encoding_cant_carry_is_400() -> None:
         assert (status, answer["error"]["code"]) == (400, ErrorCode.BAD_REQUEST)
         status, answer = await api(running, "send", {"user": "ann", "data": 2**70})
         assert (status, answer["error"]["code"]) == (400, ErrorCode.BAD_REQUEST)
+
+
+async def test_disconnect_one_connection_by_client_id_even_anonymous() -> None:
+    hub_options = options(allow_anonymous=True)
+    async with (
+        run_hub(hub_options, api_key=API_KEY) as running,
+        raw(running.url) as first,
+        raw(running.url) as second,
+    ):
+        ids = []
+        for client in (first, second):
+            reply = await client.connect()
+            ids.append(reply["result"]["client"])
+        status, body = await api(running, "disconnect", {"user": ""})
+        assert status == 400
+        status, body = await api(running, "disconnect", {"client": ids[1], "code": 4001})
+        assert body["result"] == {"disconnected": 1}
+        assert await second.closed() == 4001
+        async with asyncio.timeout(5):
+            while len(running.hub.sessions()) > 1:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.01)
+        assert [s.client for s in running.hub.sessions()] == [ids[0]]
+        status, body = await api(running, "disconnect", {"client": ids[0], "user": 3})
+        assert status == 400
+        status, body = await api(running, "disconnect", {"client": ids[0], "user": "bob"})
+        assert body["result"] == {"disconnected": 0}  # that connection isn't bob's

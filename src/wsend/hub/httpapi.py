@@ -14,7 +14,8 @@ Methods and bodies:
 - ``presence_stats``: ``{"channel": str}`` → ``{"num_clients", "num_users"}``
 - ``history``: ``{"channel": str, "limit": int?, "since": {"offset", "epoch"}?,
   "reverse": bool?}`` → ``{"publications": [...], "offset", "epoch"}``
-- ``disconnect``: ``{"user": str, "code": int?, "reason": str?}`` → ``{"disconnected": n}``
+- ``disconnect``: ``{"user": str, "client": str?, "code": int?, "reason": str?}`` →
+  ``{"disconnected": n}`` (with ``client``, only that connection; ``user`` may then be ``""``)
 - ``send``: ``{"user": str, "data": any}`` → ``{"delivered": n}`` (a ``message`` push)
 """
 
@@ -128,7 +129,16 @@ async def _disconnect(hub: Hub, body: dict[str, Any]) -> Any:
     reason = body.get("reason", "disconnected")
     if not isinstance(reason, str) or len(reason.encode()) > 123:
         raise _BadRequest("'reason' must be a string of at most 123 bytes")
-    return {"disconnected": hub.disconnect(_str(body, "user"), code, reason)}
+    client = body.get("client")
+    if client is None:
+        user = _str(body, "user")
+    else:
+        # One connection, by the id presence gives it; anonymous ones have user "".
+        client = _str(body, "client")
+        user = body.get("user", "")
+        if not isinstance(user, str):
+            raise _BadRequest("'user' must be a string")
+    return {"disconnected": hub.disconnect(user, code, reason, client=client)}
 
 
 async def _send(hub: Hub, body: dict[str, Any]) -> Any:

@@ -539,10 +539,17 @@ class Hub:
         return [s for s in self._links if user is None or s.user == user]
 
     def disconnect(
-        self, user: str, code: int = DisconnectCode.FORBIDDEN, reason: str = "disconnected"
+        self,
+        user: str,
+        code: int = DisconnectCode.FORBIDDEN,
+        reason: str = "disconnected",
+        *,
+        client: str | None = None,
     ) -> int:
         """Close every connection of ``user``, on every node; returns how many on this one.
 
+        With ``client`` (a connection's id, as presence lists it), only that connection of
+        ``user`` closes: that is how anonymous connections (``user`` is ``""``) are closed.
         Each session stops executing commands at once; what it queued before is sent, then the
         WebSocket closes with ``code`` (4000-4499 tell clients to reconnect, 4500-4999 not to).
         Other nodes are told through the engine when it relays between nodes (the Redis
@@ -553,8 +560,16 @@ class Hub:
         """
         if not is_valid_close_code(code):
             raise ValueError(f"invalid close code: {code}")
-        self._relay({"op": "disconnect", "user": user, "code": code, "reason": reason})
-        return self._disconnect_here(user, code, reason)
+        message: dict[str, Any] = {
+            "op": "disconnect",
+            "user": user,
+            "code": code,
+            "reason": reason,
+        }
+        if client is not None:
+            message["client"] = client
+        self._relay(message)
+        return self._disconnect_here(user, code, reason, client)
 
     def send_message(self, user: str, data: Any) -> int:
         """Send a ``message`` push to every connection of ``user``, on every node (as
@@ -567,8 +582,8 @@ class Hub:
         self._relay({"op": "send", "user": user, "data": data})
         return self._send_here(user, data)
 
-    def _disconnect_here(self, user: str, code: int, reason: str) -> int:
-        sessions = self.sessions(user)
+    def _disconnect_here(self, user: str, code: int, reason: str, client: str | None) -> int:
+        sessions = [s for s in self.sessions(user) if client is None or s.client == client]
         for session in sessions:
             session.close(code, reason)
         return len(sessions)
@@ -593,7 +608,13 @@ class Hub:
         try:
             op, user = message["op"], message["user"]
             if op == "disconnect":
-                self._disconnect_here(user, int(message["code"]), str(message["reason"]))
+                client = message.get("client")
+                self._disconnect_here(
+                    user,
+                    int(message["code"]),
+                    str(message["reason"]),
+                    None if client is None else str(client),
+                )
             elif op == "send":
                 self._send_here(user, message["data"])
         except (KeyError, TypeError, ValueError) as exc:
