@@ -16,6 +16,9 @@ from typing import IO, Any
 from .common import cpu_ns, make_certificate, raise_nofile, rss_bytes, uri_for
 
 LIBS = ("wsend", "picows", "aiohttp", "websockets")
+# wsend on asyncio's own transports (wsend uses aiofastnet's when installed): added to the
+# pipelined echo (2) and idle memory (5) scenarios to show what the transport changes.
+ASYNCIO_VARIANT = "wsend-asyncio"
 REFERENCE = "picows"
 PIPELINE_DEPTH = 64
 HANDSHAKE_CONCURRENCY = 8
@@ -124,6 +127,8 @@ def echo_cells(opts: Options) -> list[Cell]:
                 cells += [Cell(ref, c, size, 1, tls) for c in libs]
             if 2 in opts.scenarios or tls:
                 cells += [Cell(s, ref, size, PIPELINE_DEPTH, tls) for s in libs]
+                if "wsend" in libs and not tls:
+                    cells.append(Cell(ASYNCIO_VARIANT, ref, size, PIPELINE_DEPTH, tls))
             if 3 in opts.scenarios:
                 cells += [Cell("raw", "raw", size, 1, tls), Cell("raw", "raw", size, 64, tls)]
     return list(dict.fromkeys(cells))
@@ -319,8 +324,11 @@ class Run:
         warm = min(IDLE_WARM_CONNECTIONS, n // 10)
         client = self.client(REFERENCE, loop)
         try:
+            libs = list(self.opts.libs)
+            if "wsend" in libs:
+                libs.insert(libs.index("wsend") + 1, ASYNCIO_VARIANT)
             for compression in (False, True):
-                for lib in self.opts.libs:
+                for lib in libs:
                     if compression and lib == "picows":
                         continue  # no permessage-deflate in picows
                     label = "with" if compression else "without"

@@ -33,7 +33,9 @@ from .common import BACKLOG, HOST, Framer, emit, new_loop, pin, raise_nofile, se
 Conns = set[Any]
 
 
-async def start_wsend(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, int]:
+async def start_wsend(
+    conns: Conns, ssl: Any, compression: bool, fast_transport: bool | None = None
+) -> tuple[Any, int]:
     import wsend
 
     async def handler(ws: Any) -> None:
@@ -55,8 +57,14 @@ async def start_wsend(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, i
         ping_interval=None,
         max_message_size=None,
         backlog=BACKLOG,
+        fast_transport=fast_transport,
     )
     return server, server.port
+
+
+async def start_wsend_asyncio(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, int]:
+    """wsend on asyncio's own transports, even where aiofastnet is installed."""
+    return await start_wsend(conns, ssl, compression, fast_transport=False)
 
 
 async def broadcast_wsend(conns: Conns, message: bytes) -> None:
@@ -237,6 +245,7 @@ Start = Callable[[Conns, Any, bool], Awaitable[tuple[Any, int]]]
 Broadcast = Callable[[Conns, bytes], Awaitable[None]]
 SERVERS: dict[str, tuple[Start, Broadcast]] = {
     "wsend": (start_wsend, broadcast_wsend),
+    "wsend-asyncio": (start_wsend_asyncio, broadcast_wsend),
     "picows": (start_picows, broadcast_picows),
     "aiohttp": (start_aiohttp, broadcast_aiohttp),
     "websockets": (start_websockets, broadcast_websockets),

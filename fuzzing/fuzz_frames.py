@@ -1,8 +1,8 @@
 """Fuzz the frame parser and state machine of :mod:`wsend.protocol.connection`.
 
 The first input byte picks the side (client or server), whether permessage-deflate is on,
-whether parsing stops every two messages (``max_events``) and how the rest is split into
-chunks; the rest is fed as received bytes.
+whether parsing stops every two messages (``max_events``), whether frames from 16 bytes are
+received in place, and how the rest is split into chunks; the rest is fed as received bytes.
 
 Oracle: ``receive_data`` never raises. Every error is recorded in ``exc`` as a
 ``ProtocolError`` (or subclass), with a close frame queued carrying the code that
@@ -21,11 +21,13 @@ from __future__ import annotations
 import sys
 
 from wsend.exceptions import ProtocolError
+from wsend.protocol import connection as connection_module
 from wsend.protocol.connection import Connection, Data, Side
 from wsend.protocol.deflate import ClientDeflate, ServerDeflate
 from wsend.protocol.frames import Close, Opcode, close_code_for
 
 LIMIT = 4096
+BIG_FRAME = connection_module._BIG_FRAME
 
 SEEDS = [
     b"\x01\x81\x85\x12\x34\x56\x78"
@@ -49,6 +51,13 @@ def make(selector: int) -> Connection:
 
 
 def TestOneInput(data: bytes) -> None:
+    try:
+        check(data)
+    finally:
+        connection_module._BIG_FRAME = BIG_FRAME
+
+
+def check(data: bytes) -> None:
     if not data:
         return
     selector, payload = data[0], data[1:]
@@ -69,8 +78,24 @@ def TestOneInput(data: bytes) -> None:
             events += conn.events_received()
         return events
 
+    # Bit 3: frames from 16 bytes are received in place (receive_buffer / receive_into), as
+    # the asyncio layer does for large frames.
+    connection_module._BIG_FRAME = 16 if selector & 8 else BIG_FRAME
+
+    def feed(piece: bytes) -> None:
+        while piece:
+            view = conn.receive_buffer()
+            if view is None:
+                conn.receive_data(piece)
+                return
+            n = min(len(view), len(piece))
+            view[:n] = piece[:n]
+            view.release()
+            conn.receive_into(n)
+            piece = piece[n:]
+
     for piece in pieces:
-        conn.receive_data(piece)
+        feed(piece)
         for event in drained():
             assert not failed, "event after failure"
             if isinstance(event, str | bytes):  # a whole message

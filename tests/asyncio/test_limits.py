@@ -9,6 +9,7 @@ import os
 import pytest
 
 from wsend import ConnectionClosedError, PayloadTooBig, State, UsageError
+from wsend.asyncio.connection import _RECV_BUFFER_SIZE
 from wsend.protocol.frames import Opcode
 
 from .helpers import until
@@ -81,8 +82,8 @@ async def test_max_queue_pauses_reading(open_raw):
     ws, peer = await open_raw(max_queue=max_queue, max_message_size=None)
     for i in range(count):
         peer.write(Opcode.BINARY, i.to_bytes(4, "big") + bytes(size - 4))
-    # One read of the socket yields at most 256 KiB, so this many messages.
-    per_read = 262144 // size + 1
+    # One read of the socket yields at most the shared receive buffer, so this many messages.
+    per_read = _RECV_BUFFER_SIZE // size + 1
     peak = 0
     stalled = 0
     previous = -1

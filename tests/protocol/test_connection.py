@@ -585,3 +585,53 @@ def test_memoryviews_of_any_layout_are_sent_as_their_bytes(view: memoryview) -> 
         sender.send_ping(view[:2] if view.ndim == 1 else view.tobytes()[:8])
         frames = parse_frames(wire(sender))
         assert frames[0] == (Opcode.BINARY, True, view.tobytes())
+
+
+@pytest.mark.parametrize("side", [Side.CLIENT, Side.SERVER])
+@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
+def test_large_frames_are_received_in_place(side: Side, opcode: int) -> None:
+    other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+    sender, receiver = Connection(other), Connection(side)
+    payload = ("é" * 50_000).encode() + b"end"  # a character split between reads, too
+    if opcode == Opcode.TEXT:
+        sender.send_text(payload)
+    else:
+        sender.send_binary(payload)
+    sender.send_text(b"after")
+    stream = wire(sender)
+    receiver.receive_data(stream[:1001])  # the header and the start of the payload
+    assert receiver.receive_buffer() is not None
+    pos = 1001
+    while (view := receiver.receive_buffer()) is not None:
+        n = min(len(view), 7777)
+        view[:n] = stream[pos : pos + n]
+        view.release()
+        receiver.receive_into(n)
+        pos += n
+    receiver.receive_data(stream[pos:])  # the next frame, read the usual way
+    expected = payload.decode() if opcode == Opcode.TEXT else payload
+    assert receiver.events_received() == [expected, "after"]
+    assert receiver.exc is None
+
+
+def test_invalid_utf8_fails_while_a_large_frame_is_received_in_place() -> None:
+    _, server = pair()
+    stream = frame(Opcode.TEXT, b"a" * 70_000 + b"\xff" + b"b" * 70_000)
+    server.receive_data(stream[:100])
+    view = server.receive_buffer()
+    assert view is not None
+    view[: 70_100 - 100] = stream[100:70_100]  # past the invalid byte
+    view.release()
+    server.receive_into(70_000)
+    assert isinstance(server.exc, InvalidPayload)
+    assert server.receive_buffer() is None
+
+
+def test_failing_skips_the_rest_of_a_large_frame_then_finds_the_close_frame() -> None:
+    _, server = pair()
+    stream = frame(Opcode.BINARY, b"x" * 100_000) + frame(Opcode.CLOSE, struct.pack("!H", 1000))
+    server.receive_data(stream[:5000])
+    server.fail(CloseCode.GOING_AWAY)
+    server.receive_data(stream[5000:])
+    assert server.close_rcvd is not None
+    assert server.close_rcvd.code == 1000

@@ -67,3 +67,35 @@ def test_speedups_are_built_when_required() -> None:
     """CI builds the extension: WSEND_REQUIRE_SPEEDUPS=1 makes its absence a failure."""
     if os.environ.get("WSEND_REQUIRE_SPEEDUPS") and not os.environ.get("WSEND_NO_SPEEDUPS"):
         assert mask.SPEEDUPS
+
+
+PAYLOAD_BUFFERS = [mask.PayloadBufferPy]
+if _speedups is not None:
+    PAYLOAD_BUFFERS.append(_speedups.PayloadBuffer)
+
+
+@pytest.mark.parametrize("payload_buffer", PAYLOAD_BUFFERS)
+@given(data=st.binary(max_size=1000), key=st.none() | st.binary(min_size=4, max_size=4))
+def test_payload_buffer_receives_in_place_then_hands_over(payload_buffer, data, key) -> None:  # type: ignore[no-untyped-def]
+    buffer = payload_buffer(len(data))
+    with buffer.view() as view:
+        assert len(view) == len(data)
+        assert not view.readonly
+        view[:] = data
+    result = buffer.finish(key)
+    assert type(result) is bytes
+    assert result == (data if key is None else mask.apply_mask_py(data, key))
+    with pytest.raises(BufferError):
+        buffer.view()
+    with pytest.raises(ValueError, match="finished"):
+        buffer.finish(None)
+
+
+@pytest.mark.parametrize("payload_buffer", PAYLOAD_BUFFERS)
+def test_payload_buffer_errors(payload_buffer) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="negative"):
+        payload_buffer(-1)
+    buffer = payload_buffer(8)
+    with pytest.raises(ValueError, match="4 bytes"):
+        buffer.finish(b"abc")
+    assert payload_buffer(0).finish(None) == b""

@@ -161,6 +161,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pings",
         "_queue",
         "_reading",
+        "_reading_into",
         "_send_lock",
         "_vectored",
         "_waiter",
@@ -199,6 +200,7 @@ class Connection(asyncio.BufferedProtocol):
         self._queue: collections.deque[Item] | None = None
         self._waiter: asyncio.Future[Item | None] | None = None
         self._reading = False
+        self._reading_into = False  # whether get_buffer() gave a large frame's own buffer
         # The fragments of a message being received by recv(), joined as they come (a list
         # would cost an entry per fragment, however small: a peer could send millions).
         self._partial: bytearray | io.StringIO | None = None
@@ -292,15 +294,25 @@ class Connection(asyncio.BufferedProtocol):
         self._vectored = _has_vectored_writes(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        proto = self.proto
+        if proto is not None:
+            # The rest of a large frame is read straight into its own buffer.
+            view = proto.receive_buffer()
+            if view is not None:
+                self._reading_into = True
+                return view
+        self._reading_into = False
         return _recv_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        data = _recv_buffer()[:nbytes]
         proto = self.proto
         if proto is None:
-            self.handshake_data(bytes(data))
+            self.handshake_data(bytes(_recv_buffer()[:nbytes]))
             return
-        proto.receive_data(data)
+        if self._reading_into:
+            proto.receive_into(nbytes)
+        else:
+            proto.receive_data(_recv_buffer()[:nbytes])
         self._after_receive(proto)
 
     def handshake_data(self, data: bytes) -> None:

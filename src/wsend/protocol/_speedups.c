@@ -93,6 +93,125 @@ done:
     return result;
 }
 
+/* PayloadBuffer: a frame's payload received in place.
+ *
+ * Twin of wsend.protocol.mask.PayloadBufferPy. It owns a new bytes object of the frame's size,
+ * not yet shared, and exposes its memory as a writable buffer so that the transport reads
+ * the payload straight into it. finish() unmasks it in place and hands the bytes object over:
+ * a large payload costs no copy at all. The memory is the allocator's (lazily backed by the
+ * kernel for large sizes): a frame that is announced but never sent costs little.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes; /* NULL once finished */
+} PayloadBuffer;
+
+static PyTypeObject PayloadBuffer_Type;
+
+static PyObject *
+payload_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Py_ssize_t size;
+    PayloadBuffer *self;
+    static char *kwlist[] = {"size", NULL};
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:PayloadBuffer", kwlist, &size)) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must not be negative");
+        return NULL;
+    }
+    self = (PayloadBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->bytes = PyBytes_FromStringAndSize(NULL, size);
+    if (self->bytes == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+payload_buffer_dealloc(PayloadBuffer *self)
+{
+    Py_XDECREF(self->bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+payload_buffer_getbuffer(PayloadBuffer *self, Py_buffer *view, int flags)
+{
+    if (self->bytes == NULL) {
+        PyErr_SetString(PyExc_BufferError, "the payload buffer is finished");
+        view->obj = NULL;
+        return -1;
+    }
+    return PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->bytes),
+                             PyBytes_GET_SIZE(self->bytes), 0, flags);
+}
+
+static PyBufferProcs payload_buffer_as_buffer = {
+    (getbufferproc)payload_buffer_getbuffer,
+    NULL,
+};
+
+static PyObject *
+payload_buffer_view(PayloadBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyMemoryView_FromObject((PyObject *)self);
+}
+
+static PyObject *
+payload_buffer_finish(PayloadBuffer *self, PyObject *mask)
+{
+    PyObject *result = self->bytes;
+    if (result == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the payload buffer is already finished");
+        return NULL;
+    }
+    if (mask != Py_None) {
+        Py_buffer key;
+        if (PyObject_GetBuffer(mask, &key, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        if (key.len != 4) {
+            PyBuffer_Release(&key);
+            PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+            return NULL;
+        }
+        mask_into((const unsigned char *)PyBytes_AS_STRING(result),
+                  (unsigned char *)PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result),
+                  (const unsigned char *)key.buf);
+        PyBuffer_Release(&key);
+    }
+    self->bytes = NULL; /* handed over: no view may be taken any more */
+    return result;
+}
+
+static PyMethodDef payload_buffer_methods[] = {
+    {"view", (PyCFunction)payload_buffer_view, METH_NOARGS,
+     "view() -> memoryview\n\nA writable view of the whole payload."},
+    {"finish", (PyCFunction)payload_buffer_finish, METH_O,
+     "finish(mask) -> bytes\n\nUnmask in place (mask: 4 bytes or None) and return the "
+     "payload; the buffer can't be used afterwards."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PayloadBuffer_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsend.protocol._speedups.PayloadBuffer",
+    .tp_basicsize = sizeof(PayloadBuffer),
+    .tp_dealloc = (destructor)payload_buffer_dealloc,
+    .tp_as_buffer = &payload_buffer_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "PayloadBuffer(size)\n\nA frame payload received in place, then handed over as bytes.",
+    .tp_methods = payload_buffer_methods,
+    .tp_new = payload_buffer_new,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the 4-byte mask repeated."},
@@ -107,5 +226,19 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    PyObject *module;
+    if (PyType_Ready(&PayloadBuffer_Type) < 0) {
+        return NULL;
+    }
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&PayloadBuffer_Type);
+    if (PyModule_AddObject(module, "PayloadBuffer", (PyObject *)&PayloadBuffer_Type) < 0) {
+        Py_DECREF(&PayloadBuffer_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

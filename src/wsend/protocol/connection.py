@@ -35,7 +35,7 @@ from ..exceptions import (
 )
 from .deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Opcode, close_code_for, is_valid_close_code, serialize_frame
-from .mask import apply_mask
+from .mask import Payload, PayloadBuffer, apply_mask
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -131,6 +131,12 @@ def _header_size(b1: int) -> int:
     return 2 + (4 if b1 & 0x80 else 0) + (2 if length == 126 else 8 if length == 127 else 0)
 
 
+# Frames from this size are received in place: the rest of the payload is read straight into
+# its own buffer (see receive_buffer) instead of being buffered and copied.
+_BIG_FRAME = 65536
+# Past this size a frame is buffered as it comes (only without limits can a frame be larger).
+_BIG_FRAME_MAX = 1 << 30
+
 _MASK_POOL = 1024  # random bytes fetched per os.urandom call: 256 masking keys
 
 
@@ -152,6 +158,10 @@ class Connection:
     """
 
     __slots__ = (
+        "_big",
+        "_big_filled",
+        "_big_frame",
+        "_big_size",
         "_buf",
         "_capped",
         "_data_events",
@@ -233,6 +243,12 @@ class Connection:
         self.max_events: int | None = None
         self._capped = False
         self._data_events = 0  # messages and fragments among the events waiting
+        # A large frame received in place: its payload buffer, its size, how much arrived,
+        # and its first byte, masking key and whether it is a whole simple message.
+        self._big: Payload | None = None
+        self._big_size = 0
+        self._big_filled = 0
+        self._big_frame: tuple[int, bytes | None, bool] = (0, None, False)
         self._out: list[Buffer] = []
         self._discard = False
         # After a failure: payload bytes still to skip while draining (-1: not draining).
@@ -297,6 +313,11 @@ class Connection:
             if self._drain_skip >= 0 and data:
                 self._drain(data)
             return
+        if self._big is not None:
+            rest = self._fill_big(data)
+            if rest is None:
+                return
+            data = rest
         if self._capped:
             self._buf += data
             self.parse_buffered()
@@ -316,6 +337,76 @@ class Connection:
         :meth:`parse_buffered`: what it feeds meanwhile is only buffered.
         """
         return self._capped
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the rest of a large incomplete frame can be received, or ``None``.
+
+        A caller that reads from the network may read into this writable view, then call
+        :meth:`receive_into` with the number of bytes read, instead of :meth:`receive_data`:
+        the payload then lands in its final place without being copied. The view is never
+        larger than what the frame still lacks; it is valid until the next call.
+        """
+        big = self._big
+        if big is None or self._discard:
+            return None
+        return big.view()[self._big_filled :]
+
+    def receive_into(self, nbytes: int) -> None:
+        """Account for ``nbytes`` read into the view :meth:`receive_buffer` returned."""
+        if self._big is not None and not self._discard and nbytes > 0:
+            self._advance_big(nbytes)
+
+    def _begin_big(
+        self, part: Buffer, b0: int, mask: bytes | None, simple: bool, size: int
+    ) -> bool:
+        """Receive the frame whose payload starts with ``part`` in place; False if it can't."""
+        try:
+            big = PayloadBuffer(size)
+        except (MemoryError, OverflowError, OSError):
+            return False
+        if part:
+            with big.view() as view:
+                view[: len(part)] = part
+        self._big, self._big_size, self._big_filled = big, size, len(part)
+        self._big_frame = (b0, mask, simple)
+        return True
+
+    def _fill_big(self, data: Buffer) -> Buffer | None:
+        """Copy into the large frame in progress what it lacks from ``data``; return the rest."""
+        big = self._big
+        assert big is not None
+        n = min(len(data), self._big_size - self._big_filled)
+        with big.view() as view:
+            view[self._big_filled : self._big_filled + n] = data[:n]
+        self._advance_big(n)
+        if self._big is not None or self._discard or n == len(data):
+            return None
+        return memoryview(data)[n:]
+
+    def _advance_big(self, nbytes: int) -> None:
+        """``nbytes`` more of the large frame arrived: validate text, finish when whole."""
+        big = self._big
+        assert big is not None
+        b0, mask, simple = self._big_frame
+        start = self._big_filled
+        self._big_filled = start + nbytes
+        try:
+            if self._validates_partially(b0):
+                with big.view() as view:
+                    self._validate_partial(view[start : self._big_filled], b0, mask)
+            if self._big_filled < self._big_size:
+                return
+            self._big = None
+            # Text was decoded as it came: what remains to hand over is that text.
+            payload = b"" if self._partial_done is not None else big.finish(mask)
+            if simple and self._partial_done is None:
+                self._events.append(payload)  # a whole binary message, as in _parse
+                self._data_events += 1
+            else:
+                self._handle_frame(b0, payload)
+        except WebSocketError as exc:
+            self._big = None
+            self._parse_failed(exc)
 
     def parse_buffered(self) -> None:
         """Parse the frames left buffered when a parse stopped at :attr:`max_events`.
@@ -398,6 +489,7 @@ class Connection:
     def _parse_failed(self, exc: WebSocketError) -> None:
         """The peer sent something invalid: fail now, or later with ``defer_failure``."""
         self._buf = bytearray()
+        self._big = None
         if self.defer_failure:
             self.pending_failure = exc
             self._discard = True
@@ -419,6 +511,7 @@ class Connection:
         self._discard = True
         self._drain_skip = -1
         self._buf = bytearray()
+        self._big = None
         self.state = State.CLOSED
         self.close_transport = True
 
@@ -474,6 +567,12 @@ class Connection:
             if stop > end:
                 if end > start and self._validates_partially(b0):
                     self._validate_partial(buf[start + (self._partial_done or 0) : end], b0, mask)
+                if (
+                    _BIG_FRAME <= length <= _BIG_FRAME_MAX
+                    and not self._discard
+                    and self._begin_big(buf[start:end], b0, mask, simple, length)
+                ):
+                    pos = end
                 break
             payload = buf[start:stop]
             if mask is not None:
@@ -491,11 +590,16 @@ class Connection:
                 else:
                     self._events.append(payload)
                 self._data_events += 1
-            elif b0 & 0x08:
-                self._handle_control(b0 & 0x0F, payload)
             else:
-                self._handle_data(b0, payload)
+                self._handle_frame(b0, payload)
         return pos
+
+    def _handle_frame(self, b0: int, payload: bytes) -> None:
+        """A complete frame other than a whole simple message (see _parse)."""
+        if b0 & 0x08:
+            self._handle_control(b0 & 0x0F, payload)
+        else:
+            self._handle_data(b0, payload)
 
     def _check_header(self, b0: int, masked: int, length: int) -> None:
         """Reject a frame from its header alone, before its payload arrives (fail fast)."""
@@ -689,10 +793,13 @@ class Connection:
         self._discard = True
         self.state = max(self.state, State.CLOSING)
         self.close_transport = True
+        # The rest of a large frame in progress is skipped, not received.
+        skip = 0 if self._big is None else self._big_size - self._big_filled
+        self._big = None
         if self.close_rcvd is None and not self.eof_rcvd:
             # Keep watching for the peer's close frame (see _drain).
             self._buf = bytearray()
-            self._drain_skip = 0
+            self._drain_skip = skip
 
     def _drain(self, data: Buffer) -> None:
         """After failing, skip the peer's frames without keeping them, until its close frame.
