@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--verbose", action="store_true", help="print every measurement")
     parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="run the workers with glibc's default allocator settings (by default, every "
+        "worker keeps freed memory for reuse: MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="only rebuild the report and plots from OUT/latest.json",
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.write(args.out, data, None))
         return 0
     opts = options(args)
+    if args.default_allocator:
+        harness.ALLOCATOR_ENV.clear()
     if "uvloop" in opts.loops:
         try:
             import uvloop  # noqa: F401
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": opts.connections,
             "cores": list(opts.cores),
             "quick": opts.quick,
+            "allocator": dict(harness.ALLOCATOR_ENV) or "glibc defaults",
             "command": command.strip(),
         }
     )

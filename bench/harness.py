@@ -32,6 +32,16 @@ class WorkerError(RuntimeError):
     pass
 
 
+#: The C allocator's settings of every worker process, whatever its library: freed memory is
+#: kept for reuse instead of being returned to the kernel and faulted in again with the next
+#: large message (see wsend.allocator). Empty with --default-allocator.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+
+
+def worker_env() -> dict[str, str]:
+    return {**os.environ, **ALLOCATOR_ENV}
+
+
 class Worker:
     """A server or client worker process, spoken to with JSON lines over its stdin/stdout."""
 
@@ -42,6 +52,7 @@ class Worker:
         self.name = " ".join(args)
         self.proc = subprocess.Popen(
             cmd,
+            env=worker_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

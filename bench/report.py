@@ -569,6 +569,12 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
         f"- Load average at start / end: {info['loadavg'][0]:.2f} / "
         f"{info.get('loadavg_end', info['loadavg'])[0]:.2f}",
         f"- Command: `{opts['command']}`",
+        "- C allocator of every worker: "
+        + (
+            ", ".join(f"`{k}={v}`" for k, v in opts["allocator"].items())
+            if isinstance(opts.get("allocator"), dict)
+            else "glibc's defaults"
+        ),
         "",
         f"Cells read `median ({X} picows · {X} wsend)`. A ratio above 1 means the row does better "
         "than the reference: faster, or less CPU per message. See `bench/README.md`.",

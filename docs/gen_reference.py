@@ -68,6 +68,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["Server", "Router"],
     ),
     ("Broadcasting", "", ["broadcast"]),
+    ("Memory", "", ["tune_allocator"]),
     ("Authentication", "", ["basic_auth", "token_auth"]),
     ("HTTP messages", "", ["Request", "Response", "Headers", "HTTPLimits"]),
     ("Compression settings", "", ["ClientDeflate", "ServerDeflate"]),

@@ -48,6 +48,7 @@ EXPECTED = {
     "broadcast",
     "connect",
     "serve",
+    "tune_allocator",
     "token_auth",
 }
 

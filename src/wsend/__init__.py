@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .allocator import tune_allocator
 from .asyncio import (
     ClientConnection,
     Connection,
@@ -99,4 +100,5 @@ __all__ = [
     "connect",
     "serve",
     "token_auth",
+    "tune_allocator",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from .. import __version__
+from .. import __version__, tune_allocator
 from .errors import EXIT_CODES_HELP, CliError, ExitCode
 
 __all__ = ["COMMANDS", "cli", "main", "usage_error"]
@@ -42,6 +42,9 @@ Run 'wsend COMMAND --help' for the options and examples of a command.
 @click.version_option(__version__, "-V", "--version", prog_name="wsend")
 def cli() -> None:
     """wsend: WebSocket client and server tools."""
+    # An application, not a library: keep freed memory for reuse, so that large messages
+    # don't pay page faults on every allocation (see wsend.allocator).
+    tune_allocator()
 
 
 def _register() -> None:
