@@ -571,3 +571,20 @@ async def test_declined_deflate_offer_then_accepted_one(start_server):
     assert head.startswith("HTTP/1.1 101")
     assert "client_max_window_bits=" in head
     writer.close()
+
+
+@pytest.mark.parametrize("fast", [False, True])
+async def test_shutdown_timeout_bounds_a_peer_that_never_answers_the_close(start_server, fast):
+    """The whole shutdown takes at most its timeout (plus a second for cancellations), even
+    when the server's transport waits for every connection to close."""
+    server = await start_server(ping_interval=None, close_timeout=30, fast_transport=fast)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(upgrade_request())
+    await read_head(reader)  # then never read or answer again
+    await until(lambda: any(c.ready_state is wsend.State.OPEN for c in server.connections))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await server.shutdown(timeout=0.5)
+    assert loop.time() - start < 3
+    assert not server.connections
+    writer.close()

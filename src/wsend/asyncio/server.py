@@ -357,9 +357,15 @@ class Server:
         await self.wait_closed(timeout)
 
     async def wait_closed(self, timeout: float | None = None) -> None:
-        """Wait until the server is closed and every handler has finished."""
-        if self._server is not None:
-            await self._server.wait_closed()
+        """Wait until the server is closed, every handler has finished and every connection
+        is closed.
+
+        With ``timeout``, the whole wait is bounded: handlers still running then are
+        cancelled, and connections still open (a peer that never answers the close frame,
+        say) are dropped.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         handlers = set(self._handlers)
         if handlers:
             _done, pending = await asyncio.wait(handlers, timeout=timeout)
@@ -368,6 +374,18 @@ class Server:
             if pending:
                 # A handler that ignores cancellation must not block the shutdown forever.
                 await asyncio.wait(pending, timeout=1.0)
+        if self._server is None:
+            return
+        # Some servers (aiofastnet's, asyncio's from Python 3.12) wait for every connection.
+        closed = asyncio.ensure_future(self._server.wait_closed())
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        await asyncio.wait({closed}, timeout=left)
+        if not closed.done():
+            for conn in list(self.connections):
+                conn.abort()
+            await asyncio.wait({closed}, timeout=1.0)
+            if not closed.done():
+                closed.cancel()
 
     async def serve_forever(self) -> None:
         """Run until cancelled."""

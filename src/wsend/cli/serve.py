@@ -259,16 +259,18 @@ class HubServer:
         await self.runner.stop()
         # Let the connections end (and leave their channels) before the engines close:
         # ``Hub.close`` alone closes the engines under connections still cleaning up.
+        # One deadline for the whole stop: a worker must be done well within the grace period
+        # its supervisor gives it (wsend.hub.workers.STOP_GRACE).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_TIMEOUT
         hub = self.hub
         for user in {session.user for session in hub.sessions()}:
             hub.disconnect(user, DisconnectCode.SHUTDOWN, "shutdown")
-        for _ in range(int(SHUTDOWN_TIMEOUT / 0.01)):  # no event to wait on: poll
-            if not hub.sessions():
-                break
+        while hub.sessions() and loop.time() < deadline:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.01)
         await hub.close(DisconnectCode.SHUTDOWN, "shutdown")
         if self.server is not None:
-            await self.server.shutdown(timeout=SHUTDOWN_TIMEOUT)
+            await self.server.shutdown(timeout=max(0.5, deadline - loop.time()))
 
 
 def _favicon(request: Request) -> Response:
