@@ -21,17 +21,8 @@ from wsend.hub.codes import DisconnectCode, ErrorCode, HubError
 from wsend.hub.options import JwtOptions, RateLimit
 from wsend.hub.session import Session
 
+from .clock import T0, Clock
 from .e2e import AUDIENCE, ISSUER, RawClient, error_code, options, raw, run_hub, token, wait_until
-
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def refused_at_connect(url: str, token_: str | None) -> tuple[int | None, int]:

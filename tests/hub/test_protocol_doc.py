@@ -24,19 +24,11 @@ from wsend.hub.memory import MemoryBroker
 from wsend.hub.options import HubOptions, JwtOptions, NamespaceOptions
 from wsend.hub.session import Session
 
+from .clock import T0, Clock
 from .e2e import run_hub
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 SECRET = "protocol-doc-secret-" * 3
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def hub_options(**overrides: Any) -> HubOptions:

@@ -32,21 +32,9 @@ from wsend.hub.ratelimit import RejectionWindow, TokenBucket
 from wsend.hub.session import Node, RpcHandler, Session
 from wsend.hub.wire import JSON, MSGPACK, Codec, PubFrames
 
+from .clock import T0, Clock
+
 SECRET = "test-secret-" * 6
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Conn:
