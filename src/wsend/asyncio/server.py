@@ -132,6 +132,7 @@ class ServerConnection(Connection):
         self._lingered = 0
         if transport.can_write_eof():
             transport.write_eof()
+        # The opening handshake is over: its timer slot now holds the end of the lingering.
         if self._open_timer is not None:
             self._open_timer.cancel()
         self._open_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)

@@ -417,18 +417,25 @@ class Connection:
             return
         self._capped = False
         buf = self._buf
-        view = memoryview(buf)
-        try:
-            pos = self._parse(view)
-        except WebSocketError as exc:
-            view.release()
-            self._parse_failed(exc)
+        pos = self._parse_buffer(buf)
+        if pos is None:
             return
-        view.release()
         if self._discard:
             self._buf = bytearray()
         else:
             del buf[:pos]  # amortized: a bytearray drops its start without copying the rest
+
+    def _parse_buffer(self, buf: bytearray) -> int | None:
+        """Parse ``buf`` through a view (payloads are copied once, not sliced then copied);
+        return how much was consumed, or ``None`` if the peer erred (the failure is handled).
+        The view is released before returning, so ``buf`` can be resized again."""
+        with memoryview(buf) as view:
+            try:
+                return self._parse(view)
+            except WebSocketError as exc:
+                error = exc
+        self._parse_failed(error)
+        return None
 
     def _parse_rest(self, data: Buffer) -> None:
         """Parse ``data`` from its start; keep what can't be parsed yet."""
@@ -470,14 +477,9 @@ class Connection:
         take = min(len(view), hlen + length - len(buf))
         buf += view[:take]
         view = view[take:]
-        parsed = memoryview(buf)
-        try:
-            pos = self._parse(parsed)
-        except WebSocketError as exc:
-            parsed.release()
-            self._parse_failed(exc)
+        pos = self._parse_buffer(buf)
+        if pos is None:
             return None
-        parsed.release()
         if self._capped:
             buf += view  # stopped at max_events: keep the rest for parse_buffered()
             return None
@@ -951,7 +953,7 @@ class Connection:
         self._check_open()
         if self.is_client:
             raise UsageError("clients can't send prepared frames: they must mask each frame")
-        if self._out_opcode is not None:
+        if self.fragmenting:
             raise UsageError("a fragmented message is in progress")
         self._out.append(frame)
 
