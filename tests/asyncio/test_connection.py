@@ -52,6 +52,28 @@ async def test_send_single_frame_messages(open_pair, message, expected):
     assert type(received) is type(expected)
 
 
+async def test_an_answer_is_written_at_once_and_a_burst_in_one_write(open_pair):
+    """The first send after a read is written at once, with nothing left for the event loop
+    to do (one message in flight costs no extra loop iteration); the sends that follow it
+    before the next read are corked and written together at the end of the iteration."""
+    local, remote = await open_pair()
+    for round_trip in range(3):
+        await remote.send(f"ping {round_trip}")
+        assert await local.recv() == f"ping {round_trip}"
+        await local.send(f"pong {round_trip}")
+        assert not local._cork_scheduled
+        assert not local._corked
+        assert await remote.recv() == f"pong {round_trip}"
+    await local.send("first")  # a second write since the last read: more may follow
+    burst = [f"burst {i}" for i in range(100)]
+    for message in burst:
+        await local.send(message)
+    assert local._cork_scheduled
+    assert len(local._corked) == len(burst) + 1
+    assert [await remote.recv() for _ in range(len(burst) + 1)] == ["first", *burst]
+    assert not local._corked
+
+
 async def test_send_binary_file_like_object_streams_frames(open_pair):
     local, remote = await open_pair()
     data = os.urandom(3 * STREAM_CHUNK_SIZE + 1000)

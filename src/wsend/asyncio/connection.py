@@ -165,6 +165,7 @@ class Connection(asyncio.BufferedProtocol):
         "_send_lock",
         "_vectored",
         "_waiter",
+        "_wrote",
         "extensions",
         "latency",
         "loop",
@@ -217,6 +218,7 @@ class Connection(asyncio.BufferedProtocol):
         self._corked: list[Buffer] = []
         self._corked_size = 0
         self._cork_scheduled = False
+        self._wrote = False
         self._high_water = DEFAULT_WRITE_LIMIT
         self._vectored = False
         self._closed = self.loop.create_future()
@@ -309,6 +311,7 @@ class Connection(asyncio.BufferedProtocol):
         if proto is None:
             self.handshake_data(bytes(_recv_buffer()[:nbytes]))
             return
+        self._wrote = False  # see _write_or_cork
         if self._reading_into:
             proto.receive_into(nbytes)
         else:
@@ -441,10 +444,10 @@ class Connection(asyncio.BufferedProtocol):
     def _flush(self, proto: Protocol) -> None:
         """Hand the protocol's output to the transport.
 
-        The first output of an event-loop iteration is written at once (lowest latency); what
-        follows in the same iteration (a batch of echoes, a burst of sends) is corked and
-        written with one system call by :meth:`_write_out`, scheduled with ``call_soon``. Past
-        the write buffer's high-water mark corked data is written at once, so that
+        The first output after a read is written at once (lowest latency); what follows before
+        the next read (a batch of echoes, a burst of sends) is corked and written with one
+        system call by :meth:`_write_out`, at the end of the loop iteration (``call_soon``).
+        Past the write buffer's high-water mark corked data is written at once, so that
         backpressure applies.
         """
         chunks = proto.data_to_send()
@@ -452,12 +455,7 @@ class Connection(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             return
         if chunks:
-            if not self._cork_scheduled:
-                self._cork_scheduled = True
-                self.loop.call_soon(self._write_out)
-                self._write_chunks(transport, chunks)
-            else:
-                self._cork(chunks)
+            self._write_or_cork(transport, chunks)
         if proto.close_transport:
             self._write_corked()
             if proto.exc is not None:
@@ -481,6 +479,23 @@ class Connection(asyncio.BufferedProtocol):
         elif proto.state is State.CLOSING and self._close_timer is None:
             self._arm_close_timer()
 
+    def _write_or_cork(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
+        """Write ``chunks`` at once if they are the first output since the last read (or the
+        last corked write); otherwise cork them until the end of this loop iteration."""
+        if self._cork_scheduled:
+            self._cork(chunks)
+        elif self._wrote:
+            # A second write without a read in between: more may follow in this iteration
+            # (a burst of sends, a batch of echoes). Gather them into one write at its end.
+            self._cork_scheduled = True
+            self.loop.call_soon(self._write_out)
+            self._cork(chunks)
+        else:
+            # The first: written at once, and nothing scheduled. A request answered once per
+            # read (one message in flight) costs no extra loop iteration.
+            self._wrote = True
+            self._write_chunks(transport, chunks)
+
     def _cork(self, chunks: list[Buffer]) -> None:
         """Keep ``chunks`` for :meth:`_write_out`, or write now past the high-water mark."""
         self._corked.extend(chunks)
@@ -492,6 +507,7 @@ class Connection(asyncio.BufferedProtocol):
     def _write_out(self) -> None:
         """End of the iteration: write what was corked, and write directly again."""
         self._cork_scheduled = False
+        self._wrote = False
         self._write_corked()
 
     def _write_corked(self) -> None:
@@ -738,12 +754,7 @@ class Connection(asyncio.BufferedProtocol):
             transport = self.transport
             if transport is None or transport.is_closing():
                 raise self._closed_exception()
-            if self._cork_scheduled:
-                self._cork(chunks)
-            else:
-                self._cork_scheduled = True
-                self.loop.call_soon(self._write_out)
-                self._write_chunks(transport, chunks)
+            self._write_or_cork(transport, chunks)
             if self._paused_writing:
                 await self._drain()
             return
