@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsend.exceptions import InvalidPayload, PayloadTooBig, ProtocolError, UsageError
-from wsend.protocol.connection import Connection, Data, Ping, Pong, Side, State
+from wsend.protocol.connection import _BIG_FRAME, Connection, Data, Ping, Pong, Side, State
 from wsend.protocol.deflate import ClientDeflate, ServerDeflate
 from wsend.protocol.frames import Close, CloseCode, Opcode, serialize_frame
 from wsend.protocol.mask import apply_mask_py
@@ -592,7 +592,7 @@ def test_memoryviews_of_any_layout_are_sent_as_their_bytes(view: memoryview) -> 
 def test_large_frames_are_received_in_place(side: Side, opcode: int) -> None:
     other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
     sender, receiver = Connection(other), Connection(side)
-    payload = ("é" * 50_000).encode() + b"end"  # a character split between reads, too
+    payload = ("é" * (_BIG_FRAME // 2 + 1000)).encode() + b"end"  # a character split, too
     if opcode == Opcode.TEXT:
         sender.send_text(payload)
     else:
@@ -616,22 +616,47 @@ def test_large_frames_are_received_in_place(side: Side, opcode: int) -> None:
 
 def test_invalid_utf8_fails_while_a_large_frame_is_received_in_place() -> None:
     _, server = pair()
-    stream = frame(Opcode.TEXT, b"a" * 70_000 + b"\xff" + b"b" * 70_000)
+    n = _BIG_FRAME + 1000
+    stream = frame(Opcode.TEXT, b"a" * n + b"\xff" + b"b" * 1000)
     server.receive_data(stream[:100])
     view = server.receive_buffer()
     assert view is not None
-    view[: 70_100 - 100] = stream[100:70_100]  # past the invalid byte
+    view[:n] = stream[100 : n + 100]  # past the invalid byte
     view.release()
-    server.receive_into(70_000)
+    server.receive_into(n)
     assert isinstance(server.exc, InvalidPayload)
     assert server.receive_buffer() is None
 
 
-def test_failing_skips_the_rest_of_a_large_frame_then_finds_the_close_frame() -> None:
+@pytest.mark.parametrize("size", [10_000, _BIG_FRAME + 1000])  # buffered, received in place
+def test_failing_skips_the_rest_of_a_large_frame_then_finds_the_close_frame(size: int) -> None:
     _, server = pair()
-    stream = frame(Opcode.BINARY, b"x" * 100_000) + frame(Opcode.CLOSE, struct.pack("!H", 1000))
+    stream = frame(Opcode.BINARY, b"x" * size) + frame(Opcode.CLOSE, struct.pack("!H", 1000))
     server.receive_data(stream[:5000])
     server.fail(CloseCode.GOING_AWAY)
     server.receive_data(stream[5000:])
     assert server.close_rcvd is not None
     assert server.close_rcvd.code == 1000
+
+
+def test_failing_with_a_header_half_received_then_finds_the_close_frame() -> None:
+    _, server = pair()
+    stream = frame(Opcode.BINARY, b"x" * 300) + frame(Opcode.CLOSE, struct.pack("!H", 1000))
+    server.receive_data(stream[:3])  # the header isn't whole yet
+    server.fail(CloseCode.GOING_AWAY)
+    assert server.close_rcvd is None
+    server.receive_data(stream[3:])
+    assert server.close_rcvd is not None
+    assert server.close_rcvd.code == 1000
+
+
+def test_failing_finds_a_close_frame_left_unparsed_at_max_events() -> None:
+    _, server = pair()
+    server.max_events = 1
+    close = frame(Opcode.CLOSE, struct.pack("!H", 1001))
+    server.receive_data(frame(Opcode.BINARY, b"a") + frame(Opcode.BINARY, b"b") + close)
+    assert server.parse_pending
+    assert server.events_received() == [b"a"]
+    server.fail(CloseCode.GOING_AWAY)
+    assert server.close_rcvd is not None
+    assert server.close_rcvd.code == 1001

@@ -132,8 +132,9 @@ def _header_size(b1: int) -> int:
 
 
 # Frames from this size are received in place: the rest of the payload is read straight into
-# its own buffer (see receive_buffer) instead of being buffered and copied.
-_BIG_FRAME = 65536
+# its own buffer (see receive_buffer) instead of being buffered and copied. Below it, copying
+# costs less than the extra reads (a read per frame remainder) that receiving in place takes.
+_BIG_FRAME = 1 << 19
 # Past this size a frame is buffered as it comes (only without limits can a frame be larger).
 _BIG_FRAME_MAX = 1 << 30
 
@@ -799,9 +800,16 @@ class Connection:
         skip = 0 if self._big is None else self._big_size - self._big_filled
         self._big = None
         if self.close_rcvd is None and not self.eof_rcvd:
-            # Keep watching for the peer's close frame (see _drain).
-            self._buf = bytearray()
+            # Keep watching for the peer's close frame (see _drain). What is buffered starts
+            # at a frame boundary (the start of an incomplete frame, or frames left unparsed
+            # at max_events; a parse error empties it first): the watch goes on from there.
+            if skip:
+                self._buf = bytearray()
             self._drain_skip = skip
+            if self._buf:
+                self._drain(b"")  # the close frame may be buffered already
+        else:
+            self._buf = bytearray()
 
     def _drain(self, data: Buffer) -> None:
         """After failing, skip the peer's frames without keeping them, until its close frame.
@@ -812,7 +820,8 @@ class Connection:
         bounded whatever the peer sends. A stream too broken to parse just waits for EOF.
         """
         buf = self._buf
-        buf += data
+        if data:
+            buf += data
         pos = 0
         end = len(buf)
         while True:
