@@ -880,15 +880,12 @@ class Connection:
         """
         if type(data) is memoryview:
             data = _flat(data)
-        # Fast path: a small message from an open server connection without compression.
-        if (
-            self._plain_sender
-            and fin
-            and len(data) < 126
-            and self._out_opcode is None
-            and self.state is State.OPEN
-        ):
-            self._out.append(bytes((0x81, len(data))) + data)
+        # Fast path: a whole message from an open server connection without compression.
+        if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
+            if len(data) < 126:
+                self._out.append(bytes((0x81, len(data))) + data)
+            else:
+                self._out.extend(serialize_frame(Opcode.TEXT, data))
             return
         self._send_first(Opcode.TEXT, data, fin, compress)
 
@@ -896,15 +893,12 @@ class Connection:
         """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
         if type(data) is memoryview:
             data = _flat(data)
-        # Fast path: a small message from an open server connection without compression.
-        if (
-            self._plain_sender
-            and fin
-            and len(data) < 126
-            and self._out_opcode is None
-            and self.state is State.OPEN
-        ):
-            self._out.append(bytes((0x82, len(data))) + data)
+        # Fast path: a whole message from an open server connection without compression.
+        if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
+            if len(data) < 126:
+                self._out.append(bytes((0x82, len(data))) + data)
+            else:
+                self._out.extend(serialize_frame(Opcode.BINARY, data))
             return
         self._send_first(Opcode.BINARY, data, fin, compress)
 
