@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -611,6 +612,21 @@ def test_large_frames_are_received_in_place(side: Side, opcode: int) -> None:
     receiver.receive_data(stream[pos:])  # the next frame, read the usual way
     expected = payload.decode() if opcode == Opcode.TEXT else payload
     assert receiver.events_received() == [expected, "after"]
+    assert receiver.exc is None
+
+
+@pytest.mark.parametrize("side", [Side.CLIENT, Side.SERVER])
+def test_large_frames_fed_in_chunks_are_received_whole(side: Side) -> None:
+    """A caller that never asks for receive_buffer() (it only feeds bytes) gets the same."""
+    other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+    sender, receiver = Connection(other), Connection(side)
+    payload = os.urandom(_BIG_FRAME + 5000)
+    sender.send_binary(payload)
+    sender.send_text(b"after")
+    stream = wire(sender)
+    for start in range(0, len(stream), 100_000):  # the last chunk ends the frame and more
+        receiver.receive_data(stream[start : start + 100_000])
+    assert receiver.events_received() == [payload, "after"]
     assert receiver.exc is None
 
 
