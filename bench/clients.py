@@ -17,8 +17,8 @@ each with one JSON line:
   arrived.
 - ``{"cmd": "close_all"}``: drop the kept connections.
 
-Only the picows and raw clients support ``inflight > 1``: they are callback-driven, so they
-can keep a pipeline full without adding a task per message.
+Only the picows, raw and wsend-callbacks clients support ``inflight > 1``: they are
+callback-driven, so they can keep a pipeline full without adding a task per message.
 """
 
 from __future__ import annotations
@@ -208,6 +208,25 @@ async def echo_picows(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
         await asyncio.wait_for(transport.wait_disconnected(), 10)
 
 
+async def echo_wsend_callbacks(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    """wsend's callback API: ``on_message`` receives, ``send_nowait()`` answers."""
+    import wsend
+
+    uri = cmd["uri"]
+    kwargs: dict[str, Any] = {"ssl": ssl_for(uri)} if uri.startswith("wss:") else {}
+    async with wsend.connect(
+        uri, compression=None, ping_interval=None, max_message_size=None, **kwargs
+    ) as ws:
+
+        class Client(Pipeline):
+            def send(self, payload: bytes) -> None:
+                ws.send_nowait(payload)
+
+        client = Client(payload, cmd["inflight"])
+        ws.on_message = client.echoed
+        return await client.run(cmd)
+
+
 class RawClient(asyncio.Protocol, Pipeline):
     """Length-prefixed messages over plain asyncio: the ceiling's client (counts, no checks)."""
 
@@ -262,12 +281,13 @@ async def echo_raw(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
 
 ECHO: dict[str, Callable[[dict[str, Any], bytes], Awaitable[dict[str, Any]]]] = {
     "wsend": echo_wsend,
+    "wsend-callbacks": echo_wsend_callbacks,
     "picows": echo_picows,
     "aiohttp": echo_aiohttp,
     "websockets": echo_websockets,
     "raw": echo_raw,
 }
-PIPELINING = {"picows", "raw"}
+PIPELINING = {"picows", "raw", "wsend-callbacks"}
 
 
 # ---------------------------------------------------------------- many connections (picows)

@@ -19,6 +19,7 @@ LIBS = ("wsend", "picows", "aiohttp", "websockets")
 # wsend on asyncio's own transports (wsend uses aiofastnet's when installed): added to the
 # pipelined echo (2) and idle memory (5) scenarios to show what the transport changes.
 ASYNCIO_VARIANT = "wsend-asyncio"
+CALLBACKS_VARIANT = "wsend-callbacks"
 REFERENCE = "picows"
 PIPELINE_DEPTH = 64
 HANDSHAKE_CONCURRENCY = 8
@@ -133,11 +134,13 @@ def echo_cells(opts: Options) -> list[Cell]:
     tls_modes = [False] + ([True] if 7 in opts.scenarios else [])
     for tls in tls_modes:
         for size in opts.sizes:
+            # wsend's callback API is measured beside its coroutine API (not over TLS).
+            variants = [CALLBACKS_VARIANT] if "wsend" in libs and not tls else []
             if 1 in opts.scenarios or tls:
-                cells += [Cell(s, ref, size, 1, tls) for s in libs]
-                cells += [Cell(ref, c, size, 1, tls) for c in libs]
+                cells += [Cell(s, ref, size, 1, tls) for s in [*libs, *variants]]
+                cells += [Cell(ref, c, size, 1, tls) for c in [*libs, *variants]]
             if 2 in opts.scenarios or tls:
-                cells += [Cell(s, ref, size, PIPELINE_DEPTH, tls) for s in libs]
+                cells += [Cell(s, ref, size, PIPELINE_DEPTH, tls) for s in [*libs, *variants]]
                 if "wsend" in libs and not tls:
                     cells.append(Cell(ASYNCIO_VARIANT, ref, size, PIPELINE_DEPTH, tls))
             if 3 in opts.scenarios:

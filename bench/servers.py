@@ -34,15 +34,23 @@ Conns = set[Any]
 
 
 async def start_wsend(
-    conns: Conns, ssl: Any, compression: bool, fast_transport: bool | None = None
+    conns: Conns,
+    ssl: Any,
+    compression: bool,
+    fast_transport: bool | None = None,
+    callbacks: bool = False,
 ) -> tuple[Any, int]:
     import wsend
 
     async def handler(ws: Any) -> None:
         conns.add(ws)
         try:
-            async for message in ws:
-                await ws.send(message)
+            if callbacks:
+                ws.on_message = ws.send_nowait
+                await ws.wait_closed()
+            else:
+                async for message in ws:
+                    await ws.send(message)
         except wsend.ConnectionClosed:
             pass
         finally:
@@ -65,6 +73,11 @@ async def start_wsend(
 async def start_wsend_asyncio(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, int]:
     """wsend on asyncio's own transports, even where aiofastnet is installed."""
     return await start_wsend(conns, ssl, compression, fast_transport=False)
+
+
+async def start_wsend_callbacks(conns: Conns, ssl: Any, compression: bool) -> tuple[Any, int]:
+    """wsend's callback API: ``on_message`` receives, ``send_nowait()`` answers."""
+    return await start_wsend(conns, ssl, compression, callbacks=True)
 
 
 async def broadcast_wsend(conns: Conns, message: bytes) -> None:
@@ -246,6 +259,7 @@ Broadcast = Callable[[Conns, bytes], Awaitable[None]]
 SERVERS: dict[str, tuple[Start, Broadcast]] = {
     "wsend": (start_wsend, broadcast_wsend),
     "wsend-asyncio": (start_wsend_asyncio, broadcast_wsend),
+    "wsend-callbacks": (start_wsend_callbacks, broadcast_wsend),
     "picows": (start_picows, broadcast_picows),
     "aiohttp": (start_aiohttp, broadcast_aiohttp),
     "websockets": (start_websockets, broadcast_websockets),

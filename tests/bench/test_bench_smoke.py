@@ -53,14 +53,15 @@ def test_quick_run_writes_markdown_table(tmp_path: Path) -> None:
     records = data["records"]
     assert records, "no measurements recorded"
     assert not [r for r in records if "error" in r]
-    assert {r["server"] for r in records} == {"wsend", "picows", "aiohttp"}
-    assert {r["client"] for r in records} == {"wsend", "picows", "aiohttp"}
+    libs = {"wsend", "wsend-callbacks", "picows", "aiohttp"}
+    assert {r["server"] for r in records} == libs
+    assert {r["client"] for r in records} == libs
     assert all(r["rate"] > 0 for r in records)
 
     markdown = (out / "latest.md").read_text()
     assert "## 1a. Echo, one message in flight: servers (picows client)" in markdown
     assert "## 1b. Echo, one message in flight: clients (picows server)" in markdown
-    for lib in ("wsend", "picows", "aiohttp"):
+    for lib in ("wsend", "wsend, callbacks \\(on_message\\)", "picows", "aiohttp"):
         # a row with a median and both ratios: "| wsend | 1,234 (0.95x · 1.00x) |" (x is U+00D7)
         ratio = r"\d+\.\d\d\u00d7"
         row = rf"^\| {lib} \| [\d,]+ \({ratio} · {ratio}\) \|$"

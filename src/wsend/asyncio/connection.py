@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
@@ -74,17 +75,16 @@ _MAX_EVENTS_PER_READ = 1024
 _JOIN_LIMIT = 65536
 
 
-_shared_buffers: dict[int, memoryview] = {}
+_thread_local = threading.local()
 
 
 def _recv_buffer() -> memoryview:
-    import threading
-
-    ident = threading.get_ident()
-    buf = _shared_buffers.get(ident)
-    if buf is None:
-        buf = _shared_buffers[ident] = memoryview(bytearray(_RECV_BUFFER_SIZE))
-    return buf
+    """This thread's receive buffer (freed with the thread)."""
+    try:
+        return _thread_local.recv_buffer  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = _thread_local.recv_buffer = memoryview(bytearray(_RECV_BUFFER_SIZE))
+        return buf
 
 
 def _has_vectored_writes(transport: asyncio.BaseTransport) -> bool:
@@ -155,6 +155,7 @@ class Connection(asyncio.BufferedProtocol):
         "_high_water",
         "_keepalive",
         "_keepalive_ping",
+        "_on_message",
         "_partial",
         "_paused_reading",
         "_paused_writing",
@@ -165,6 +166,7 @@ class Connection(asyncio.BufferedProtocol):
         "_send_lock",
         "_vectored",
         "_waiter",
+        "_write_held",
         "_wrote",
         "extensions",
         "latency",
@@ -207,6 +209,8 @@ class Connection(asyncio.BufferedProtocol):
         self._partial: bytearray | io.StringIO | None = None
         self._paused_reading = False
         self._paused_writing = False
+        self._on_message: Callable[[Message], object] | None = None
+        self._write_held = False  # reading paused while writes are blocked (see on_message)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
@@ -357,9 +361,19 @@ class Connection(asyncio.BufferedProtocol):
         self._paused_writing = True
         if self.proto is not None:
             self.proto.hold_pongs(True)
+        if self._on_message is not None and not self._write_held and self.transport is not None:
+            # Callbacks can't wait for the buffer to drain: read no more until it does, so a
+            # peer that sends without reading can't make the answers pile up without bound.
+            self._write_held = True
+            if not self._paused_reading:
+                self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        if self._write_held:
+            self._write_held = False
+            if not self._paused_reading and self.transport is not None:
+                self.transport.resume_reading()
         proto = self.proto
         if proto is not None and proto.hold_pongs(False):
             self._flush(proto)
@@ -394,14 +408,16 @@ class Connection(asyncio.BufferedProtocol):
                     self._close_received()
                 elif kind is Ping:
                     self._activity()
-        if proto.parse_pending and not self._paused_reading and not self._connection_lost:
-            # Frames wait unparsed (see start): read no more until the queue is read.
-            self._paused_reading = True
-            assert self.transport is not None
-            self.transport.pause_reading()
+        if proto.parse_pending and not self._connection_lost:
+            # Frames wait unparsed (see start): read no more until the queue is read, or with
+            # on_message, until the next loop iteration parses the next batch.
+            self._pause_reading()
+            if self._on_message is not None:
+                self.loop.call_soon(self._resume)
         if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
-        self._flush(proto)
+        if proto.has_output or proto.state is not State.OPEN:
+            self._flush(proto)  # automatic answers (pong, close), or closing
 
     def _schedule_failure(self) -> None:
         """The peer erred: fail once the application has read what came before the error.
@@ -417,6 +433,12 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._fail_timer = self.loop.call_soon(self._fail_pending)
 
+    def _fail_soon(self) -> None:
+        """The messages before the peer's error were read: fail now (at the next iteration)."""
+        if self._fail_timer is not None:
+            self._fail_timer.cancel()
+        self._fail_timer = self.loop.call_soon(self._fail_pending)
+
     def _fail_pending(self) -> None:
         proto = self.proto
         if proto is not None and proto.has_pending:
@@ -424,6 +446,9 @@ class Connection(asyncio.BufferedProtocol):
             self._flush(proto)
 
     def _deliver(self, event: Item) -> None:
+        if self._on_message is not None:
+            self._dispatch(event)
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(event)
@@ -432,14 +457,14 @@ class Connection(asyncio.BufferedProtocol):
         if queue is None:
             queue = self._queue = collections.deque()
         queue.append(event)
-        if (
-            len(queue) >= self.options.max_queue
-            and not self._paused_reading
-            and not self._connection_lost
-        ):
+        if len(queue) >= self.options.max_queue and not self._connection_lost:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._paused_reading:
             self._paused_reading = True
-            assert self.transport is not None
-            self.transport.pause_reading()
+            if not self._write_held and self.transport is not None:
+                self.transport.pause_reading()
 
     def _flush(self, proto: Protocol) -> None:
         """Hand the protocol's output to the transport.
@@ -559,6 +584,7 @@ class Connection(asyncio.BufferedProtocol):
             ConnectionClosedOK: the connection closed normally and no message remains.
             ConnectionClosedError: the connection closed with an error.
             ConcurrencyError: another coroutine is already reading.
+            UsageError: messages go to :attr:`on_message`.
         """
         queue = self._queue
         if queue and not self._reading and not self._paused_reading:
@@ -570,31 +596,107 @@ class Connection(asyncio.BufferedProtocol):
             ):
                 queue.popleft()
                 return event  # type: ignore[return-value]
-        if self._reading:
-            raise ConcurrencyError("another coroutine is already receiving")
+        self._check_receiving()
         self._reading = True
         try:
             while True:
                 event = await self._next_fragment()
                 if type(event) is not Data:
                     return event  # type: ignore[return-value]
-                data = event.data
-                partial = self._partial
-                if partial is None:
-                    partial = self._partial = (
-                        io.StringIO() if isinstance(data, str) else bytearray()
-                    )
-                if isinstance(partial, io.StringIO):
-                    partial.write(cast(str, data))
-                else:
-                    partial += cast(bytes, data)
-                if event.fin:
-                    self._partial = None
-                    if isinstance(partial, io.StringIO):
-                        return partial.getvalue()
-                    return bytes(partial)
+                message = self._join(event)
+                if message is not None:
+                    return message
         finally:
             self._reading = False
+
+    def _check_receiving(self) -> None:
+        if self._on_message is not None:
+            raise UsageError("messages go to on_message: set it to None to receive them here")
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving")
+
+    def _join(self, event: Data) -> Message | None:
+        """Add a fragment to the message being received; return the message once whole.
+
+        Fragments join as they come (a list would cost an entry per fragment, however small:
+        a peer could send millions).
+        """
+        data = event.data
+        partial = self._partial
+        if partial is None:
+            partial = self._partial = io.StringIO() if isinstance(data, str) else bytearray()
+        if isinstance(partial, io.StringIO):
+            partial.write(cast(str, data))
+        else:
+            partial += cast(bytes, data)
+        if not event.fin:
+            return None
+        self._partial = None
+        if isinstance(partial, io.StringIO):
+            return partial.getvalue()
+        return bytes(partial)
+
+    # -- receiving with a callback -----------------------------------------------------------
+
+    @property
+    def on_message(self) -> Callable[[Message], object] | None:
+        """A function called with each message as it arrives, like the browser's ``onmessage``.
+
+        While it is set, messages go to it instead of :meth:`recv`: no task wakes up per
+        message, the lowest-latency way to receive. It runs inside the event loop's read
+        callback, so it must not block; it may answer with :meth:`send_nowait` or start tasks.
+        Messages received before it was set are handed to it at once, in order. An exception
+        it raises is logged and fails the connection (1011); later messages are dropped.
+
+        Since a callback can't wait for the write buffer to drain, reading pauses while
+        writing is blocked (the peer doesn't read): answers can't pile up without bound.
+        Set it back to ``None`` to receive with :meth:`recv` again.
+
+        Raises:
+            ConcurrencyError: on setting, a coroutine is waiting in :meth:`recv`.
+        """
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, callback: Callable[[Message], object] | None) -> None:
+        if callback is not None and self._reading:
+            raise ConcurrencyError("a coroutine is receiving: set on_message before or after")
+        self._on_message = callback
+        if callback is None:
+            if self._write_held:  # recv() and send() apply backpressure again
+                self._write_held = False
+                if not self._paused_reading and self.transport is not None:
+                    self.transport.resume_reading()
+            return
+        queue = self._queue
+        while queue and self._on_message is callback:
+            self._dispatch(queue.popleft())
+        if self._paused_reading:
+            self._resume()
+        if self._paused_writing:
+            self.pause_writing()  # hold reading as if the buffer filled now
+        if not queue and self.proto is not None and self.proto.has_pending:
+            self._fail_soon()
+
+    def _dispatch(self, event: Item) -> None:
+        """Hand a message to on_message (a fragment once its message is whole)."""
+        if type(event) is Data:
+            message = self._join(event)
+            if message is None:
+                return
+        else:
+            message = cast(Message, event)
+        callback = self._on_message
+        assert callback is not None
+        try:
+            callback(message)
+        except Exception:
+            self.logger.exception("on_message callback failed")
+            self._on_message = _drop
+            proto = self.proto
+            if proto is not None and proto.state is State.OPEN and not self._connection_lost:
+                proto.fail(CloseCode.INTERNAL_ERROR, "on_message failed")
+                self._flush(proto)
 
     async def recv_json(self, *, loads: Callable[[Message], Any] = json.loads) -> Any:
         """Receive the next message and decode it as JSON (text or UTF-8 binary).
@@ -610,8 +712,7 @@ class Connection(asyncio.BufferedProtocol):
         Yields ``str`` fragments for a text message and ``bytes`` for a binary one; a fragment
         may be empty. Consume the iterator to the end before receiving again.
         """
-        if self._reading:
-            raise ConcurrencyError("another coroutine is already receiving")
+        self._check_receiving()
         self._reading = True
         try:
             partial, self._partial = self._partial, None
@@ -641,7 +742,7 @@ class Connection(asyncio.BufferedProtocol):
             not queue or len(queue) <= self.options.max_queue // 4
         ):
             self._paused_reading = False
-            if self.transport is not None:
+            if self.transport is not None and not self._write_held:
                 self.transport.resume_reading()
 
     async def _next_fragment(self) -> Item:
@@ -649,9 +750,7 @@ class Connection(asyncio.BufferedProtocol):
         if queue:
             event = queue.popleft()
             if not queue and self.proto is not None and self.proto.has_pending:
-                if self._fail_timer is not None:
-                    self._fail_timer.cancel()
-                self._fail_timer = self.loop.call_soon(self._fail_pending)
+                self._fail_soon()
             if self._paused_reading and len(queue) <= self.options.max_queue // 4:
                 self._resume()
             return event
@@ -737,6 +836,36 @@ class Connection(asyncio.BufferedProtocol):
             async with self._send_lock:
                 await self._send(message, compress, locked=True)
             return
+        if self._send_fast(message, compress):
+            if self._paused_writing:
+                await self._drain()
+            return
+        await self._send(message, compress)
+
+    def send_nowait(
+        self, message: Message | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
+        """Send a message without waiting: how :attr:`on_message` callbacks answer.
+
+        Takes ``str`` (text) or bytes-like (binary) messages and writes them at once, or
+        buffers them if the socket can't take more now, like the browser's ``send()``:
+        :attr:`buffered_amount` tells how much waits. Files and iterables need :meth:`send`.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            UsageError: a streamed message is being sent (its frames must come first).
+            TypeError: the message is neither ``str`` nor bytes-like.
+        """
+        if self._send_lock.locked():
+            raise UsageError("a streamed message is being sent: await send() instead")
+        if not self._send_fast(message, compress) and not self._send_whole(message, compress):
+            raise TypeError(
+                f"send_nowait() takes str or bytes-like messages, not {type(message).__name__}"
+            )
+
+    def _send_fast(self, message: Any, compress: bool | None) -> bool:
+        """Send ``str`` or ``bytes`` on an open connection by the shortest path; False if
+        ``message`` is of another type or the connection isn't simply open."""
         kind = type(message)
         proto = self.proto
         if (
@@ -755,12 +884,11 @@ class Connection(asyncio.BufferedProtocol):
             if transport is None or transport.is_closing():
                 raise self._closed_exception()
             self._write_or_cork(transport, chunks)
-            if self._paused_writing:
-                await self._drain()
-            return
-        await self._send(message, compress)
+            return True
+        return False
 
-    async def _send(self, message: Any, compress: bool | None, *, locked: bool = False) -> None:
+    def _send_whole(self, message: Any, compress: bool | None) -> bool:
+        """Send a ``str`` or bytes-like message; False if it is of another type."""
         proto = self._sendable()
         if isinstance(message, str):
             proto.send_text(message.encode(), compress=compress)
@@ -770,20 +898,25 @@ class Connection(asyncio.BufferedProtocol):
             # Like the browser's send(), take the data now: the caller may reuse its buffer
             # before the frame is written (and bytes() flattens any memoryview layout).
             proto.send_binary(bytes(message), compress=compress)
-        elif hasattr(message, "read"):
-            await self._send_stream(_read_chunks(message), compress, locked)
+        else:
+            return False
+        self._flush(proto)
+        return True
+
+    async def _send(self, message: Any, compress: bool | None, *, locked: bool = False) -> None:
+        if self._send_whole(message, compress):
+            if self._paused_writing:
+                await self._drain()
             return
+        if hasattr(message, "read"):
+            await self._send_stream(_read_chunks(message), compress, locked)
         elif isinstance(message, AsyncIterable | Iterable) and not isinstance(message, dict):
             await self._send_stream(_iterate_chunks(message), compress, locked)
-            return
         else:
             raise TypeError(
                 f"cannot send {type(message).__name__}: send str, bytes-like, a binary "
                 "file-like object or an iterable of them; use send_json() for objects"
             )
-        self._flush(proto)
-        if self._paused_writing:
-            await self._drain()
 
     async def _send_stream(
         self, chunks: AsyncIterator[Message], compress: bool | None, locked: bool
@@ -987,6 +1120,10 @@ class Connection(asyncio.BufferedProtocol):
     def __repr__(self) -> str:
         side = "client" if self.is_client else "server"
         return f"<wsend {side} connection {self.ready_state.name} {self.remote_address}>"
+
+
+def _drop(message: Message) -> None:
+    """Where messages go after an on_message callback failed."""
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

@@ -234,8 +234,8 @@ class Connection:
         self.eof_rcvd = False
 
         self._expect_mask = not self.is_client
-        # Servers without compression send small messages on a fast path (send_text).
-        self._plain_sender = not self.is_client and deflate is None
+        # Without compression, whole messages are sent on a fast path (send_text).
+        self._plain_sender = deflate is None
         self._buf = bytearray()
         self._events: list[Event] = []
         #: Parsing stops once this many messages and fragments wait in
@@ -861,6 +861,11 @@ class Connection:
 
     # -- sending ---------------------------------------------------------------------------
 
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has something to return."""
+        return bool(self._out)
+
     def data_to_send(self) -> list[Buffer]:
         """Return the chunks to write to the network, in order, since the last call."""
         out, self._out = self._out, []
@@ -880,9 +885,11 @@ class Connection:
         """
         if type(data) is memoryview:
             data = _flat(data)
-        # Fast path: a whole message from an open server connection without compression.
+        # Fast path: a whole message on an open connection without compression.
         if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
-            if len(data) < 126:
+            if self.is_client:
+                self._write(Opcode.TEXT, data)  # masked
+            elif len(data) < 126:
                 self._out.append(bytes((0x81, len(data))) + data)
             else:
                 self._out.extend(serialize_frame(Opcode.TEXT, data))
@@ -893,9 +900,11 @@ class Connection:
         """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
         if type(data) is memoryview:
             data = _flat(data)
-        # Fast path: a whole message from an open server connection without compression.
+        # Fast path: a whole message on an open connection without compression.
         if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
-            if len(data) < 126:
+            if self.is_client:
+                self._write(Opcode.BINARY, data)  # masked
+            elif len(data) < 126:
                 self._out.append(bytes((0x82, len(data))) + data)
             else:
                 self._out.extend(serialize_frame(Opcode.BINARY, data))
