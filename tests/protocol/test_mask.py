@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsend.protocol import mask
+from wsend.protocol.frames import Opcode, serialize_frame
 
 try:
     from wsend.protocol import _speedups  # type: ignore[attr-defined]
@@ -99,3 +100,111 @@ def test_payload_buffer_errors(payload_buffer) -> None:  # type: ignore[no-untyp
     with pytest.raises(ValueError, match="4 bytes"):
         buffer.finish(b"abc")
     assert payload_buffer(0).finish(None) == b""
+
+
+# -- parse_messages: runs of whole simple messages ---------------------------------------------
+
+PARSERS = [mask.parse_messages_py]
+if _speedups is not None:
+    PARSERS.append(_speedups.parse_messages)
+
+
+@st.composite
+def frame_streams(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """A stream of frames, mostly simple messages, some of other kinds, maybe cut short."""
+    masked = draw(st.booleans())
+    chunks = []
+    for _ in range(draw(st.integers(0, 8))):
+        opcode = draw(
+            st.sampled_from(
+                [
+                    Opcode.TEXT,
+                    Opcode.BINARY,
+                    Opcode.TEXT,
+                    Opcode.BINARY,
+                    Opcode.CONT,
+                    Opcode.PING,
+                    0x3,
+                ]
+            )
+        )
+        if opcode == Opcode.TEXT and draw(st.booleans()):
+            payload = draw(st.text(max_size=300)).encode()
+        else:
+            payload = draw(st.binary(max_size=300) | st.sampled_from([b"\xed\xa0\x80", b"\xff"]))
+        if draw(st.integers(0, 20)) == 0:
+            payload = payload * 300  # a 16-bit or 64-bit length
+        # Masked as the stream says, but now and then the other way (not simple then).
+        flip = draw(st.integers(0, 15)) == 0
+        key = draw(st.binary(min_size=4, max_size=4)) if masked != flip else None
+        chunks += serialize_frame(
+            opcode,
+            payload,
+            fin=draw(st.integers(0, 6)) > 0,
+            rsv1=draw(st.integers(0, 10)) == 0,
+            mask=key,
+        )
+    stream = b"".join(chunks)
+    cut = draw(st.integers(0, 30))
+    return (stream[: len(stream) - cut] if cut < len(stream) else stream), masked
+
+
+@pytest.mark.skipif(_speedups is None, reason="the extension is not built")
+@given(
+    stream=frame_streams(),
+    start=st.integers(0, 12),
+    limit=st.sampled_from([-1, 0, 10, 125, 126, 65535, 65536, 1 << 62]),
+    count=st.integers(0, 10),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_parse_messages_twins_agree(stream, start, limit, count, kind) -> None:  # type: ignore[no-untyped-def]
+    data, masked = stream
+    start = min(start, len(data))
+    results = []
+    for parse in PARSERS:
+        events: list[object] = []
+        results.append((parse(kind(data), start, masked, limit, count, events), events))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_parse_messages_takes_whole_simple_messages_and_stops_at_the_rest(parse) -> None:  # type: ignore[no-untyped-def]
+    key = b"\x01\x02\x03\x04"
+    stream = b"".join(
+        [
+            *serialize_frame(Opcode.TEXT, "héllo".encode(), mask=key),
+            *serialize_frame(Opcode.BINARY, b"\x00" * 70_000, mask=key),
+            *serialize_frame(Opcode.BINARY, b"", mask=key),
+            *serialize_frame(Opcode.PING, b"ping", mask=key),  # not a message: stop here
+            *serialize_frame(Opcode.TEXT, b"after", mask=key),
+        ]
+    )
+    events: list[object] = []
+    pos, n = parse(stream, 0, True, 1 << 62, 100, events)
+    assert (n, events) == (3, ["héllo", b"\x00" * 70_000, b""])
+    assert stream[pos] == 0x89
+    # Unmasked frames where masked ones are expected, too large, invalid UTF-8, cut short:
+    for bad in (
+        serialize_frame(Opcode.TEXT, b"x")[0],
+        serialize_frame(Opcode.TEXT, b"x" * 200, mask=key)[0],
+        serialize_frame(Opcode.TEXT, b"\xff", mask=key)[0],
+        serialize_frame(Opcode.BINARY, b"abc", mask=key)[0][:-1],
+    ):
+        events = []
+        assert parse(bad, 0, True, 100, 100, events) == (0, 0)
+        assert events == []
+    events = []
+    first = len(serialize_frame(Opcode.TEXT, "héllo".encode(), mask=key)[0])
+    assert parse(stream, 0, True, 1 << 62, 2, events) == (first + 14 + 70_000, 2)
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_parse_messages_rejects_bad_arguments(parse) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="pos"):
+        parse(b"\x82\x00", 3, False, 10, 10, [])
+    with pytest.raises(ValueError, match="pos"):
+        parse(b"\x82\x00", -1, False, 10, 10, [])
+    with pytest.raises(TypeError):
+        parse(b"\x82\x00", 0, False, 10, 10, ())
+    with pytest.raises(TypeError):
+        parse("text", 0, False, 10, 10, [])

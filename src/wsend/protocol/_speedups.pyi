@@ -1,4 +1,15 @@
+from typing import Any
+
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
+def parse_messages(
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    expect_mask: bool,
+    limit: int,
+    count: int,
+    events: list[Any],
+    /,
+) -> tuple[int, int]: ...
 
 class PayloadBuffer:
     def __init__(self, size: int) -> None: ...

@@ -35,7 +35,7 @@ from ..exceptions import (
 )
 from .deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Opcode, close_code_for, is_valid_close_code, serialize_frame
-from .mask import Payload, PayloadBuffer, apply_mask
+from .mask import Payload, PayloadBuffer, apply_mask, parse_messages
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -530,6 +530,21 @@ class Connection:
         end = len(buf)
         limit = self.max_events or 1 << 62
         while end - pos >= 2 and not self._discard:
+            if self._in_opcode is None and self._data_events < limit:
+                # Between messages: a run of whole simple messages (the common case) is
+                # parsed in one call, compiled when the extension is built.
+                pos, n = parse_messages(
+                    buf,
+                    pos,
+                    self._expect_mask,
+                    self._fast_limit,
+                    limit - self._data_events,
+                    self._events,
+                )
+                if n:
+                    self._data_events += n
+                    if end - pos < 2:
+                        break
             if self._data_events >= limit:
                 self._capped = True
                 break
