@@ -90,14 +90,15 @@ async def pingpong(
 # ---------------------------------------------------------------- coroutine clients
 
 
-async def echo_wsend(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
+def connect_wsend(uri: str) -> Any:
     import wsend
 
-    uri = cmd["uri"]
     kwargs: dict[str, Any] = {"ssl": ssl_for(uri)} if uri.startswith("wss:") else {}
-    async with wsend.connect(
-        uri, compression=None, ping_interval=None, max_message_size=None, **kwargs
-    ) as ws:
+    return wsend.connect(uri, compression=None, ping_interval=None, max_message_size=None, **kwargs)
+
+
+async def echo_wsend(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    async with connect_wsend(cmd["uri"]) as ws:
         return await pingpong(ws.send, ws.recv, payload, cmd)
 
 
@@ -210,13 +211,7 @@ async def echo_picows(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
 
 async def echo_wsend_callbacks(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
     """wsend's callback API: ``on_message`` receives, ``send_nowait()`` answers."""
-    import wsend
-
-    uri = cmd["uri"]
-    kwargs: dict[str, Any] = {"ssl": ssl_for(uri)} if uri.startswith("wss:") else {}
-    async with wsend.connect(
-        uri, compression=None, ping_interval=None, max_message_size=None, **kwargs
-    ) as ws:
+    async with connect_wsend(cmd["uri"]) as ws:
 
         class Client(Pipeline):
             def send(self, payload: bytes) -> None:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import socket
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -96,6 +97,22 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bool, bool, byt
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
+
+
+async def tiny_window_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a WebSocket connection from a raw client with a 4 KiB receive buffer.
+
+    The caller can then stop reading (``reader._transport.pause_reading()``): the server's
+    writes soon block, as with a peer that never reads.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(upgrade_request())
+    await read_head(reader)
+    return reader, writer
 
 
 def parse_head(head: bytes) -> tuple[str, dict[str, str]]:

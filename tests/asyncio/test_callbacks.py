@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import socket
 import struct
 
 import pytest
@@ -14,7 +13,7 @@ import wsend
 from wsend import ConcurrencyError, ConnectionClosed, UsageError
 from wsend.protocol.frames import Opcode
 
-from .helpers import frame, read_head, until, upgrade_request, ws_uri
+from .helpers import frame, tiny_window_client, until, ws_uri
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,13 +169,7 @@ async def test_reading_pauses_while_answers_cannot_be_written(start_server):
         await ws.wait_closed()
 
     server = await start_server(handler, write_limit=64 * 1024, max_message_size=None)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(upgrade_request())
-    await read_head(reader)
+    reader, writer = await tiny_window_client(server.port)
     ws = await accepted
     reader._transport.pause_reading()  # type: ignore[attr-defined]  # don't read the echoes
     message = frame(Opcode.BINARY, b"x" * 60_000, mask=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import socket
 import tracemalloc
 
 import pytest
@@ -17,7 +16,15 @@ import pytest
 import wsend
 from wsend.protocol.frames import Opcode
 
-from .helpers import frame, parse_head, read_head, until, upgrade_request, ws_uri
+from .helpers import (
+    frame,
+    parse_head,
+    read_head,
+    tiny_window_client,
+    until,
+    upgrade_request,
+    ws_uri,
+)
 
 # -- what send() takes -------------------------------------------------------------------------
 
@@ -100,13 +107,7 @@ async def test_ping_flood_from_a_peer_that_never_reads_keeps_memory_bounded(star
         await ws.wait_closed()
 
     server = await start_server(handler, ping_interval=None)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(upgrade_request())
-    await read_head(reader)
+    reader, writer = await tiny_window_client(server.port)
     ws = await accepted
     reader._transport.pause_reading()  # type: ignore[attr-defined]  # never read again
     ping = bytes([0x89, 0x80 | 125]) + b"\x00" * 4 + b"p" * 125  # masked with a zero key

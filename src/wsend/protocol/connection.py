@@ -898,33 +898,11 @@ class Connection:
         Raises:
             UsageError: the connection is not open, or a fragmented message is in progress.
         """
-        if type(data) is memoryview:
-            data = _flat(data)
-        # Fast path: a whole message on an open connection without compression.
-        if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
-            if self.is_client:
-                self._write(Opcode.TEXT, data)  # masked
-            elif len(data) < 126:
-                self._out.append(bytes((0x81, len(data))) + data)
-            else:
-                self._out.extend(serialize_frame(Opcode.TEXT, data))
-            return
-        self._send_first(Opcode.TEXT, data, fin, compress)
+        self._send_message(Opcode.TEXT, data, fin, compress)
 
     def send_binary(self, data: Buffer, *, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary frame (the first or only frame of a message); see :meth:`send_text`."""
-        if type(data) is memoryview:
-            data = _flat(data)
-        # Fast path: a whole message on an open connection without compression.
-        if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
-            if self.is_client:
-                self._write(Opcode.BINARY, data)  # masked
-            elif len(data) < 126:
-                self._out.append(bytes((0x82, len(data))) + data)
-            else:
-                self._out.extend(serialize_frame(Opcode.BINARY, data))
-            return
-        self._send_first(Opcode.BINARY, data, fin, compress)
+        self._send_message(Opcode.BINARY, data, fin, compress)
 
     def send_continuation(self, data: Buffer, *, fin: bool) -> None:
         """Send the next frame of the fragmented message in progress.
@@ -942,6 +920,20 @@ class Connection:
         if fin:
             self._out_opcode = None
         self._write(Opcode.CONT, data, fin=fin)
+
+    def _send_message(self, opcode: int, data: Buffer, fin: bool, compress: bool | None) -> None:
+        if type(data) is memoryview:
+            data = _flat(data)
+        # Fast path: a whole message on an open connection without compression.
+        if self._plain_sender and fin and self._out_opcode is None and self.state is State.OPEN:
+            if self.is_client:
+                self._write(opcode, data)  # masked
+            elif len(data) < 126:
+                self._out.append(bytes((0x80 | opcode, len(data))) + data)
+            else:
+                self._out.extend(serialize_frame(opcode, data))
+            return
+        self._send_first(opcode, data, fin, compress)
 
     def _send_first(self, opcode: int, data: Buffer, fin: bool, compress: bool | None) -> None:
         self._check_open()
