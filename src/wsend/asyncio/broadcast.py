@@ -52,15 +52,17 @@ def broadcast(
     frame = b"".join(serialize_frame(opcode, payload))
     errors: list[Exception] = []
     sent = 0
+    open_ = State.OPEN
     for conn in connections:
         proto = conn.proto
         transport = conn.transport
+        # A streamed send holds the connection's send lock, but only its frames matter: until
+        # its first frame and after its last, a whole message may go first.
         if (
             proto is None
             or transport is None
-            or proto.state is not State.OPEN
+            or proto.state is not open_
             or conn._connection_lost
-            or conn._send_lock.locked()
             or proto.fragmenting
         ):
             continue
