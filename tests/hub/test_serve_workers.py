@@ -82,7 +82,7 @@ async def test_two_workers_share_channels_through_redis() -> None:
         finally:
             proc.terminate()
             code = await asyncio.to_thread(proc.wait, 30)
-        assert code == 0
+        assert code == 0, proc.stderr.read()  # the workers' log says what held them
 
 
 def test_workers_without_redis_is_a_usage_error() -> None:

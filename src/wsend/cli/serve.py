@@ -44,8 +44,10 @@ __all__ = ["WEB_DIR", "HubServer", "ServeSettings", "command", "load_config", "r
 #: The browser client and the demo pages.
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
-# Seconds given to connections to finish their closing handshake at shutdown.
-SHUTDOWN_TIMEOUT = 5.0
+# Seconds a shutdown takes at most: the apps' tasks, the connections' closing handshakes
+# and the engines share them (a worker must be done well within its supervisor's grace,
+# wsend.hub.workers.STOP_GRACE).
+SHUTDOWN_TIMEOUT = 8.0
 
 EPILOG = """\b
 Examples:
@@ -256,19 +258,23 @@ class HubServer:
     async def stop(self) -> None:
         """Stop the apps, close the hub's connections (4001: reconnect later), then the
         engines and the server."""
+        # One deadline for the whole stop (see SHUTDOWN_TIMEOUT): each step gets what the
+        # steps before it left, and the last ones a short minimum.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_TIMEOUT
         await self.runner.stop()
         # Let the connections end (and leave their channels) before the engines close:
         # ``Hub.close`` alone closes the engines under connections still cleaning up.
-        # One deadline for the whole stop: a worker must be done well within the grace period
-        # its supervisor gives it (wsend.hub.workers.STOP_GRACE).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_TIMEOUT
         hub = self.hub
         for user in {session.user for session in hub.sessions()}:
             hub.disconnect(user, DisconnectCode.SHUTDOWN, "shutdown")
         while hub.sessions() and loop.time() < deadline:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.01)
-        await hub.close(DisconnectCode.SHUTDOWN, "shutdown")
+        try:
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                await hub.close(DisconnectCode.SHUTDOWN, "shutdown")
+        except TimeoutError:
+            log("the hub's engines did not close in time: leaving them")
         if self.server is not None:
             await self.server.shutdown(timeout=max(0.5, deadline - loop.time()))
 
