@@ -338,9 +338,15 @@ class OurServer:
     closed: list[wsend.ConnectionClosed] = dataclasses.field(default_factory=list)
 
 
-@pytest.fixture
-async def our_server(compression: str | None) -> AsyncIterator[OurServer]:
-    """wsend's server: echoes every message; closes with CLOSE_CODE on CLOSE_COMMAND."""
+@pytest.fixture(params=["coroutines", "callbacks"])
+async def our_server(
+    request: pytest.FixtureRequest, compression: str | None
+) -> AsyncIterator[OurServer]:
+    """wsend's server: echoes every message; closes with CLOSE_CODE on CLOSE_COMMAND.
+
+    It receives with ``recv()``, or with an ``on_message`` callback answering with
+    ``send_nowait()``.
+    """
 
     async def handler(ws: Any) -> None:
         ours.opens.append(list(ws.extensions))
@@ -354,8 +360,31 @@ async def our_server(compression: str | None) -> AsyncIterator[OurServer]:
         except wsend.ConnectionClosed as exc:
             ours.closed.append(exc)
 
+    async def callbacks_handler(ws: Any) -> None:
+        ours.opens.append(list(ws.extensions))
+        closing: list[asyncio.Task[None]] = []
+
+        def on_message(message: Message) -> None:
+            if message == CLOSE_COMMAND:
+                closing.append(asyncio.ensure_future(ws.close(CLOSE_CODE, CLOSE_REASON)))
+            else:
+                ws.send_nowait(message)
+
+        ws.on_message = on_message
+        await ws.wait_closed()
+        await asyncio.gather(*closing)
+        ws.on_message = None
+        try:
+            await ws.recv()  # how the connection ended, as a recv() loop would learn it
+        except wsend.ConnectionClosed as exc:
+            ours.closed.append(exc)
+
     async with wsend.serve(
-        handler, "127.0.0.1", 0, compression=compression, max_message_size=MAX_SIZE
+        handler if request.param == "coroutines" else callbacks_handler,
+        "127.0.0.1",
+        0,
+        compression=compression,
+        max_message_size=MAX_SIZE,
     ) as server:
         ours = OurServer(f"ws://127.0.0.1:{server.port}/")
         yield ours
