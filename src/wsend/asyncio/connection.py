@@ -361,19 +361,12 @@ class Connection(asyncio.BufferedProtocol):
         self._paused_writing = True
         if self.proto is not None:
             self.proto.hold_pongs(True)
-        if self._on_message is not None and not self._write_held and self.transport is not None:
-            # Callbacks can't wait for the buffer to drain: read no more until it does, so a
-            # peer that sends without reading can't make the answers pile up without bound.
-            self._write_held = True
-            if not self._paused_reading:
-                self.transport.pause_reading()
+        if self._on_message is not None:
+            self._hold_reading()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        if self._write_held:
-            self._write_held = False
-            if not self._paused_reading and self.transport is not None:
-                self.transport.resume_reading()
+        self._release_reading()
         proto = self.proto
         if proto is not None and proto.hold_pongs(False):
             self._flush(proto)
@@ -381,6 +374,21 @@ class Connection(asyncio.BufferedProtocol):
             if not fut.done():
                 fut.set_result(None)
         self._drain_waiters.clear()
+
+    def _hold_reading(self) -> None:
+        """Writes are blocked and callbacks can't wait for the buffer to drain: read no more
+        until it does, so a peer that sends without reading can't pile up the answers."""
+        if not self._write_held and self.transport is not None:
+            self._write_held = True
+            if not self._paused_reading:
+                self.transport.pause_reading()
+
+    def _release_reading(self) -> None:
+        """Undo :meth:`_hold_reading` (reading stays paused if the queue is full)."""
+        if self._write_held:
+            self._write_held = False
+            if not self._paused_reading and self.transport is not None:
+                self.transport.resume_reading()
 
     # -- after the handshake -----------------------------------------------------------------
 
@@ -663,10 +671,7 @@ class Connection(asyncio.BufferedProtocol):
             raise ConcurrencyError("a coroutine is receiving: set on_message before or after")
         self._on_message = callback
         if callback is None:
-            if self._write_held:  # recv() and send() apply backpressure again
-                self._write_held = False
-                if not self._paused_reading and self.transport is not None:
-                    self.transport.resume_reading()
+            self._release_reading()  # recv() and send() apply backpressure again
             return
         queue = self._queue
         while queue and self._on_message is callback:
@@ -674,7 +679,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._paused_reading:
             self._resume()
         if self._paused_writing:
-            self.pause_writing()  # hold reading as if the buffer filled now
+            self._hold_reading()
         if not queue and self.proto is not None and self.proto.has_pending:
             self._fail_soon()
 
