@@ -6,8 +6,9 @@ each with one JSON line:
 - ``{"cmd": "echo", "uri", "size", "inflight", "warmup", "duration", "server_pid"}``: open a
   connection, keep ``inflight`` binary messages of ``size`` random bytes in flight (sending
   the next one as each echo arrives) for ``warmup`` seconds, then measure for ``duration``
-  seconds. Answers ``rate`` (echoed messages per second) and ``server_cpu_ns`` (CPU time of
-  the server process during the measured window, read from /proc).
+  seconds. Answers ``rate`` (echoed messages per second), ``server_cpu_ns`` (CPU time of
+  the server process during the measured window, read from /proc) and ``client_cpu_ns``
+  (the same for this client process).
 - ``{"cmd": "handshakes", "uri", "concurrency", "warmup", "duration"}`` (picows only): open a
   connection, complete the opening and closing handshakes, repeat; answers ``rate``.
 - ``{"cmd": "open", "uri", "n", "compression"}`` (picows only): open ``n`` more idle
@@ -45,9 +46,10 @@ class Meter:
 
 async def measure(meter: Meter, warmup: float, duration: float, server_pid: int) -> dict[str, Any]:
     await asyncio.sleep(warmup)
-    n0, c0, t0 = meter.n, cpu_ns(server_pid), time.perf_counter()
+    me = os.getpid()
+    n0, c0, m0, t0 = meter.n, cpu_ns(server_pid), cpu_ns(me), time.perf_counter()
     await asyncio.sleep(duration)
-    n1, c1, t1 = meter.n, cpu_ns(server_pid), time.perf_counter()
+    n1, c1, m1, t1 = meter.n, cpu_ns(server_pid), cpu_ns(me), time.perf_counter()
     meter.stop = True
     count = n1 - n0
     return {
@@ -55,6 +57,7 @@ async def measure(meter: Meter, warmup: float, duration: float, server_pid: int)
         "count": count,
         "elapsed": t1 - t0,
         "server_cpu_ns": (c1 - c0) if server_pid else None,
+        "client_cpu_ns": m1 - m0,
     }
 
 

@@ -6,9 +6,10 @@ sans-I/O :class:`~wsend.protocol.connection.Connection`; complete fragments are 
 
 Flow control:
 
-- Receiving: when ``max_queue`` fragments wait unread, reading from the socket pauses; it resumes
-  when the queue falls to a quarter of that. With the message size limit, this bounds the memory
-  a peer can make us hold.
+- Receiving: when ``max_queue`` fragments still wait unread after the reader had its turn (the
+  next loop iteration, or the next read if that comes first), reading from the socket pauses; it
+  resumes when the queue falls to a quarter of that. With the message size limit, this bounds
+  the memory a peer can make us hold.
 - Sending: ``send()`` returns as soon as the frame is handed to the transport, unless the
   transport's buffer is above the high-water mark of ``write_limit``: then it waits until the
   buffer drains below the low-water mark.
@@ -36,7 +37,7 @@ from ..exceptions import (
     UsageError,
 )
 from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import Data, Ping, Pong, State
+from ..protocol.connection import Data, Event, Ping, Pong, State
 from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
 from ..protocol.http import Request, Response
 
@@ -143,14 +144,17 @@ class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_batching",
         "_close_timer",
         "_closed",
         "_connection_lost",
+        "_cork_for_input",
         "_cork_scheduled",
         "_corked",
         "_corked_size",
         "_drain_waiters",
         "_fail_timer",
+        "_full_check",
         "_half_closed",
         "_high_water",
         "_keepalive",
@@ -208,6 +212,7 @@ class Connection(asyncio.BufferedProtocol):
         # would cost an entry per fragment, however small: a peer could send millions).
         self._partial: bytearray | io.StringIO | None = None
         self._paused_reading = False
+        self._full_check = False  # the queue filled: pause unless it is read before next read
         self._paused_writing = False
         self._on_message: Callable[[Message], object] | None = None
         self._write_held = False  # reading paused while writes are blocked (see on_message)
@@ -222,6 +227,8 @@ class Connection(asyncio.BufferedProtocol):
         self._corked: list[Buffer] = []
         self._corked_size = 0
         self._cork_scheduled = False
+        self._cork_for_input = False  # corked while received messages waited (see _write_or_cork)
+        self._batching = False  # on_message is handed a batch: answers leave together after it
         self._wrote = False
         self._high_water = DEFAULT_WRITE_LIMIT
         self._vectored = False
@@ -406,16 +413,27 @@ class Connection(asyncio.BufferedProtocol):
     def _after_receive(self, proto: Protocol) -> None:
         events = proto.events_received()
         if events:
-            for event in events:
-                kind = type(event)
-                if kind is bytes or kind is str or kind is Data:
-                    self._deliver(event)  # type: ignore[arg-type]
-                elif kind is Pong:
-                    self._pong_received(cast(Pong, event).data)
-                elif kind is Close:
-                    self._close_received()
-                elif kind is Ping:
-                    self._activity()
+            if self._on_message is not None and len(events) > 1:
+                # Callbacks answering a batch of messages: their answers leave together, in
+                # one write after the batch, with nothing left for the loop to do.
+                self._batching = True
+                try:
+                    self._handle_events(events)
+                finally:
+                    self._batching = False
+                    if self._corked and not self._cork_scheduled:
+                        self._wrote = True
+                        self._write_corked()
+            else:
+                self._handle_events(events)
+            queue = self._queue
+            if (
+                queue is not None
+                and len(queue) >= self.options.max_queue
+                and not self._paused_reading
+                and not self._connection_lost
+            ):
+                self._queue_filled()
         if proto.parse_pending and not self._connection_lost:
             # Frames wait unparsed (see start): read no more until the queue is read, or with
             # on_message, until the next loop iteration parses the next batch.
@@ -426,6 +444,18 @@ class Connection(asyncio.BufferedProtocol):
             self._schedule_failure()
         if proto.has_output or proto.state is not State.OPEN:
             self._flush(proto)  # automatic answers (pong, close), or closing
+
+    def _handle_events(self, events: list[Event]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is bytes or kind is str or kind is Data:
+                self._deliver(event)  # type: ignore[arg-type]
+            elif kind is Pong:
+                self._pong_received(cast(Pong, event).data)
+            elif kind is Close:
+                self._close_received()
+            elif kind is Ping:
+                self._activity()
 
     def _schedule_failure(self) -> None:
         """The peer erred: fail once the application has read what came before the error.
@@ -465,7 +495,31 @@ class Connection(asyncio.BufferedProtocol):
         if queue is None:
             queue = self._queue = collections.deque()
         queue.append(event)
-        if len(queue) >= self.options.max_queue and not self._connection_lost:
+
+    def _queue_filled(self) -> None:
+        """A read filled the queue to ``max_queue``: stop reading unless it empties first.
+
+        A reader that keeps up (``async for message in ws`` at full speed) empties it in the
+        next loop iteration, before the next read: pausing and resuming the transport for
+        every batch would cost two system calls each time. So the pause waits for that
+        iteration (:meth:`_check_full`), and happens at once if another read comes first
+        (uvloop reads up to 32 times in a row): at most one more read is queued meanwhile.
+        """
+        if self._full_check:
+            self._pause_reading()
+        else:
+            self._full_check = True
+            self.loop.call_soon(self._check_full)
+
+    def _check_full(self) -> None:
+        self._full_check = False
+        queue = self._queue
+        if (
+            queue is not None
+            and len(queue) >= self.options.max_queue
+            and not self._connection_lost
+            and self._on_message is None
+        ):
             self._pause_reading()
 
     def _pause_reading(self) -> None:
@@ -515,12 +569,21 @@ class Connection(asyncio.BufferedProtocol):
     def _write_or_cork(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
         """Write ``chunks`` at once if they are the first output since the last read (or the
         last corked write); otherwise cork them until the end of this loop iteration."""
-        if self._cork_scheduled:
+        if self._batching:
+            # Answers from on_message to a batch of messages: written together after it.
             self._cork(chunks)
-        elif self._wrote:
-            # A second write without a read in between: more may follow in this iteration
-            # (a burst of sends, a batch of echoes). Gather them into one write at its end.
+        elif self._cork_scheduled:
+            self._cork(chunks)
+            if self._cork_for_input and not self._queue:
+                # The answer to the last message waiting: everything corked since goes now.
+                self._cork_for_input = False
+                self._write_corked()
+        elif self._wrote or self._queue:
+            # A second write without a read in between, or more received messages waiting
+            # (a batch of echoes on its way): more may follow in this iteration. Gather them
+            # into one write when the queue is read, or at the end of the iteration.
             self._cork_scheduled = True
+            self._cork_for_input = bool(self._queue)
             self.loop.call_soon(self._write_out)
             self._cork(chunks)
         else:
@@ -540,6 +603,7 @@ class Connection(asyncio.BufferedProtocol):
     def _write_out(self) -> None:
         """End of the iteration: write what was corked, and write directly again."""
         self._cork_scheduled = False
+        self._cork_for_input = False
         self._wrote = False
         self._write_corked()
 
