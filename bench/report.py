@@ -155,6 +155,13 @@ def cpu_per_message(rs: Records) -> float | None:
     return median(r["server_cpu_ns"] / r["count"] / 1000 for r in rs if r.get("count"))
 
 
+def client_cpu_per_message(rs: Records) -> float | None:
+    """Median client CPU time per round trip, in microseconds (runs that measured it)."""
+    return median(
+        r["client_cpu_ns"] / r["count"] / 1000 for r in rs if r.get("count") and "client_cpu_ns" in r
+    )
+
+
 class Table:
     """Medians per (row, column) for one loop, with the ratio arithmetic."""
 
@@ -261,6 +268,17 @@ ECHO_SECTIONS = [
         0,
         "round trips/s",
         "echo1_clients",
+    ),
+    (
+        "1b. Echo, one message in flight: client CPU per round trip",
+        False,
+        1,
+        "client",
+        client_cpu_per_message,
+        False,
+        1,
+        "µs of client CPU per round trip",
+        "echo1_clients_cpu",
     ),
     (
         "2. Pipelined echo, 64 in flight: server throughput (picows client)",
