@@ -157,9 +157,8 @@ def cpu_per_message(rs: Records) -> float | None:
 
 def client_cpu_per_message(rs: Records) -> float | None:
     """Median client CPU time per round trip, in microseconds (runs that measured it)."""
-    return median(
-        r["client_cpu_ns"] / r["count"] / 1000 for r in rs if r.get("count") and "client_cpu_ns" in r
-    )
+    measured = [r for r in rs if r.get("count") and "client_cpu_ns" in r]
+    return median(r["client_cpu_ns"] / r["count"] / 1000 for r in measured)
 
 
 class Table:
