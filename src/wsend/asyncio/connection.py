@@ -531,11 +531,12 @@ class Connection(asyncio.BufferedProtocol):
     def _flush(self, proto: Protocol) -> None:
         """Hand the protocol's output to the transport.
 
-        The first output after a read is written at once (lowest latency); what follows before
-        the next read (a batch of echoes, a burst of sends) is corked and written with one
-        system call by :meth:`_write_out`, at the end of the loop iteration (``call_soon``).
-        Past the write buffer's high-water mark corked data is written at once, so that
-        backpressure applies.
+        The first output after a read is written at once (lowest latency), unless received
+        messages still wait to be answered; what follows (a batch of echoes, a burst of sends)
+        is corked and written with one system call: when the last waiting message is answered,
+        after a batch of on_message callbacks, or by :meth:`_write_out` at the end of the loop
+        iteration (``call_soon``). Past the write buffer's high-water mark corked data is
+        written at once, so that backpressure applies (see :meth:`_write_or_cork`).
         """
         chunks = proto.data_to_send()
         transport = self.transport
