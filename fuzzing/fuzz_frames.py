@@ -1,8 +1,9 @@
 """Fuzz the frame parser and state machine of :mod:`wsend.protocol.connection`.
 
 The first input byte picks the side (client or server), whether permessage-deflate is on,
-whether parsing stops every two messages (``max_events``), whether frames from 16 bytes are
-received in place, and how the rest is split into chunks; the rest is fed as received bytes.
+whether parsing stops every two messages or 64 decompressed bytes (``max_events``,
+``max_inflated``), whether frames from 16 bytes are received in place, and how the rest is split
+into chunks; the rest is fed as received bytes.
 
 Oracle: ``receive_data`` never raises. Every error is recorded in ``exc`` as a
 ``ProtocolError`` (or subclass), with a close frame queued carrying the code that
@@ -78,6 +79,7 @@ def check(data: bytes) -> None:
     failed = False
     if selector & 4:
         conn.max_events = 2  # parse at most two messages or fragments at a time
+        conn.max_inflated = 64  # and stop after 64 bytes decompressed
 
     def drained() -> list[object]:
         events: list[object] = list(conn.events_received())

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from wsend import ConnectionClosedError, PayloadTooBig, State, UsageError
-from wsend.asyncio.connection import _RECV_BUFFER_SIZE
+from wsend.asyncio.connection import _MAX_INFLATED_PER_READ, _RECV_BUFFER_SIZE
 from wsend.protocol.frames import Opcode
 
 from .helpers import until
@@ -103,6 +103,43 @@ async def test_max_queue_pauses_reading(open_raw):
         assert message[:4] == i.to_bytes(4, "big")
         assert len(ws._queue) <= max_queue + per_read
     assert peer.writer.transport.get_write_buffer_size() == 0
+
+
+async def test_a_flood_of_compressed_messages_inflates_a_budget_at_a_time(open_raw):
+    # 2,000 messages of 16 KiB of zeros: 32 MiB once inflated, a few dozen KB on the wire (one
+    # or two reads). Without a budget, one read would inflate them all into the queue.
+    size, count = 16384, 2000
+    ws, peer = await open_raw(deflate=True, max_queue=4)
+    for i in range(count):
+        peer.send_compressed(i.to_bytes(4, "big") + bytes(size - 4))
+    # What one parse may inflate, plus the message that crossed it; a second read that came
+    # before reading paused gets a budget too.
+    bound = 2 * (_MAX_INFLATED_PER_READ + size)
+
+    def queued() -> int:
+        return sum(len(m) for m in ws._queue or ())
+
+    peak = 0
+    for _ in range(10):
+        await asyncio.sleep(0.02)
+        peak = max(peak, queued())
+    assert 0 < peak <= bound
+    assert ws.ready_state is State.OPEN
+    for i in range(count):
+        message = await ws.recv()
+        assert message[:4] == i.to_bytes(4, "big")
+        assert len(message) == size
+        assert queued() <= bound
+
+
+async def test_a_message_larger_than_the_budget_does_not_stall_the_next(open_raw):
+    # The budget stops parsing right after one big message: the next must still come.
+    ws, peer = await open_raw(deflate=True, max_message_size=None)
+    big = _MAX_INFLATED_PER_READ + 1
+    for fill in (b"a", b"b", b"c"):
+        peer.send_compressed(fill * big)
+    for fill in (b"a", b"b", b"c"):
+        assert await asyncio.wait_for(ws.recv(), 10) == fill * big
 
 
 async def test_send_waits_while_peer_does_not_read(open_raw):

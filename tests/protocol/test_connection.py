@@ -551,6 +551,52 @@ def test_eof_parses_what_max_events_left_buffered() -> None:
     assert server.events_received() == ["b", ""]
 
 
+def test_max_inflated_stops_parsing_compressed_messages_and_parse_buffered_resumes() -> None:
+    client, server = deflate_pair()
+    server.max_inflated = 250_000
+    for i in range(10):
+        client.send_binary(bytes([i]) * 100_000, compress=True)
+    data = wire(client)
+    assert len(data) < 5_000  # a megabyte once inflated
+    server.receive_data(data)
+    got: list[bytes] = []
+    while True:
+        batch = server.events_received()
+        # The batch stops after the message that reached the budget.
+        assert sum(len(m) for m in batch) <= 250_000 + 100_000  # type: ignore[arg-type]
+        got += batch  # type: ignore[arg-type]
+        if not server.parse_pending:
+            break
+        server.parse_buffered()
+    assert got == [bytes([i]) * 100_000 for i in range(10)]
+    assert len(got) == 10
+
+
+def test_max_inflated_ignores_uncompressed_messages() -> None:
+    _, server = pair()
+    server.max_inflated = 10
+    server.receive_data(b"".join(frame(Opcode.BINARY, b"x" * 100) for _ in range(5)))
+    assert server.events_received() == [b"x" * 100] * 5
+    assert not server.parse_pending
+
+
+def test_eof_parses_what_max_inflated_left_buffered_up_to_the_budget() -> None:
+    client, server = deflate_pair()
+    server.max_inflated = 250_000
+    for i in range(10):
+        client.send_binary(bytes([i]) * 100_000, compress=True)
+    client.send_close(1000)
+    server.receive_data(wire(client))
+    first = server.events_received()
+    assert len(first) == 3
+    assert server.parse_pending
+    server.receive_eof()  # a budget more is parsed; the rest (and the close frame) is dropped
+    rest = server.events_received()
+    assert rest == [bytes([i]) * 100_000 for i in range(3, 6)]
+    assert server.state is State.CLOSED
+    assert server.close_rcvd is None
+
+
 def test_pongs_held_while_writes_are_blocked_answer_only_the_latest_ping() -> None:
     _, server = pair()
     assert not server.hold_pongs(True)

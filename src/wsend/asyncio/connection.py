@@ -70,6 +70,8 @@ _RECV_BUFFER_SIZE = 1 << 20
 
 # Events parsed from one read at most (see Connection.start).
 _MAX_EVENTS_PER_READ = 1024
+# Decompressed bytes parsed from one read at most (see Connection.start).
+_MAX_INFLATED_PER_READ = 4 << 20
 
 # Corked chunks are joined into one write up to this size; larger ones are written apart to
 # avoid copying big payloads.
@@ -404,6 +406,9 @@ class Connection(asyncio.BufferedProtocol):
         # One read of tiny frames could queue hundreds of thousands of events: parse at most
         # this many per read; the rest waits, as raw bytes, until the queue is read.
         proto.max_events = max(_MAX_EVENTS_PER_READ, self.options.max_queue)
+        # And at most this much decompressed: compressed messages inflate (a deflate stream
+        # shrinks zeros 1,000-fold), so a read's worth of them could hold gigabytes.
+        proto.max_inflated = _MAX_INFLATED_PER_READ
         self.proto = proto
         self._schedule_keepalive()
         if leftover:
@@ -817,6 +822,11 @@ class Connection(asyncio.BufferedProtocol):
 
     async def _next_fragment(self) -> Item:
         queue = self._queue
+        if not queue and self._paused_reading:
+            # Parsing stopped with frames left buffered (max_inflated can stop it after a
+            # single message): parse on, rather than wait for what is already here.
+            self._resume()
+            queue = self._queue
         if queue:
             event = queue.popleft()
             if not queue and self.proto is not None and self.proto.has_pending:

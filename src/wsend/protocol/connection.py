@@ -176,6 +176,7 @@ class Connection:
         "_in_compressed",
         "_in_opcode",
         "_in_size",
+        "_inflated",
         "_mask_pos",
         "_masks",
         "_max_frame_size",
@@ -198,6 +199,7 @@ class Connection:
         "exc",
         "is_client",
         "max_events",
+        "max_inflated",
         "pending_failure",
         "side",
         "state",
@@ -242,8 +244,14 @@ class Connection:
         #: :meth:`events_received` (``None``: no limit); the frames after them stay buffered for
         #: :meth:`parse_buffered`. This bounds what a flood of tiny frames in one read costs.
         self.max_events: int | None = None
+        #: Parsing also stops once the messages and fragments waiting in
+        #: :meth:`events_received` hold this many bytes decompressed (``None``: no limit).
+        #: Without it, one read of compressed messages (a few bytes each on the wire, up to
+        #: ``max_message_size`` each once inflated) could make ``max_events`` of them at once.
+        self.max_inflated: int | None = None
         self._capped = False
         self._data_events = 0  # messages and fragments among the events waiting
+        self._inflated = 0  # what the compressed ones among them hold, decompressed
         # A large frame received in place: its payload buffer, its size, how much arrived,
         # and its first byte, masking key and whether it is a whole simple message.
         self._big: Payload | None = None
@@ -502,7 +510,10 @@ class Connection:
     def receive_eof(self) -> None:
         """Tell that the peer closed the TCP connection (or it was lost).
 
-        Frames still buffered past :attr:`max_events` are parsed first, whatever their number.
+        Frames still buffered past :attr:`max_events` are parsed first, whatever their number,
+        but only up to :attr:`max_inflated` decompressed bytes: a peer that closes after a
+        flood of compressed messages can't make them all inflate at once. What remains past
+        that is dropped (the connection is gone; the close is then abnormal).
         """
         if self._capped and not self._discard:
             limit, self.max_events = self.max_events, None
@@ -521,6 +532,7 @@ class Connection:
     def events_received(self) -> list[Event]:
         """Return the events parsed since the last call, in order."""
         self._data_events = 0
+        self._inflated = 0
         events, self._events = self._events, []
         return events
 
@@ -529,6 +541,7 @@ class Connection:
         pos = 0
         end = len(buf)
         limit = self.max_events or 1 << 62
+        inflated = self.max_inflated or 1 << 62
         while end - pos >= 2 and not self._discard:
             if self._in_opcode is None and self._data_events < limit:
                 # Between messages: a run of whole simple messages (the common case) is
@@ -545,7 +558,7 @@ class Connection:
                     self._data_events += n
                     if end - pos < 2:
                         break
-            if self._data_events >= limit:
+            if self._data_events >= limit or self._inflated >= inflated:
                 self._capped = True
                 break
             b0 = buf[pos]
@@ -730,6 +743,7 @@ class Connection:
             payload = self.deflate.decompress(
                 payload, fin=fin, max_length=None if limit is None else limit - self._in_size
             )
+            self._inflated += len(payload)
         self._in_size += len(payload)
         data: str | bytes = payload
         if self._in_opcode == Opcode.TEXT:
