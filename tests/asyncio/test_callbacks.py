@@ -215,3 +215,17 @@ async def test_the_client_side_too(start_server):
         ws.send_nowait("ping-pong")
         await done
         assert got == ["ping-pong"] * 100
+
+
+async def test_a_flood_of_compressed_messages_reaches_the_callback_in_order(open_raw):
+    # 32 MiB once inflated, a few dozen KB on the wire: parsed a budget at a time (one per
+    # loop iteration), every message handed over in order.
+    ws, peer = await open_raw(deflate=True)
+    got: list[str | bytes] = []
+    ws.on_message = got.append
+    size, count = 16384, 2000
+    for i in range(count):
+        peer.send_compressed(i.to_bytes(4, "big") + bytes(size - 4))
+    await until(lambda: len(got) == count)
+    assert [m[:4] for m in got] == [i.to_bytes(4, "big") for i in range(count)]
+    assert all(len(m) == size for m in got)
