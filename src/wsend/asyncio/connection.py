@@ -519,12 +519,7 @@ class Connection(asyncio.BufferedProtocol):
     def _check_full(self) -> None:
         self._full_check = False
         queue = self._queue
-        if (
-            queue is not None
-            and len(queue) >= self.options.max_queue
-            and not self._connection_lost
-            and self._on_message is None
-        ):
+        if queue is not None and len(queue) >= self.options.max_queue and not self._connection_lost:
             self._pause_reading()
 
     def _pause_reading(self) -> None:
@@ -574,7 +569,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _write_or_cork(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
         """Write ``chunks`` at once if they are the first output since the last read (or the
-        last corked write); otherwise cork them until the end of this loop iteration."""
+        last corked write) and no received message waits to be answered; otherwise cork them
+        until the last waiting message is answered, the batch of on_message callbacks ends,
+        or the loop iteration ends, whichever applies first."""
         if self._batching:
             # Answers from on_message to a batch of messages: written together after it.
             self._cork(chunks)
