@@ -150,15 +150,21 @@ def rate(rs: Records) -> float | None:
     return median(r["rate"] for r in rs)
 
 
+def _cpu_per_message(rs: Records, key: str) -> float | None:
+    """Median CPU time per message of the process ``key`` names, in µs (runs that measured it)."""
+    return median(
+        r[key] / r["count"] / 1000 for r in rs if r.get("count") and r.get(key) is not None
+    )
+
+
 def cpu_per_message(rs: Records) -> float | None:
     """Median server CPU time per echoed message, in microseconds."""
-    return median(r["server_cpu_ns"] / r["count"] / 1000 for r in rs if r.get("count"))
+    return _cpu_per_message(rs, "server_cpu_ns")
 
 
 def client_cpu_per_message(rs: Records) -> float | None:
-    """Median client CPU time per round trip, in microseconds (runs that measured it)."""
-    measured = [r for r in rs if r.get("count") and "client_cpu_ns" in r]
-    return median(r["client_cpu_ns"] / r["count"] / 1000 for r in measured)
+    """Median client CPU time per round trip, in microseconds."""
+    return _cpu_per_message(rs, "client_cpu_ns")
 
 
 class Table:

@@ -156,13 +156,13 @@ class Connection(asyncio.BufferedProtocol):
         "_corked_size",
         "_drain_waiters",
         "_fail_timer",
-        "_full_check",
         "_half_closed",
         "_high_water",
         "_keepalive",
         "_keepalive_ping",
         "_on_message",
         "_partial",
+        "_pause_pending",
         "_paused_reading",
         "_paused_writing",
         "_pings",
@@ -214,7 +214,7 @@ class Connection(asyncio.BufferedProtocol):
         # would cost an entry per fragment, however small: a peer could send millions).
         self._partial: bytearray | io.StringIO | None = None
         self._paused_reading = False
-        self._full_check = False  # the queue filled: pause unless it is read before next read
+        self._pause_pending = False  # the queue filled: _check_full pauses unless it was read
         self._paused_writing = False
         self._on_message: Callable[[Message], object] | None = None
         self._write_held = False  # reading paused while writes are blocked (see on_message)
@@ -510,14 +510,14 @@ class Connection(asyncio.BufferedProtocol):
         iteration (:meth:`_check_full`), and happens at once if another read comes first
         (uvloop reads up to 32 times in a row): at most one more read is queued meanwhile.
         """
-        if self._full_check:
+        if self._pause_pending:
             self._pause_reading()
         else:
-            self._full_check = True
+            self._pause_pending = True
             self.loop.call_soon(self._check_full)
 
     def _check_full(self) -> None:
-        self._full_check = False
+        self._pause_pending = False
         queue = self._queue
         if queue is not None and len(queue) >= self.options.max_queue and not self._connection_lost:
             self._pause_reading()
