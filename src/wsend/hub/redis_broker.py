@@ -51,7 +51,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -175,6 +175,13 @@ else
 end
 return {epoch, top, pubs}
 """
+
+
+async def _hmget(client: aioredis.Redis, key: str, *fields: str) -> list[Any]:
+    """HMGET on the asyncio client (redis 5 types its result as sync-or-async: go through Any)."""
+    pending: Any = client.hmget(key, list(fields))
+    values: list[Any] = await pending
+    return values
 
 
 def _backoff(attempt: int) -> float:
@@ -345,7 +352,7 @@ class RedisBroker:
     async def _note_position(self, channel: str) -> None:
         """Queue the channel's current position as its baseline (unless a message came first)."""
         try:
-            epoch, top = await self.redis.hmget(self._key(channel, "m"), ["e", "s"])
+            epoch, top = await _hmget(self.redis, self._key(channel, "m"), "e", "s")
         except (RedisError, OSError):
             return
         if epoch is not None:
@@ -488,10 +495,12 @@ class RedisBroker:
         """Keep a pub/sub connection subscribed to every channel, reconnecting with backoff."""
         attempt = 0
         while True:
-            conn: AbstractConnection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            # redis-py types these two calls in some versions and not in others: go through Any.
+            pool: Any = self.redis.connection_pool
+            conn: AbstractConnection = pool.make_connection()
             self._was_live = False
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                await cast(Any, conn).connect()
                 self._conn, self._seen = conn, asyncio.get_running_loop().time()
                 await self._session(conn)
             except (RedisError, OSError, TimeoutError) as exc:
@@ -664,7 +673,7 @@ class RedisBroker:
         """After a reconnection: deliver what was missed from the stream, or signal a loss."""
         last = self._last.get(channel)
         try:
-            epoch_b, top_b = await self.redis.hmget(self._key(channel, "m"), ["e", "s"])
+            epoch_b, top_b = await _hmget(self.redis, self._key(channel, "m"), "e", "s")
         except (RedisError, OSError):
             if last is not None:
                 await self._lost(channel)

@@ -7,6 +7,7 @@ the raw bytes, so every node gets back an equal value and forwards it without re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -114,7 +115,8 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     }
     parts = urlsplit(url)
     if parts.scheme != "redis+sentinel":
-        return aioredis.Redis.from_url(url, **timeouts)
+        direct: aioredis.Redis = aioredis.Redis.from_url(url, **timeouts)  # Any in redis 5
+        return direct
     hosts = []
     for item in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = item.rpartition(":")
@@ -124,6 +126,8 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
         raise ValueError(f"sentinel URL needs a master name: {url!r}")
     auth: dict[str, Any] = {"username": parts.username, "password": parts.password}
     db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
-    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    # Typed in some redis-py versions, not in others: call it through a typed name.
+    make_sentinel: Callable[..., Sentinel] = Sentinel
+    sentinel = make_sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
     client: aioredis.Redis = sentinel.master_for(path[0], db=db, **auth)
     return client
