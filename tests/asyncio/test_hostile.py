@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import array
 import asyncio
+import os
+import struct
 import tracemalloc
 
 import pytest
 
 import wsend
-from wsend.protocol.frames import Opcode
+from wsend.protocol.connection import State
+from wsend.protocol.frames import Close, Opcode
 
 from .helpers import (
     frame,
@@ -222,3 +225,32 @@ async def test_redirect_to_an_invalid_location_is_a_handshake_error():
             await wsend.connect(f"ws://127.0.0.1:{port}/")
     finally:
         server.close()
+
+
+# -- a frame over the limit, then a trickle ------------------------------------------------------
+
+
+async def test_oversized_frame_then_trickle_gets_1009_and_a_clean_end(open_raw):
+    """A peer announces a 64 MiB binary frame, then trickles its payload without reading: with
+    the default limits, the close frame (1009) is sent as soon as the header is read, and stays
+    readable by the peer after it (the payload is skipped by its length while waiting for the
+    peer's close frame, so no reset destroys ours)."""
+    ws, peer = await open_raw()
+    mask = os.urandom(4) if peer.mask else b""
+    header = bytes([0x82, (0x80 if peer.mask else 0) | 127]) + struct.pack("!Q", 64 << 20)
+    peer.writer.write(header + mask)
+    await until(lambda: ws.ready_state is not State.OPEN)
+    for _ in range(100):  # b"x" is 0x78: a close frame's first byte if read as a header
+        peer.writer.write(b"x" * 10)
+        await peer.writer.drain()
+        await asyncio.sleep(0.01)
+    assert ws.transport is not None
+    assert not ws.transport.is_closing()  # lingering, not reset
+    opcode, _, _, payload = await asyncio.wait_for(peer.recv_frame(), 10)
+    assert opcode == Opcode.CLOSE
+    assert Close.parse(payload) == Close(1009, "")
+    assert await asyncio.wait_for(peer.reader.read(), 10) == b""  # a clean FIN, no reset
+    await peer.aclose()
+    with pytest.raises(wsend.ConnectionClosedError) as info:
+        await ws.recv()
+    assert info.value.sent == Close(1009, "")

@@ -479,6 +479,89 @@ def test_after_failing_the_peers_close_frame_is_found_among_skipped_frames() -> 
     assert len(server._buf) == 0  # payloads were skipped, never buffered
 
 
+def _header(opcode: int, length: int) -> bytes:
+    """The header of a masked frame of ``length`` bytes (its payload sent separately)."""
+    return bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", length) + MASK
+
+
+def _feed(conn: Connection, data: bytes, step: int = 997) -> None:
+    for i in range(0, len(data), step):
+        conn.receive_data(data[i : i + step])
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_payload_of_an_oversized_frame_arriving_later_is_skipped_not_parsed(defer: bool) -> None:
+    """The peer announces a frame over the limit and sends its payload in later reads: the
+    payload is skipped by length while watching for the close frame, never read as frames
+    (b"x" is 0x78: a close opcode with a 120-byte payload, if parsed as a header)."""
+    server = Connection(Side.SERVER, max_message_size=1 << 20)
+    server.defer_failure = defer
+    server.receive_data(_header(Opcode.BINARY, 2 << 20))
+    if defer:
+        assert server.has_pending
+        server.resolve_pending()
+    assert isinstance(server.exc, PayloadTooBig)
+    assert Close.parse(parse_frames(wire(server))[-1][2]).code == 1009
+    _feed(server, b"x" * (2 << 20))
+    assert server.close_rcvd is None  # nothing in the payload was taken for a close frame
+    _feed(server, frame(Opcode.PING, b"p") + frame(Opcode.CLOSE, Close(1009).serialize()))
+    assert server.close_rcvd == Close(1009)
+    assert server.events_received() == []
+    assert len(server._buf) == 0
+
+
+def test_a_64_mib_frame_announced_then_trickled_fails_at_its_header() -> None:
+    server = Connection(Side.SERVER)  # default limits
+    server.receive_data(_header(Opcode.BINARY, 64 << 20))
+    assert isinstance(server.exc, PayloadTooBig)
+    assert Close.parse(parse_frames(wire(server))[-1][2]).code == 1009
+    assert server.close_transport
+    for _ in range(2000):
+        server.receive_data(b"x")
+    assert server.close_rcvd is None
+    assert len(server._buf) == 0
+
+
+def test_rest_of_a_read_after_a_failed_frame_is_watched_from_the_next_frame() -> None:
+    """The failing frame is complete and the peer's close frame follows it in the same read
+    (and in a read that completes a frame buffered in parts)."""
+    server = Connection(Side.SERVER, max_message_size=100)
+    bad = frame(Opcode.TEXT, b"\xff" * 50)  # invalid UTF-8
+    tail = frame(Opcode.BINARY, b"\x88\x80" * 300) + frame(Opcode.CLOSE, Close(1000).serialize())
+    server.receive_data(bad[:3])
+    server.receive_data(bad[3:] + tail)
+    assert isinstance(server.exc, InvalidPayload)
+    assert server.close_rcvd == Close(1000)
+
+
+def test_large_frame_received_in_place_failing_midway_skips_its_rest() -> None:
+    """A text frame received in place (past _BIG_FRAME) with invalid UTF-8 early: the rest of
+    its payload, full of bytes that look like close frames, is skipped by length."""
+    server = Connection(Side.SERVER, max_message_size=4 * _BIG_FRAME)
+    size = 2 * _BIG_FRAME
+    payload = apply_mask_py(b"\xff" + b"\x88\x00" * (size // 2 - 1) + b"!", MASK)
+    server.receive_data(_header(Opcode.TEXT, size) + payload[:1000])
+    view = server.receive_buffer()
+    assert view is None  # failed at the first byte: nothing more is received in place
+    assert isinstance(server.exc, InvalidPayload)
+    _feed(server, payload[1000:], step=65_536)
+    assert server.close_rcvd is None
+    server.receive_data(frame(Opcode.CLOSE, Close(1007).serialize()))
+    assert server.close_rcvd == Close(1007)
+
+
+def test_large_frame_failing_in_place_watches_the_rest_of_its_last_read() -> None:
+    server = Connection(Side.SERVER, max_message_size=4 * _BIG_FRAME)
+    size = 2 * _BIG_FRAME
+    payload = b"a" * (size - 1) + b"\xff"  # invalid UTF-8 in the last byte
+    server.receive_data(_header(Opcode.TEXT, size) + apply_mask_py(payload, MASK)[:1000])
+    assert server.exc is None
+    rest = apply_mask_py(payload, MASK)[1000:] + frame(Opcode.CLOSE, Close(1000).serialize())
+    server.receive_data(rest)
+    assert isinstance(server.exc, InvalidPayload)
+    assert server.close_rcvd == Close(1000)
+
+
 def test_draining_a_broken_stream_never_raises() -> None:
     server = Connection(Side.SERVER)
     server.receive_data(b"\x8f\x80abcd")  # reserved opcode: fail

@@ -169,6 +169,8 @@ class Connection:
         "_decoder",
         "_discard",
         "_drain_skip",
+        "_err_rest",
+        "_err_skip",
         "_events",
         "_expect_mask",
         "_fast_limit",
@@ -262,6 +264,10 @@ class Connection:
         self._discard = False
         # After a failure: payload bytes still to skip while draining (-1: not draining).
         self._drain_skip = -1
+        # Where the watch for the peer's close frame resumes after a frame that failed: the
+        # bytes of that frame still to come, and what followed it in the same read.
+        self._err_skip = 0
+        self._err_rest = b""
         # Incoming message in progress: its opcode (None between messages), whether it is
         # compressed, its size so far, and the UTF-8 decoder of a text message.
         self._in_opcode: int | None = None
@@ -388,7 +394,11 @@ class Connection:
         with big.view() as view:
             view[self._big_filled : self._big_filled + n] = data[:n]
         self._advance_big(n)
-        if self._big is not None or self._discard or n == len(data):
+        if n == len(data) or self._big is not None:
+            return None
+        if self._discard:
+            if self._drain_skip >= 0:
+                self._drain(memoryview(data)[n:])  # the frame failed: watch what follows
             return None
         return memoryview(data)[n:]
 
@@ -414,6 +424,7 @@ class Connection:
             else:
                 self._handle_frame(b0, payload)
         except WebSocketError as exc:
+            self._err_skip = self._big_size - self._big_filled
             self._big = None
             self._parse_failed(exc)
 
@@ -488,6 +499,8 @@ class Connection:
         view = view[take:]
         pos = self._parse_buffer(buf)
         if pos is None:
+            if view and self._drain_skip >= 0:
+                self._drain(view)  # the frame failed: watch what follows it
             return None
         if self._capped:
             buf += view  # stopped at max_events: keep the rest for parse_buffered()
@@ -498,12 +511,22 @@ class Connection:
         return None if self._discard or not view else view
 
     def _parse_failed(self, exc: WebSocketError) -> None:
-        """The peer sent something invalid: fail now, or later with ``defer_failure``."""
-        self._buf = bytearray()
+        """The peer sent something invalid: fail now, or later with ``defer_failure``.
+
+        Either way, the watch for the peer's close frame (see :meth:`_drain`) starts at once,
+        after the frame that failed: the rest of its payload is skipped, not parsed as frames.
+        """
         self._big = None
+        self._buf = bytearray()
+        skip, rest = self._err_skip, self._err_rest
+        self._err_skip, self._err_rest = 0, b""
+        self._discard = True
+        if self.close_rcvd is None and not self.eof_rcvd:
+            self._drain_skip = skip
+            if rest:
+                self._drain(rest)
         if self.defer_failure:
             self.pending_failure = exc
-            self._discard = True
         else:
             self._fail_with(exc)
 
@@ -542,87 +565,98 @@ class Connection:
         end = len(buf)
         limit = self.max_events or 1 << 62
         inflated = self.max_inflated or 1 << 62
-        while end - pos >= 2 and not self._discard:
-            if self._in_opcode is None and self._data_events < limit:
-                # Between messages: a run of whole simple messages (the common case) is
-                # parsed in one call, compiled when the extension is built.
-                pos, n = parse_messages(
-                    buf,
-                    pos,
-                    self._expect_mask,
-                    self._fast_limit,
-                    limit - self._data_events,
-                    self._events,
-                )
-                if n:
-                    self._data_events += n
-                    if end - pos < 2:
+        frame_end = -1  # where the frame being parsed ends (once its header is read)
+        try:
+            while end - pos >= 2 and not self._discard:
+                if self._in_opcode is None and self._data_events < limit:
+                    # Between messages: a run of whole simple messages (the common case) is
+                    # parsed in one call, compiled when the extension is built.
+                    pos, n = parse_messages(
+                        buf,
+                        pos,
+                        self._expect_mask,
+                        self._fast_limit,
+                        limit - self._data_events,
+                        self._events,
+                    )
+                    if n:
+                        self._data_events += n
+                        if end - pos < 2:
+                            break
+                if self._data_events >= limit or self._inflated >= inflated:
+                    self._capped = True
+                    break
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                length = b1 & 0x7F
+                hlen = 2
+                if length == 126:
+                    if end - pos < 4:
                         break
-            if self._data_events >= limit or self._inflated >= inflated:
-                self._capped = True
-                break
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            hlen = 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                hlen = 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                hlen = 10
-            masked = b1 & 0x80
-            if masked:
-                hlen += 4
-            # Fast path: a whole uncompressed text or binary message in one frame, from the
-            # right side, within the limits, between messages. Anything else is checked fully.
-            if (
-                (b0 == 0x82 or b0 == 0x81)
-                and (masked != 0) is self._expect_mask
-                and length <= self._fast_limit
-                and self._in_opcode is None
-            ):
-                simple = True
-            else:
-                self._check_header(b0, masked, length)
-                simple = False
-            start = pos + hlen
-            if start > end:
-                break
-            stop = start + length
-            mask = bytes(buf[start - 4 : start]) if masked else None
-            if stop > end:
-                if end > start and self._validates_partially(b0):
-                    self._validate_partial(buf[start + (self._partial_done or 0) : end], b0, mask)
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    hlen = 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    hlen = 10
+                masked = b1 & 0x80
+                if masked:
+                    hlen += 4
+                frame_end = pos + hlen + length
+                # Fast path: a whole uncompressed text or binary message in one frame, from the
+                # right side, within the limits, between messages. Anything else is checked fully.
                 if (
-                    _BIG_FRAME <= length <= _BIG_FRAME_MAX
-                    and not self._discard
-                    and self._begin_big(buf[start:end], b0, mask, simple, length)
+                    (b0 == 0x82 or b0 == 0x81)
+                    and (masked != 0) is self._expect_mask
+                    and length <= self._fast_limit
+                    and self._in_opcode is None
                 ):
-                    pos = end
-                break
-            payload = buf[start:stop]
-            if mask is not None:
-                payload = apply_mask(payload, mask)
-            elif type(payload) is not bytes:
-                payload = bytes(payload)
-            pos = stop
-            if simple and self._partial_done is None:
-                # A whole message in one frame is reported as its value, without a wrapper.
-                if b0 == 0x81:
-                    try:
-                        self._events.append(payload.decode())
-                    except UnicodeDecodeError as exc:
-                        raise InvalidPayload("invalid UTF-8 in text message") from exc
+                    simple = True
                 else:
-                    self._events.append(payload)
-                self._data_events += 1
-            else:
-                self._handle_frame(b0, payload)
+                    self._check_header(b0, masked, length)
+                    simple = False
+                start = pos + hlen
+                if start > end:
+                    break
+                stop = start + length
+                mask = bytes(buf[start - 4 : start]) if masked else None
+                if stop > end:
+                    if end > start and self._validates_partially(b0):
+                        self._validate_partial(
+                            buf[start + (self._partial_done or 0) : end], b0, mask
+                        )
+                    if (
+                        _BIG_FRAME <= length <= _BIG_FRAME_MAX
+                        and not self._discard
+                        and self._begin_big(buf[start:end], b0, mask, simple, length)
+                    ):
+                        pos = end
+                    break
+                payload = buf[start:stop]
+                if mask is not None:
+                    payload = apply_mask(payload, mask)
+                elif type(payload) is not bytes:
+                    payload = bytes(payload)
+                pos = stop
+                if simple and self._partial_done is None:
+                    # A whole message in one frame is reported as its value, without a wrapper.
+                    if b0 == 0x81:
+                        try:
+                            self._events.append(payload.decode())
+                        except UnicodeDecodeError as exc:
+                            raise InvalidPayload("invalid UTF-8 in text message") from exc
+                    else:
+                        self._events.append(payload)
+                    self._data_events += 1
+                else:
+                    self._handle_frame(b0, payload)
+        except WebSocketError:
+            if frame_end >= 0:
+                # The watch for the peer's close frame resumes after the frame that failed.
+                self._err_skip = max(frame_end - end, 0)
+                self._err_rest = bytes(buf[frame_end:end]) if frame_end < end else b""
+            raise
         return pos
 
     def _handle_frame(self, b0: int, payload: bytes) -> None:
@@ -825,6 +859,8 @@ class Connection:
         self._discard = True
         self.state = max(self.state, State.CLOSING)
         self.close_transport = True
+        if self._drain_skip >= 0:
+            return  # the peer's frame failed: the watch for its close frame is on already
         # The rest of a large frame in progress is skipped, not received.
         skip = 0 if self._big is None else self._big_size - self._big_filled
         self._big = None
