@@ -28,10 +28,17 @@ def options() -> HubOptions:
     return HubOptions(allow_anonymous=True, namespaces={"": NamespaceOptions(), "chat": chat})
 
 
-def make_hub(url: str, prefix: str = "wsend", fast: bool = True, presence_ttl: float = 60.0) -> Hub:
-    """A hub on ``url``; ``fast`` shortens the engine's timeouts for fault tests."""
+def make_hub(
+    url: str,
+    prefix: str = "wsend",
+    fast: bool = True,
+    presence_ttl: float = 60.0,
+    broker_class: type[RedisBroker] = RedisBroker,
+) -> Hub:
+    """A hub on ``url``; ``fast`` shortens the engine's timeouts for fault tests;
+    ``broker_class`` is a :class:`RedisBroker` or a test's subclass of it."""
     timeouts = {"health_interval": 0.2, "health_timeout": 1.0, "socket_timeout": 1.0}
-    broker = RedisBroker(url, prefix=prefix, **(timeouts if fast else {}))  # type: ignore[arg-type]
+    broker = broker_class(url, prefix=prefix, **(timeouts if fast else {}))  # type: ignore[arg-type]
     presence = RedisPresence(
         url, prefix=prefix, ttl=presence_ttl, socket_timeout=1.0 if fast else 5.0
     )

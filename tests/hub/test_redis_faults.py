@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import wsend
-from wsend.hub.broker import HistoryOptions, Publication
+from wsend.hub.broker import HistoryOptions, HistoryResult, Publication, StreamPosition
 from wsend.hub.client import HubClient, Subscription
 from wsend.hub.client import Publication as ClientPublication
 from wsend.hub.codes import HubError
@@ -26,20 +27,72 @@ from .node_proc import make_hub
 from .redis_server import RedisServer, free_port, require
 
 
-class Cluster:
-    """Two in-process nodes on one Redis; a subscriber on the first, a publisher on the second."""
+class GatedBroker(RedisBroker):
+    """A Redis broker that holds one step of its loss procedure until the test releases it.
 
-    def __init__(self, redis: RedisServer) -> None:
+    ``hold`` is ``"check"`` (the comparison of a channel's position in Redis with the last one
+    delivered, after a reconnection) or ``"recover"`` (a session's position read when it
+    resubscribes with recovery); ``None`` holds nothing. ``held`` is set once a step waits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold: str | None = None
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _wait(self) -> None:
+        self.held.set()
+        await asyncio.wait_for(self.release.wait(), 15)
+
+    async def _check(self, channel: str) -> None:
+        if self.hold == "check":
+            await self._wait()
+        await super()._check(channel)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+        history: HistoryOptions | None = None,
+    ) -> HistoryResult:
+        if self.hold == "recover" and since is not None:
+            await self._wait()
+        return await super().history(
+            channel, since=since, limit=limit, reverse=reverse, history=history
+        )
+
+
+class Cluster:
+    """Two in-process nodes on one Redis; a subscriber on the first, a publisher on the second.
+
+    The subscriber's node runs a :class:`GatedBroker` holding ``hold`` (nothing by default).
+    """
+
+    def __init__(self, redis: RedisServer, hold: str | None = None) -> None:
         self.redis = redis
+        self.hold = hold
         self.hubs: list[Hub] = []
         self.stack = contextlib.AsyncExitStack()
-        self.acked: list[int] = []  # offsets of acknowledged publications
+        self.acked: dict[object, tuple[str | None, int | None]] = {}  # data -> (epoch, offset)
         self.unrecovered = 0
+        #: (epoch, offset) of each ``recovered: false`` reply: the position the client was
+        #: told to reload its state up to.
+        self.reported: list[tuple[str | None, int | None]] = []
+
+    @property
+    def gated(self) -> GatedBroker:
+        broker = self.hubs[0].broker
+        assert isinstance(broker, GatedBroker)
+        return broker
 
     async def start(self) -> tuple[Subscription, list[ClientPublication]]:
         urls = []
-        for _ in range(2):
-            hub = make_hub(self.redis.url, "faults")
+        for broker_class in (GatedBroker, RedisBroker):
+            hub = make_hub(self.redis.url, "faults", broker_class=broker_class)
             server = await self.stack.enter_async_context(
                 wsend.serve(hub.handler, "127.0.0.1", 0, **hub.serve_kwargs())
             )
@@ -47,6 +100,7 @@ class Cluster:
             self.stack.push_async_callback(hub.close)
             self.hubs.append(hub)
             urls.append(f"ws://127.0.0.1:{server.port}/ws")
+        self.gated.hold = self.hold
         self.subscriber = HubClient(urls[0], backoff_min=0.05, backoff_max=0.3, timeout=3)
         self.publisher = HubClient(urls[1], backoff_min=0.05, backoff_max=0.3, timeout=3)
         for client in (self.subscriber, self.publisher):
@@ -56,6 +110,7 @@ class Cluster:
 
         def unrecovered(sub: Subscription) -> None:
             self.unrecovered += 1
+            self.reported.append((sub.epoch, sub.offset))
 
         sub = self.subscriber.subscribe(
             "chat:f", on_publication=got.append, on_unrecovered=unrecovered
@@ -68,7 +123,7 @@ class Cluster:
             result = await self.publisher.publish("chat:f", data)
         except (HubError, TimeoutError, wsend.exceptions.WebSocketError):
             return False
-        self.acked.append(result.offset if hasattr(result, "offset") else 0)
+        self.acked[data] = (result.epoch, result.offset)
         return True
 
     async def publish_until_ok(self, data: object, timeout: float = 15.0) -> None:
@@ -84,6 +139,16 @@ class Cluster:
             and h.broker.connected
             for h in self.hubs
         )
+
+    def assert_delivered_or_reported(self, got: list[ClientPublication], data: object) -> None:
+        """The hub's promise for one acknowledged publication: the subscriber got it, or a
+        ``recovered: false`` reply told it a position of the same epoch at or past it."""
+        epoch, offset = self.acked[data]
+        assert offset is not None
+        if any(p.data == data for p in got):
+            return
+        covered = [e == epoch and o is not None and o >= offset for e, o in self.reported]
+        assert any(covered), f"{data!r} at {(epoch, offset)} silently lost: {self.reported}"
 
 
 @pytest.fixture
@@ -114,12 +179,45 @@ async def test_restart_without_persistence_reports_unrecovered(
         await wait_until(lambda: len(got) == 5)
         redis_no_save.restart()  # history and positions are gone
         await wait_until(cluster.brokers_reconnected, 15)
+        # The subscriber's node is now signalling the loss (its sessions resubscribe):
+        # "after" may come before the resubscribe reads the position, and then it is part
+        # of what ``recovered: false`` tells the client to reload instead of a live push.
         await cluster.publish_until_ok("after")
         await wait_until(lambda: cluster.unrecovered >= 1, 10)
         assert sub.recovered is False
-        await wait_until(lambda: got[-1].data == "after", 10)
+        await cluster.publish_until_ok("last")  # after the resubscribe: live
+        await wait_until(lambda: bool(got) and got[-1].data == "last", 10)
         assert [p.data for p in got[:5]] == list(range(5))
+        cluster.assert_delivered_or_reported(got, "after")
         assert_no_duplicates(got)
+
+
+@pytest.mark.parametrize("hold", ["check", "recover"])
+async def test_restart_publication_during_loss_signal(
+    redis_no_save: RedisServer, hold: str
+) -> None:
+    """A publication made while the node is between noticing the loss and the resubscribe's
+    position read is covered by the ``recovered: false`` position, never silently lost."""
+    cluster = Cluster(redis_no_save, hold=hold)
+    async with cluster.stack:
+        sub, got = await cluster.start()
+        for i in range(5):
+            assert await cluster.publish(i)
+        await wait_until(lambda: len(got) == 5)
+        redis_no_save.restart()
+        await wait_until(cluster.brokers_reconnected, 15)
+        await asyncio.wait_for(cluster.gated.held.wait(), 15)
+        await cluster.publish_until_ok("after")
+        cluster.gated.release.set()
+        await wait_until(lambda: cluster.unrecovered >= 1, 10)
+        assert sub.recovered is False
+        epoch, offset = cluster.acked["after"]
+        assert cluster.reported == [(epoch, offset)]
+        await cluster.publish_until_ok("last")
+        await wait_until(lambda: bool(got) and got[-1].data == "last", 10)
+        assert [p.data for p in got] == [0, 1, 2, 3, 4, "last"]
+        assert [p.offset for p in got] == [1, 2, 3, 4, 5, (offset or 0) + 1]
+        assert cluster.unrecovered == 1
 
 
 async def test_restart_with_aof_recovers_everything(redis_aof: RedisServer) -> None:
