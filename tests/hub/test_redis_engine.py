@@ -162,6 +162,32 @@ class TestRedisBroker:
         await recorder.wait_for("e", 2)
         assert ("e", None) in recorder.calls
 
+    async def test_unsubscribing_on_loss_forgets_the_position(self, broker: RedisBroker) -> None:
+        # The hub answers a loss by unsubscribing the channel (its sessions resubscribe): no
+        # publication may follow, and the position from before must not outlive the
+        # subscription, or it would void the next one's baseline (a spurious loss signal).
+        calls: list[tuple[str, object]] = []
+
+        async def handler(channel: str, publication: Publication | None) -> None:
+            calls.append((channel, None if publication is None else publication.data))
+            if publication is None:
+                await broker.unsubscribe(channel)
+
+        await broker.start(handler)
+        await broker.subscribe("e")
+        await broker.publish("e", Publication(data=0), HISTORY)
+        await _wait_until(lambda: len(calls) == 1)
+        await broker.remove_history("e")
+        await broker.publish("e", Publication(data=1), HISTORY)  # a new epoch: a loss
+        await _wait_until(lambda: ("e", None) in calls)
+        await broker.remove_history("e")
+        await broker.publish("e", Publication(data=2), HISTORY)  # another one, unseen
+        await broker.subscribe("e")
+        await broker.publish("e", Publication(data=3), HISTORY)
+        await _wait_until(lambda: calls[-1] == ("e", 3))
+        assert calls == [("e", 0), ("e", None), ("e", 3)]
+        assert broker.lost_signals == 1
+
     async def test_errors_are_hub_errors(self) -> None:
         broker = RedisBroker("redis://127.0.0.1:1/0", socket_timeout=0.5)
         try:

@@ -648,8 +648,17 @@ class RedisBroker:
                 await self._lost(channel)
         elif last is not None:
             await self._lost(channel)  # the history restarted: positions from before are void
+        if self._advance(channel, epoch, offset):
+            await self._call(channel, publication)
+
+    def _advance(self, channel: str, epoch: str, offset: int) -> bool:
+        """Note ``(epoch, offset)`` as delivered; ``False`` (noting nothing) when ``channel``
+        is no longer subscribed: a handler told of a loss may unsubscribe it, and a position
+        kept past the subscription would void the next one's baseline."""
+        if channel not in self._channels:
+            return False
         self._last[channel] = (epoch, offset)
-        await self._call(channel, publication)
+        return True
 
     async def _fill(self, channel: str, epoch: str, after: int, upto: int) -> bool:
         """Deliver publications ``after + 1 .. upto`` from the stream; False if any is gone."""
@@ -665,8 +674,8 @@ class RedisBroker:
         if current is None or current.decode() != epoch or offsets != [*range(after + 1, upto + 1)]:
             return False
         for publication in publications:
-            self._last[channel] = (epoch, publication.offset)
-            await self._call(channel, publication)
+            if self._advance(channel, epoch, publication.offset):
+                await self._call(channel, publication)
         return True
 
     async def _check(self, channel: str) -> None:
@@ -688,10 +697,10 @@ class RedisBroker:
         if last is None or last[0] != epoch:
             if last is not None or top > 0:
                 await self._lost(channel)
-            self._last[channel] = (epoch, top)
+            self._advance(channel, epoch, top)
         elif top > last[1] and not await self._fill(channel, epoch, last[1], top):
             await self._lost(channel)
-            self._last[channel] = (epoch, top)
+            self._advance(channel, epoch, top)
 
     async def _lost(self, channel: str) -> None:
         self.lost_signals += 1
