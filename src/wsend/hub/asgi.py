@@ -1,0 +1,362 @@
+"""The hub as ASGI 3 applications, to mount in FastAPI, Starlette or any ASGI framework.
+
+.. code-block:: python
+
+    hub = Hub(options, api_key=KEY)
+    hub_app = asgi_app(hub, authenticate=from_session)
+    app = FastAPI(lifespan=hub_app.lifespan)
+    app.mount("/ws", hub_app)          # the WebSocket endpoint
+    app.mount("/api", api_app(hub))    # POST /api/publish, /api/presence...
+    app.mount("/metrics", metrics_app(hub))
+
+Plain ASGI callables: no framework is needed, and any ASGI server runs them (uvicorn with
+either WebSocket layer, hypercorn...). Paths are relative to the mount point (``root_path``,
+as Starlette's ``Mount`` sets it).
+
+Contract of :class:`HubApp` for ``websocket`` scopes (``docs/hub/asgi.md``):
+
+- Only at the app's root (``/ws`` or ``/ws/`` when mounted at ``/ws``); other paths are refused
+  before the handshake (``websocket.close``: the server answers 403).
+- The ``authenticate`` hook, if any, runs before the handshake with the request (headers,
+  cookies, query) and the ASGI scope (``scope["session"]`` of Starlette's ``SessionMiddleware``,
+  ``scope["user"]``...). It returns :class:`~.auth.ConnectionClaims` (the connection is that
+  user: ``connect`` needs no token), ``None`` (the hub's own rules: a JWT in ``connect`` or
+  ``?token=``, or anonymous if allowed) or raises :class:`~.codes.HubError` to refuse:
+  ``connect`` is answered with that error, then the connection closes with 4501 (4004 for
+  109, open for a temporary error), exactly as for a refused token.
+- The subprotocol is negotiated as by ``wsend serve`` (``wsend.v1.json``, ``wsend.v1.msgpack``;
+  none: JSON); messages go both ways as text (JSON) or binary (MessagePack) frames.
+- Then the same session as under ``wsend serve`` runs (:meth:`Hub.handler`): hub close codes
+  (4000-4999) go out in ``websocket.close``; ``websocket.disconnect`` ends the session (its
+  subscriptions and presence are removed). The writer awaits the server's ``send``, which waits
+  while the peer doesn't read, so a slow client backs up into its bounded session queue and
+  the namespace's slow-consumer policy applies (close 4002, or conflation).
+
+Lifespan: the node's engines start with the first connection or with :meth:`HubApp.startup`, and
+stop with :meth:`HubApp.shutdown` (``async with hub_app.lifespan():``, or FastAPI's
+``lifespan=hub_app.lifespan``); mounted at the top, :class:`HubApp` answers ``lifespan`` scopes
+itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..asyncio.routes import Router
+from ..exceptions import ConnectionClosed
+from ..protocol.handshake import select_subprotocol
+from ..protocol.http import Headers, HTTPLimits, Request, Response
+from .auth import ConnectionClaims
+from .codes import DisconnectCode, ErrorCode, HubError
+from .httpapi import add_api_routes
+from .metrics import CONTENT_TYPE
+from .node import Hub
+from .wire import SUBPROTOCOLS
+
+__all__ = [
+    "ASGIApp",
+    "Authenticate",
+    "HubApp",
+    "Receive",
+    "Scope",
+    "Send",
+    "api_app",
+    "asgi_app",
+    "metrics_app",
+    "request_from_scope",
+]
+
+logger = logging.getLogger("wsend.hub")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+#: An ASGI 3 application.
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: ``authenticate(request, scope) -> ConnectionClaims | None`` (sync or async); may raise
+#: :class:`~.codes.HubError` to refuse the connection (see the module docstring).
+Authenticate = Callable[
+    [Request, Scope], ConnectionClaims | Awaitable[ConnectionClaims | None] | None
+]
+
+# API request bodies above this size get 413 (as wsend's own server: HTTPLimits).
+_MAX_BODY = HTTPLimits.max_body_size
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path within the mount point: ``path`` without ``root_path``.
+
+    As Starlette's ``get_route_path``: servers and frameworks that leave ``path`` whole and
+    those that strip ``root_path`` from it are both handled.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    return rest if not rest or rest.startswith("/") else path
+
+
+def request_from_scope(scope: Scope, body: bytes = b"") -> Request:
+    """The ``http`` or ``websocket`` scope's request as a wsend :class:`Request`.
+
+    Its ``target`` is the path within the mount point (percent-encoded again) and the query;
+    ``headers``, ``cookies`` and ``query`` read as for requests wsend's own server receives.
+
+    Raises:
+        ValueError: a header the :class:`Headers` rules refuse (servers don't pass those).
+    """
+    path = urllib.parse.quote(route_path(scope) or "/", safe="/:@!$&'()*+,;=~-._")
+    query: bytes = scope.get("query_string", b"")
+    target = f"{path}?{query.decode('latin-1')}" if query else path
+    headers = Headers(
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+    )
+    return Request(scope.get("method", "GET"), target, headers, body)
+
+
+class _AsgiSocket:
+    """An accepted ASGI WebSocket as the hub's :class:`~.seams.Socket`.
+
+    Only the session's reader receives; the writer (and a slow-consumer close) sends. The
+    server's ``send`` raising ``OSError`` (uvicorn's ``ClientDisconnected``), or any send after
+    the disconnect or our close, becomes :class:`ConnectionClosed`.
+    """
+
+    def __init__(
+        self, receive: Receive, send: Send, request: Request, protocol: str | None
+    ) -> None:
+        self._receive, self._send = receive, send
+        self.request: Request | None = request
+        self.protocol = protocol
+        self.close_code: int | None = None
+        self._close_sent = False
+
+    def __aiter__(self) -> _AsgiSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message; ends at ``websocket.disconnect`` (recording its code)."""
+        while self.close_code is None:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                data: str | bytes | None = text if text is not None else message.get("bytes")
+                if data is not None:
+                    return data
+            elif kind == "websocket.disconnect":
+                self.close_code = int(message.get("code", 1005))
+        raise StopAsyncIteration
+
+    async def send(self, message: str | bytes) -> None:
+        if self._close_sent or self.close_code is not None:
+            raise ConnectionClosed(None, None)
+        key = "text" if isinstance(message, str) else "bytes"
+        try:
+            await self._send({"type": "websocket.send", key: message})
+        except OSError as exc:
+            raise ConnectionClosed(None, None) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._close_sent or self.close_code is not None:
+            return
+        self._close_sent = True
+        with contextlib.suppress(OSError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+class HubApp:
+    """The hub's WebSocket endpoint as an ASGI application (see the module docstring).
+
+    Args:
+        hub: the node whose sessions the connections run.
+        authenticate: ``authenticate(request, scope)`` giving the connection's credentials
+            from the host application's request (cookie, header...); ``None``: tokens only.
+
+    ``http`` requests get 426 at the endpoint (404 elsewhere); ``lifespan`` scopes start and
+    stop the node.
+    """
+
+    def __init__(self, hub: Hub, *, authenticate: Authenticate | None = None) -> None:
+        self.hub = hub
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            at_root = route_path(scope) in ("", "/")
+            await _respond(send, _not_upgraded() if at_root else _not_found(), scope)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Start the node's engines (idempotent; the first connection would start them)."""
+        await self.hub.start()
+
+    async def shutdown(self) -> None:
+        """Close the node's connections (4001: reconnect later), then stop its engines.
+
+        Waits a few seconds at most for the sessions to clean up (:meth:`Hub.close`).
+        """
+        await self.hub.close(DisconnectCode.SHUTDOWN, "shutdown")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """``async with``: the node runs inside the block; fits FastAPI's ``lifespan=``."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Answer the server's ``lifespan`` messages (mounted at the top only)."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- websocket -----------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One WebSocket: handshake, then a hub session until it closes."""
+        if (await receive())["type"] != "websocket.connect":
+            return  # disconnected before the handshake
+        if route_path(scope) not in ("", "/"):
+            await send({"type": "websocket.close", "code": 1000})  # refused: HTTP 403
+            return
+        request = request_from_scope(scope)
+        credentials = await self._credentials(request, scope)
+        subprotocol = select_subprotocol(scope.get("subprotocols") or (), SUBPROTOCOLS)
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        socket = _AsgiSocket(receive, send, request, subprotocol)
+        await self.hub.handler(socket, credentials=credentials)
+
+    async def _credentials(
+        self, request: Request, scope: Scope
+    ) -> ConnectionClaims | HubError | None:
+        """What the ``authenticate`` hook says; its failures refuse with error 100."""
+        if self.authenticate is None:
+            return None
+        try:
+            result = self.authenticate(request, scope)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None and not isinstance(result, ConnectionClaims):
+                raise TypeError(f"authenticate returned {type(result).__name__}")
+        except HubError as exc:
+            return exc
+        except Exception:
+            logger.exception("the authenticate hook failed")
+            return HubError(ErrorCode.INTERNAL)
+        return result
+
+
+def asgi_app(hub: Hub, *, authenticate: Authenticate | None = None) -> HubApp:
+    """The hub's WebSocket endpoint as an ASGI app (:class:`HubApp`): mount it at ``/ws``."""
+    return HubApp(hub, authenticate=authenticate)
+
+
+def api_app(hub: Hub) -> ASGIApp:
+    """The hub's HTTP API (:mod:`.httpapi`) as an ASGI app: ``POST /<method>`` under its mount.
+
+    Mounted at ``/api``, its URLs are those of ``wsend serve``: ``POST /api/publish``... with
+    the same API-key check (``hub.api_key``; none: 403) and replies.
+    """
+    router = Router()
+    add_api_routes(hub, router)
+    return _RouterApp(router, "/api")
+
+
+def metrics_app(hub: Hub) -> ASGIApp:
+    """The hub's Prometheus metrics as an ASGI app: ``GET`` at its mount (e.g. ``/metrics``)."""
+
+    def metrics(request: Request) -> Response:
+        return Response.bytes(200, hub.metrics.render(), CONTENT_TYPE)
+
+    router = Router()
+    router.add("/metrics", metrics)
+    router.add("/metrics/", metrics)
+    return _RouterApp(router, "/metrics")
+
+
+class _RouterApp:
+    """A wsend :class:`Router` as an ASGI app: its paths are ``prefix`` + the path within the
+    mount. Other scopes than ``http`` are refused (a WebSocket gets 403)."""
+
+    def __init__(self, router: Router, prefix: str) -> None:
+        self.router, self.prefix = router, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _respond(send, Response.text(413, "Request body too large\n"), scope)
+            return
+        request = request_from_scope(scope, body)
+        inner = request.target if request.target != "/" else ""
+        request = Request(request.method, self.prefix + inner, request.headers, body)
+        response = await self.router.dispatch(request)
+        await _respond(send, response or _not_found(), scope)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's body; ``None`` when it exceeds the limit (or the client left)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, response: Response, scope: Scope) -> None:
+    """Send ``response`` (without body to a HEAD request)."""
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+    ]
+    if "Content-Length" not in response.headers:
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    body = b"" if scope.get("method") == "HEAD" else response.body
+    await send({"type": "http.response.body", "body": body})
+
+
+def _not_found() -> Response:
+    return Response.text(404, "Not Found\n")
+
+
+def _not_upgraded() -> Response:
+    headers = Headers({"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
+    return Response.text(426, "Upgrade Required: this is the hub's WebSocket endpoint\n", headers)
