@@ -5,18 +5,20 @@
     hub = Hub(options, api_key=KEY)
     hub_app = asgi_app(hub, authenticate=from_session)
     app = FastAPI(lifespan=hub_app.lifespan)
-    app.mount("/ws", hub_app)          # the WebSocket endpoint
-    app.mount("/api", api_app(hub))    # POST /api/publish, /api/presence...
-    app.mount("/metrics", metrics_app(hub))
+    app.add_websocket_route("/ws", hub_app)           # the WebSocket endpoint: /ws
+    app.mount("/api", api_app(hub))                   # POST /api/publish, /api/presence...
+    app.add_route("/metrics", metrics_app(hub))       # GET /metrics
 
 Plain ASGI callables: no framework is needed, and any ASGI server runs them (uvicorn with
-either WebSocket layer, hypercorn...). Paths are relative to the mount point (``root_path``,
-as Starlette's ``Mount`` sets it).
+either WebSocket layer, hypercorn...). Mount them (``app.mount``) or route them
+(``add_websocket_route``, ``add_route``); paths seen by the hub (the ``authenticate`` hook's
+request) are relative to the mount point (``root_path``, as Starlette's ``Mount`` sets it).
 
 Contract of :class:`HubApp` for ``websocket`` scopes (``docs/hub/asgi.md``):
 
-- Only at the app's root (``/ws`` or ``/ws/`` when mounted at ``/ws``); other paths are refused
-  before the handshake (``websocket.close``: the server answers 403).
+- At whatever path the host application routes to it: ``app.mount("/ws", hub_app)`` serves
+  ``/ws/`` (and below: Starlette's ``Mount`` doesn't match ``/ws`` itself), while
+  ``app.add_websocket_route("/ws", hub_app)`` serves exactly ``/ws``.
 - The ``authenticate`` hook, if any, runs before the handshake with the request (headers,
   cookies, query) and the ASGI scope (``scope["session"]`` of Starlette's ``SessionMiddleware``,
   ``scope["user"]``...). It returns :class:`~.auth.ConnectionClaims` (the connection is that
@@ -180,8 +182,7 @@ class HubApp:
         authenticate: ``authenticate(request, scope)`` giving the connection's credentials
             from the host application's request (cookie, header...); ``None``: tokens only.
 
-    ``http`` requests get 426 at the endpoint (404 elsewhere); ``lifespan`` scopes start and
-    stop the node.
+    ``http`` requests get 426 (Upgrade Required); ``lifespan`` scopes start and stop the node.
     """
 
     def __init__(self, hub: Hub, *, authenticate: Authenticate | None = None) -> None:
@@ -193,8 +194,7 @@ class HubApp:
         if kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "http":
-            at_root = route_path(scope) in ("", "/")
-            await _respond(send, _not_upgraded() if at_root else _not_found(), scope)
+            await _respond(send, _not_upgraded(), scope)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -242,9 +242,6 @@ class HubApp:
         """One WebSocket: handshake, then a hub session until it closes."""
         if (await receive())["type"] != "websocket.connect":
             return  # disconnected before the handshake
-        if route_path(scope) not in ("", "/"):
-            await send({"type": "websocket.close", "code": 1000})  # refused: HTTP 403
-            return
         request = request_from_scope(scope)
         credentials = await self._credentials(request, scope)
         subprotocol = select_subprotocol(scope.get("subprotocols") or (), SUBPROTOCOLS)
@@ -278,50 +275,67 @@ def asgi_app(hub: Hub, *, authenticate: Authenticate | None = None) -> HubApp:
 
 
 def api_app(hub: Hub) -> ASGIApp:
-    """The hub's HTTP API (:mod:`.httpapi`) as an ASGI app: ``POST /<method>`` under its mount.
+    """The hub's HTTP API (:mod:`.httpapi`) as an ASGI app: ``POST .../<method>``.
 
-    Mounted at ``/api``, its URLs are those of ``wsend serve``: ``POST /api/publish``... with
-    the same API-key check (``hub.api_key``; none: 403) and replies.
+    The last segment of the path names the method, so it works mounted (``app.mount("/api",
+    ...)`` gives the URLs of ``wsend serve``: ``POST /api/publish``...) or routed
+    (``Route("/hub/{method}", ...)``). Same API-key check (``hub.api_key``; none: 403), bodies
+    and replies as ``wsend serve``.
     """
-    router = Router()
-    add_api_routes(hub, router)
-    return _RouterApp(router, "/api")
+    return _ApiApp(hub)
 
 
 def metrics_app(hub: Hub) -> ASGIApp:
-    """The hub's Prometheus metrics as an ASGI app: ``GET`` at its mount (e.g. ``/metrics``)."""
-
-    def metrics(request: Request) -> Response:
-        return Response.bytes(200, hub.metrics.render(), CONTENT_TYPE)
-
-    router = Router()
-    router.add("/metrics", metrics)
-    router.add("/metrics/", metrics)
-    return _RouterApp(router, "/metrics")
+    """The hub's Prometheus metrics as an ASGI app: ``GET`` (or ``HEAD``) at any path it is
+    given, e.g. ``app.add_route("/metrics", metrics_app(hub))``; other methods get 405."""
+    return _MetricsApp(hub)
 
 
-class _RouterApp:
-    """A wsend :class:`Router` as an ASGI app: its paths are ``prefix`` + the path within the
-    mount. Other scopes than ``http`` are refused (a WebSocket gets 403)."""
+# Both are objects, not functions: Starlette's Route and WebSocketRoute take a function for a
+# request handler, and any other callable for an ASGI app.
 
-    def __init__(self, router: Router, prefix: str) -> None:
-        self.router, self.prefix = router, prefix
+
+class _ApiApp:
+    def __init__(self, hub: Hub) -> None:
+        self.router = Router()
+        add_api_routes(hub, self.router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
-            return
-        if scope["type"] != "http":
+        if await _refused(scope, send):
             return
         body = await _read_body(receive)
         if body is None:
             await _respond(send, Response.text(413, "Request body too large\n"), scope)
             return
         request = request_from_scope(scope, body)
-        inner = request.target if request.target != "/" else ""
-        request = Request(request.method, self.prefix + inner, request.headers, body)
-        response = await self.router.dispatch(request)
+        name = request.path.rstrip("/").rpartition("/")[2]
+        query = request.target.partition("?")[2]
+        target = f"/api/{name}?{query}" if query else f"/api/{name}"
+        inner = Request(request.method, target, request.headers, body)
+        response = await self.router.dispatch(inner)
         await _respond(send, response or _not_found(), scope)
+
+
+class _MetricsApp:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await _refused(scope, send):
+            return
+        if scope.get("method") in ("GET", "HEAD"):
+            response = Response.bytes(200, self.hub.metrics.render(), CONTENT_TYPE)
+        else:
+            allow = Headers({"Allow": "GET, HEAD"})
+            response = Response.text(405, "Method Not Allowed\n", allow)
+        await _respond(send, response, scope)
+
+
+async def _refused(scope: Scope, send: Send) -> bool:
+    """Refuse what an HTTP-only app doesn't serve: a WebSocket gets 403, lifespan nothing."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1000})
+    return bool(scope["type"] != "http")
 
 
 async def _read_body(receive: Receive) -> bytes | None:
