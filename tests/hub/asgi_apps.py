@@ -56,9 +56,9 @@ def authenticate(request: Request, scope: Scope) -> ConnectionClaims | None:
     return None
 
 
-def fastapi_app(hub: Hub) -> FastAPI:
+def fastapi_app(hub: Hub, **hub_app_options: Any) -> FastAPI:
     """A FastAPI application with a login route and the hub mounted."""
-    hub_app = asgi_app(hub, authenticate=authenticate)
+    hub_app = asgi_app(hub, authenticate=authenticate, **hub_app_options)
     app = FastAPI(lifespan=hub_app.lifespan)
     app.add_middleware(SessionMiddleware, secret_key=COOKIE_SECRET)
 
@@ -73,9 +73,9 @@ def fastapi_app(hub: Hub) -> FastAPI:
     return app
 
 
-def starlette_app(hub: Hub) -> Starlette:
+def starlette_app(hub: Hub, **hub_app_options: Any) -> Starlette:
     """The same as :func:`fastapi_app`, in plain Starlette."""
-    hub_app = asgi_app(hub, authenticate=authenticate)
+    hub_app = asgi_app(hub, authenticate=authenticate, **hub_app_options)
 
     async def login(request: StarletteRequest) -> JSONResponse:
         request.session["user"] = request.query_params["user"]
@@ -116,7 +116,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: ASGIApp | HubApp, **config: Any) -> AsyncIterator[tuple[int, uvicorn.Server]]:
+async def run_uvicorn(
+    app: ASGIApp | HubApp, **config: Any
+) -> AsyncIterator[tuple[int, uvicorn.Server]]:
     """Serve ``app`` with uvicorn on a free loopback port (``config``: uvicorn's options)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -125,7 +127,7 @@ async def run_uvicorn(app: ASGIApp | HubApp, **config: Any) -> AsyncIterator[tup
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+            while not server.started:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
@@ -138,8 +140,11 @@ async def run_uvicorn(app: ASGIApp | HubApp, **config: Any) -> AsyncIterator[tup
 
 
 @contextlib.asynccontextmanager
-async def serve_app(hub: Hub, kind: str = "fastapi", **config: Any) -> AsyncIterator[Served]:
-    """The ``kind`` host application (:data:`APPS`) with ``hub`` mounted, served by uvicorn."""
+async def serve_app(
+    hub: Hub, kind: str = "fastapi", hub_app_options: dict[str, Any] | None = None, **config: Any
+) -> AsyncIterator[Served]:
+    """The ``kind`` host application (:data:`APPS`) with ``hub`` mounted, served by uvicorn
+    (``config``: uvicorn's options)."""
     make, path = APPS[kind]
-    async with run_uvicorn(make(hub), **config) as (port, server):
+    async with run_uvicorn(make(hub, **(hub_app_options or {})), **config) as (port, server):
         yield Served(hub, port, server, path)

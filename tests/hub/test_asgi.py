@@ -8,19 +8,24 @@ the metrics and the host application's login (its session cookie).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from typing import Any
 
 import httpx
 import pytest
 
 from wsend.exceptions import InvalidStatus
+from wsend.hub.asgi import HubApp, Scope
+from wsend.hub.auth import ConnectionClaims
 from wsend.hub.client import HubClient
 from wsend.hub.codes import DisconnectCode, ErrorCode
 from wsend.hub.node import Hub
 from wsend.hub.options import NamespaceOptions
 from wsend.hub.session import Session
+from wsend.protocol.http import Request
 
-from .asgi_apps import Served, serve_app
+from .asgi_apps import Served, run_uvicorn, serve_app
 from .e2e import API_KEY, NAMESPACES, RawClient, error_code, options, raw, token, wait_until
 
 FAST: dict[str, Any] = {"backoff_min": 0.01, "backoff_max": 0.05}
@@ -115,7 +120,8 @@ async def test_auth_from_the_host_applications_cookie_and_header(kind: str) -> N
             assert session.info == {"via": "cookie"}
         headers = {"Authorization": "Bearer bob-token"}
         async with HubClient(served.url, ws_options={"headers": headers}, **FAST) as bob:
-            assert bob.info is not None and bob.info.user == "bob"
+            assert bob.info is not None
+            assert bob.info.user == "bob"
             assert await bob.rpc("whoami") == {"user": "bob", "data": None}
         # Refused by the hook, or by the hub's own rules (no token, no anonymous access).
         for refused in ({"Authorization": "Bearer wrong"}, {"Cookie": "session=forged"}):
@@ -197,3 +203,97 @@ async def test_server_shutdown_ends_sessions_and_stops_the_node() -> None:
     assert not hub.sessions()
     assert not hub._started  # the lifespan stopped the node
     assert await hub.presence_of("chat:room") == {}
+
+
+async def never_reading_client(served: Served) -> tuple[RawClient, Session]:
+    """A subscribed client that stops reading for good, and its session."""
+    slow = await RawClient.open(served.url, max_queue=1, ping_interval=None, compression=None)
+    await slow.connect(token("slow"))
+    await slow.call("subscribe", channel="ticks:all")
+    [session] = served.hub.sessions("slow")
+    return slow, session
+
+
+@pytest.mark.parametrize("layer", ["websockets-sansio", "wsproto"])
+async def test_uvicorn_websocket_layers(layer: str) -> None:
+    """Each of uvicorn's WebSocket layers runs the hub; the session of a client that never
+    reads again ends after the close timeout (ASGI can't abort a connection: the server's
+    keepalive drops it)."""
+    slow_ns = NamespaceOptions(queue_max_bytes=QUEUE_BOUND)
+    hub = new_hub(namespaces={**NAMESPACES, "ticks": slow_ns})
+    quick = {"close_timeout": 0.2}
+    async with serve_app(hub, hub_app_options=quick, ws=layer) as served:
+        async with HubClient(served.url, token=token("ann"), encoding="msgpack") as ann:
+            sub = ann.subscribe("chat:room")
+            await sub.ready()
+            await ann.publish("chat:room", b"\x00binary")
+            assert (await anext(sub)).data == b"\x00binary"
+        slow, session = await never_reading_client(served)
+        sent = 0
+        async with asyncio.timeout(30):
+            while not session.closed:
+                await hub.publish("ticks:all", {"n": sent, "pad": PAYLOAD})
+                sent += 1
+                await asyncio.sleep(0.0005)
+        assert session.close_code == DisconnectCode.SLOW_CONSUMER
+        await wait_until(lambda: not hub.sessions(), timeout=20)
+        slow.ws.abort()
+
+
+async def test_hypercorn_serves_the_hub() -> None:
+    """Another ASGI server: hypercorn serving the FastAPI application."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from .asgi_apps import fastapi_app
+
+    hub = new_hub()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = Config()
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes it
+    config.loglevel = "WARNING"
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(fastapi_app(hub), config, shutdown_trigger=stop.wait))
+    url = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws/"
+    try:
+        async with asyncio.timeout(10):
+            while not hub._started:  # noqa: ASYNC110 - the lifespan starts the node
+                await asyncio.sleep(0.01)
+        async with HubClient(url, token=token("ann")) as ann:
+            sub = ann.subscribe("chat:room")
+            await sub.ready()
+            await hub.publish("chat:room", "hello")
+            assert (await anext(sub)).data == "hello"
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+        sock.close()
+    assert not hub._started
+
+
+async def test_hub_app_at_the_top_answers_lifespan_and_async_hooks() -> None:
+    hub = new_hub()
+    calls: list[str] = []
+
+    async def authenticate(request: Request, scope: Scope) -> ConnectionClaims | None:
+        calls.append(request.path)
+        user = request.query.get("user", [""])[0]
+        if user == "boom":
+            raise RuntimeError("the hook has a bug")
+        return ConnectionClaims(user=user) if user else None
+
+    async with run_uvicorn(HubApp(hub, authenticate=authenticate)) as (port, _):
+        assert hub._started  # before any connection: the lifespan started it
+        base = f"ws://127.0.0.1:{port}"
+        async with raw(f"{base}/?user=dora") as client:
+            assert (await client.connect())["result"]["user"] == "dora"
+        async with raw(f"{base}/?user=boom") as client:
+            reply = await client.connect()  # a failing hook refuses, temporarily
+            assert error_code(reply) == ErrorCode.INTERNAL
+            assert reply["error"]["temporary"] is True
+        async with raw(f"{base}/", token("erin")) as client:
+            assert (await client.call("ping"))["result"] == {}
+    assert calls == ["/", "/", "/"]
+    assert not hub._started

@@ -42,6 +42,7 @@ itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -49,8 +50,10 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ..asyncio.connection import DEFAULT_CLOSE_TIMEOUT
 from ..asyncio.routes import Router
 from ..exceptions import ConnectionClosed
+from ..protocol.frames import CloseCode
 from ..protocol.handshake import select_subprotocol
 from ..protocol.http import Headers, HTTPLimits, Request, Response
 from .auth import ConnectionClaims
@@ -64,6 +67,7 @@ __all__ = [
     "ASGIApp",
     "Authenticate",
     "HubApp",
+    "Message",
     "Receive",
     "Scope",
     "Send",
@@ -71,6 +75,7 @@ __all__ = [
     "asgi_app",
     "metrics_app",
     "request_from_scope",
+    "route_path",
 ]
 
 logger = logging.getLogger("wsend.hub")
@@ -129,16 +134,28 @@ class _AsgiSocket:
     Only the session's reader receives; the writer (and a slow-consumer close) sends. The
     server's ``send`` raising ``OSError`` (uvicorn's ``ClientDisconnected``), or any send after
     the disconnect or our close, becomes :class:`ConnectionClosed`.
+
+    ASGI can't abort a connection: once :meth:`close` was called, the close frame and the
+    ``websocket.disconnect`` get ``close_timeout`` seconds; then the socket counts as closed
+    (1006) and iteration ends, so the session ends and frees what it holds even when the peer
+    never reads again (the server's keepalive then drops the TCP connection).
     """
 
     def __init__(
-        self, receive: Receive, send: Send, request: Request, protocol: str | None
+        self,
+        receive: Receive,
+        send: Send,
+        request: Request,
+        protocol: str | None,
+        close_timeout: float,
     ) -> None:
         self._receive, self._send = receive, send
         self.request: Request | None = request
         self.protocol = protocol
         self.close_code: int | None = None
-        self._close_sent = False
+        self._close_timeout = close_timeout
+        self._deadline: float | None = None  # when to give up waiting for the disconnect
+        self._waiting: asyncio.Timeout | None = None  # the reader's wait, to reschedule
 
     def __aiter__(self) -> _AsgiSocket:
         return self
@@ -146,7 +163,14 @@ class _AsgiSocket:
     async def __anext__(self) -> str | bytes:
         """The next message; ends at ``websocket.disconnect`` (recording its code)."""
         while self.close_code is None:
-            message = await self._receive()
+            try:
+                async with asyncio.timeout(self._deadline) as self._waiting:
+                    message = await self._receive()
+            except TimeoutError:
+                self.close_code = CloseCode.ABNORMAL_CLOSURE
+                break
+            finally:
+                self._waiting = None
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
@@ -154,11 +178,11 @@ class _AsgiSocket:
                 if data is not None:
                     return data
             elif kind == "websocket.disconnect":
-                self.close_code = int(message.get("code", 1005))
+                self.close_code = int(message.get("code", CloseCode.NO_STATUS_RCVD))
         raise StopAsyncIteration
 
     async def send(self, message: str | bytes) -> None:
-        if self._close_sent or self.close_code is not None:
+        if self._deadline is not None or self.close_code is not None:
             raise ConnectionClosed(None, None)
         key = "text" if isinstance(message, str) else "bytes"
         try:
@@ -167,11 +191,14 @@ class _AsgiSocket:
             raise ConnectionClosed(None, None) from exc
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self._close_sent or self.close_code is not None:
+        if self._deadline is not None or self.close_code is not None:
             return
-        self._close_sent = True
-        with contextlib.suppress(OSError):
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        self._deadline = asyncio.get_running_loop().time() + self._close_timeout
+        if self._waiting is not None:
+            self._waiting.reschedule(self._deadline)
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout_at(self._deadline):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class HubApp:
@@ -181,13 +208,22 @@ class HubApp:
         hub: the node whose sessions the connections run.
         authenticate: ``authenticate(request, scope)`` giving the connection's credentials
             from the host application's request (cookie, header...); ``None``: tokens only.
+        close_timeout: seconds a closing connection gets to send its close frame and see the
+            disconnect before its session ends anyway (10 s, as ``wsend serve``).
 
     ``http`` requests get 426 (Upgrade Required); ``lifespan`` scopes start and stop the node.
     """
 
-    def __init__(self, hub: Hub, *, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        authenticate: Authenticate | None = None,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
         self.hub = hub
         self.authenticate = authenticate
+        self.close_timeout = close_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -246,7 +282,7 @@ class HubApp:
         credentials = await self._credentials(request, scope)
         subprotocol = select_subprotocol(scope.get("subprotocols") or (), SUBPROTOCOLS)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        socket = _AsgiSocket(receive, send, request, subprotocol)
+        socket = _AsgiSocket(receive, send, request, subprotocol, self.close_timeout)
         await self.hub.handler(socket, credentials=credentials)
 
     async def _credentials(
@@ -269,9 +305,14 @@ class HubApp:
         return result
 
 
-def asgi_app(hub: Hub, *, authenticate: Authenticate | None = None) -> HubApp:
+def asgi_app(
+    hub: Hub,
+    *,
+    authenticate: Authenticate | None = None,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+) -> HubApp:
     """The hub's WebSocket endpoint as an ASGI app (:class:`HubApp`): mount it at ``/ws``."""
-    return HubApp(hub, authenticate=authenticate)
+    return HubApp(hub, authenticate=authenticate, close_timeout=close_timeout)
 
 
 def api_app(hub: Hub) -> ASGIApp:
