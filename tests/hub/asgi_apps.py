@@ -86,6 +86,7 @@ def starlette_app(hub: Hub, **hub_app_options: Any) -> Starlette:
             Route("/login", login, methods=["POST"]),
             WebSocketRoute("/ws", hub_app),
             Mount("/api", api_app(hub)),
+            Route("/hub-api/{method}", api_app(hub), methods=["POST"]),  # routed, not mounted
             Route("/metrics", metrics_app(hub)),
         ],
         middleware=[Middleware(SessionMiddleware, secret_key=COOKIE_SECRET)],

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from wsend.exceptions import InvalidStatus
-from wsend.hub.asgi import HubApp, Scope
+from wsend.hub.asgi import HubApp, Scope, request_from_scope, route_path
 from wsend.hub.auth import ConnectionClaims
 from wsend.hub.client import HubClient
 from wsend.hub.codes import DisconnectCode, ErrorCode
@@ -297,3 +297,51 @@ async def test_hub_app_at_the_top_answers_lifespan_and_async_hooks() -> None:
             assert (await client.call("ping"))["result"] == {}
     assert calls == ["/", "/", "/"]
     assert not hub._started
+
+
+async def test_http_apps_routed_and_their_edges() -> None:
+    async with serve_app(new_hub(), "starlette") as served:
+        key = {"X-API-Key": API_KEY}
+        async with httpx.AsyncClient(base_url=served.base) as http:
+            body = {"channel": "chat:x", "data": 1}
+            routed = await http.post("/hub-api/publish", json=body, headers=key)
+            assert routed.json() == {
+                "result": {"offset": 1, "epoch": routed.json()["result"]["epoch"]}
+            }
+            too_big = await http.post("/api/publish", content=b"x" * (2 << 20), headers=key)
+            assert too_big.status_code == 413
+            head = await http.head("/metrics")
+            assert (head.status_code, head.content) == (200, b"")
+            assert int(head.headers["content-length"]) > 0
+            assert (await http.post("/metrics")).status_code == 405
+        with pytest.raises(InvalidStatus, match="403"):
+            await RawClient.open(f"ws://127.0.0.1:{served.port}/api/publish")
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/ws/", "/ws", "/"),  # Starlette's Mount: the whole path, and the mount's root_path
+        ("/ws", "/ws", ""),
+        ("/", "/ws", "/"),  # servers that strip root_path from path
+        ("/wsx", "/ws", "/wsx"),  # not under the mount point
+        ("/a/b", "", "/a/b"),
+    ],
+)
+def test_route_path(path: str, root_path: str, expected: str) -> None:
+    assert route_path({"path": path, "root_path": root_path}) == expected
+
+
+def test_request_from_scope() -> None:
+    scope = {
+        "type": "websocket",
+        "path": "/hub/caf\u00e9 room",
+        "root_path": "/hub",
+        "query_string": b"token=t&x=1",
+        "headers": [(b"cookie", b"session=abc; theme=dark"), (b"authorization", b"Bearer x")],
+    }
+    request = request_from_scope(scope)
+    assert request.path == "/caf%C3%A9%20room"
+    assert request.query == {"token": ["t"], "x": ["1"]}
+    assert request.cookies == {"session": "abc", "theme": "dark"}
+    assert request.headers["Authorization"] == "Bearer x"
