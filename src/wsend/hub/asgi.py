@@ -164,7 +164,7 @@ class _AsgiSocket:
         """The next message; ends at ``websocket.disconnect`` (recording its code)."""
         while self.close_code is None:
             try:
-                async with asyncio.timeout(self._deadline) as self._waiting:
+                async with asyncio.timeout_at(self._deadline) as self._waiting:
                     message = await self._receive()
             except TimeoutError:
                 self.close_code = CloseCode.ABNORMAL_CLOSURE
