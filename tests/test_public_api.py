@@ -60,6 +60,31 @@ def test_all_is_guarded() -> None:
         assert hasattr(wsend, name), name
 
 
+#: The hub over ASGI (``wsend.hub.asgi``, docs/hub/asgi.md).
+EXPECTED_HUB_ASGI = {
+    "ASGIApp",
+    "Authenticate",
+    "HubApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "api_app",
+    "asgi_app",
+    "metrics_app",
+    "request_from_scope",
+    "route_path",
+}
+
+
+def test_hub_asgi_all_is_guarded() -> None:
+    from wsend.hub import asgi
+
+    assert set(asgi.__all__) == EXPECTED_HUB_ASGI
+    for name in asgi.__all__:
+        assert hasattr(asgi, name), name
+
+
 def test_every_exception_derives_from_the_base() -> None:
     for name in wsend.__all__:
         obj = getattr(wsend, name)

@@ -27,7 +27,7 @@ from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
 from ..protocol.frames import is_valid_close_code
 from ..protocol.http import Request, Response
-from .auth import TokenVerifier
+from .auth import ConnectionClaims, TokenVerifier
 from .broker import (
     Broker,
     ClientInfo,
@@ -38,10 +38,11 @@ from .broker import (
     Publication,
     StreamPosition,
 )
-from .codes import DisconnectCode
+from .codes import DisconnectCode, HubError
 from .memory import MemoryBroker, MemoryPresence
 from .metrics import CONTENT_TYPE, HubMetrics
 from .options import HubOptions, parse_channel
+from .seams import Socket
 from .session import RpcHandler, Session
 from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames, check_both
 
@@ -76,7 +77,7 @@ class _Link:
 
     __slots__ = ("closer", "closing", "event", "sending", "ws")
 
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: Socket) -> None:
         self.ws = ws
         self.event = asyncio.Event()
         self.closing: tuple[int, str] | None = None
@@ -387,12 +388,23 @@ class Hub:
             observe = self._latency[method] = self.metrics.commands.labels(method).observe
         observe(seconds)
 
-    async def handler(self, ws: ServerConnection) -> None:
-        """The WebSocket handler for the hub endpoint (``/ws``)."""
+    async def handler(
+        self, ws: Socket, *, credentials: ConnectionClaims | HubError | None = None
+    ) -> None:
+        """The WebSocket handler for the hub endpoint (``/ws``): one session, until it closes.
+
+        Args:
+            ws: an open WebSocket (a :class:`~wsend.asyncio.server.ServerConnection` when
+                served by :func:`wsend.serve`, an ASGI server's with :mod:`.asgi`).
+            credentials: who the connection is, established by the transport (see
+                :class:`~.session.Session`); ``None``: the client's connection token decides.
+        """
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
         link = _Link(ws)
-        session = Session(self, link, codec, self._observe, url_token=_url_token(ws))
+        session = Session(
+            self, link, codec, self._observe, url_token=_url_token(ws), credentials=credentials
+        )
         self._links[session] = link
         self.metrics.connections.inc()
         writer = asyncio.get_running_loop().create_task(self._write(session, link))
@@ -429,7 +441,7 @@ class Hub:
         if session.queue.replaced:
             metrics.drops.labels("conflated").inc(session.queue.replaced)
 
-    async def _read(self, session: Session, link: _Link, ws: ServerConnection) -> None:
+    async def _read(self, session: Session, link: _Link, ws: Socket) -> None:
         metrics = self.metrics
         try:
             async for message in ws:
@@ -652,7 +664,7 @@ class Hub:
         }
 
 
-def _url_token(ws: ServerConnection) -> str | None:
+def _url_token(ws: Socket) -> str | None:
     """The ``token`` query parameter of the endpoint's URL (``/ws?token=...``), if any."""
     request = ws.request
     if request is None:

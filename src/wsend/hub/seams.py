@@ -1,15 +1,17 @@
 """The seams of a :class:`~.session.Session`: what it needs from its node, where its output goes.
 
 The node (:class:`~.node.Hub`, or a test's small node) implements :class:`Node`; each
-connection gives its session a :class:`Sink`. Both are :class:`typing.Protocol` classes: any
-object with these members fits.
+connection gives its session a :class:`Sink`. The node runs sessions over any :class:`Socket`:
+wsend's own :class:`~wsend.asyncio.server.ServerConnection`, or an ASGI server's WebSocket
+(:mod:`.asgi`). All are :class:`typing.Protocol` classes: any object with these members fits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ..protocol.http import Request
 from .auth import TokenVerifier
 from .broker import Broker, ClientInfo, Presence
 from .options import HubOptions
@@ -17,7 +19,7 @@ from .options import HubOptions
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["CommandObserver", "Node", "RpcHandler", "Sink"]
+__all__ = ["CommandObserver", "Node", "RpcHandler", "Sink", "Socket"]
 
 #: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
 #: :class:`HubError` to answer an error; any other exception answers error 100.
@@ -41,6 +43,36 @@ class Sink(Protocol):
 
         Called at most once per session; the node then calls :meth:`Session.on_close`.
         """
+
+
+class Socket(Protocol):
+    """An open WebSocket the node runs a session over (what :meth:`Hub.handler` uses).
+
+    ``async for`` yields each message received (``str`` for text, ``bytes`` for binary) and
+    ends when the connection closes (it may raise :class:`~wsend.exceptions.ConnectionClosed`
+    instead); :meth:`send` raises :class:`~wsend.exceptions.ConnectionClosed` once it can't
+    send, and waits while the peer doesn't read (that is the node's backpressure).
+    """
+
+    @property
+    def protocol(self) -> str | None:
+        """The negotiated subprotocol (selects the codec)."""
+
+    @property
+    def request(self) -> Request | None:
+        """The opening request (its ``?token=`` query parameter is read)."""
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, once the connection is closed (1006 without one)."""
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one text (``str``) or binary (``bytes``) message."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start (or complete) the closing handshake with ``code``; idempotent."""
 
 
 class Node(Protocol):

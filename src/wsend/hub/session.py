@@ -132,6 +132,9 @@ class Session:
             the session, awaits included); ``None`` measures nothing.
         url_token: a connection token given in the endpoint's URL (``?token=``), used by a
             ``connect`` that carries none.
+        credentials: who the connection is, established by its transport (e.g. from the host
+            application's cookie, :mod:`.asgi`): ``connect`` then needs no token and ignores
+            one; a :class:`HubError` instead refuses ``connect`` with it.
     """
 
     def __init__(
@@ -142,9 +145,11 @@ class Session:
         observer: CommandObserver | None = None,
         *,
         url_token: str | None = None,
+        credentials: ConnectionClaims | HubError | None = None,
     ) -> None:
         self.node = node
         self.url_token = url_token
+        self.credentials = credentials
         self.sink = sink
         self.codec = codec
         self.observer = observer
@@ -427,6 +432,10 @@ class Session:
         return _REPLIED
 
     def _authenticate(self, token: str | None, now: float) -> ConnectionClaims:
+        if isinstance(self.credentials, HubError):
+            raise self.credentials
+        if self.credentials is not None:
+            return self.credentials
         if token is None:
             if not self.options.allow_anonymous:
                 raise HubError(ErrorCode.UNAUTHORIZED, "token required")
