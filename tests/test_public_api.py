@@ -10,7 +10,6 @@ import wsend
 EXPECTED = {
     "ClientConnection",
     "ClientDeflate",
-    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",

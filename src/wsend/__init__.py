@@ -31,7 +31,6 @@ from .asyncio import (
 )
 from .auth import basic_auth, token_auth
 from .exceptions import (
-    ClientDisconnected,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -62,7 +61,6 @@ from .protocol.http import Headers, HTTPLimits, Request, Response
 __all__ = [
     "ClientConnection",
     "ClientDeflate",
-    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",
