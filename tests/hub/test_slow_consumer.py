@@ -109,6 +109,14 @@ async def test_conflate_policy_delivers_latest_per_key() -> None:
                 assert queued <= QUEUE_BOUND
                 assert buffered <= BUFFER_BOUND
             assert not session.closed
+            # Counted as they happen, not when the session ends.
+            metrics = running.hub.metrics.render().decode()
+            line = next(
+                x
+                for x in metrics.splitlines()
+                if x.startswith('wsend_hub_dropped_total{reason="conflated"}')
+            )
+            assert float(line.split()[-1]) == session.queue.replaced
             # The slow client resumes: the last publication it gets per key is the latest.
             seen: dict[str, int] = {}
             async with asyncio.timeout(10):

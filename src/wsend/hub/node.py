@@ -405,6 +405,7 @@ class Hub:
         session = Session(
             self, link, codec, self._observe, url_token=_url_token(ws), credentials=credentials
         )
+        session.queue.on_replaced = self.metrics.drops.labels("conflated").inc
         self._links[session] = link
         self.metrics.connections.inc()
         writer = asyncio.get_running_loop().create_task(self._write(session, link))
@@ -430,7 +431,7 @@ class Hub:
                 self._closed(session, link)
 
     def _closed(self, session: Session, link: _Link) -> None:
-        """Count a connection's end: its close code, and what it dropped."""
+        """Count a connection's end: its close code and slow-consumer drops (conflation: live)."""
         metrics = self.metrics
         metrics.connections.dec()
         closing = link.closing
@@ -438,8 +439,6 @@ class Hub:
         metrics.disconnects.labels(str(1006 if code is None else code)).inc()
         if session.close_code == DisconnectCode.SLOW_CONSUMER:
             metrics.drops.labels("slow_consumer").inc(max(1, len(session.queue)))
-        if session.queue.replaced:
-            metrics.drops.labels("conflated").inc(session.queue.replaced)
 
     async def _read(self, session: Session, link: _Link, ws: Socket) -> None:
         metrics = self.metrics

@@ -19,7 +19,7 @@ Items are opaque bytes; their size is ``len(item)``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 __all__ = ["OutgoingQueue"]
 
@@ -33,7 +33,7 @@ class OutgoingQueue:
         max_bytes: the bound on the sum of the queued items' sizes (> 0).
     """
 
-    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes", "replaced")
+    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes", "on_replaced", "replaced")
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
@@ -45,6 +45,9 @@ class OutgoingQueue:
         self._next = 0
         #: Items dropped because a conflatable item with the same key replaced them.
         self.replaced = 0
+        #: Called each time a conflatable item replaces a queued one (e.g. to count the drop
+        #: in a metric as it happens), or ``None``.
+        self.on_replaced: Callable[[], object] | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -81,6 +84,8 @@ class OutgoingQueue:
         self._size += len(item) - old
         if seq is not None:
             self.replaced += 1
+            if self.on_replaced is not None:
+                self.on_replaced()
         else:
             seq = self._next
             self._next += 1
