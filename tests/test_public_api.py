@@ -10,6 +10,7 @@ import wsend
 EXPECTED = {
     "ClientConnection",
     "ClientDeflate",
+    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",

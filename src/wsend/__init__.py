@@ -31,6 +31,7 @@ from .asyncio import (
 )
 from .auth import basic_auth, token_auth
 from .exceptions import (
+    ClientDisconnected,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -61,6 +62,7 @@ from .protocol.http import Headers, HTTPLimits, Request, Response
 __all__ = [
     "ClientConnection",
     "ClientDeflate",
+    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",
