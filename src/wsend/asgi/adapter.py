@@ -2,9 +2,9 @@
 
 What an ASGI server layer needs besides the connection itself: the scope built from the
 opening handshake's :class:`~wsend.protocol.http.Request`, the ``websocket.receive`` and
-``websocket.disconnect`` events, the 101 response for ``websocket.accept``, and the HTTP
-response of the ``websocket.http.response`` denial extension. The I/O lives in
-:mod:`wsend.asgi.uvicorn`.
+``websocket.disconnect`` events, the subprotocol and headers of ``websocket.accept``, the
+arguments of ``websocket.close``, and the HTTP response of the ``websocket.http.response``
+denial extension. The I/O lives in :mod:`wsend.asgi.uvicorn`.
 
 Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket (version 2.4).
 """
@@ -17,25 +17,33 @@ from typing import Any
 
 from ..exceptions import UsageError
 from ..protocol import handshake
-from ..protocol.frames import Close, CloseCode
+from ..protocol.frames import Close, CloseCode, is_valid_close_code
 from ..protocol.http import Headers, Request, Response
 
 __all__ = [
+    "EXTENSIONS",
     "SPEC_VERSION",
     "Denial",
     "accept_options",
     "build_scope",
+    "close_options",
     "disconnect_event",
+    "message_data",
     "receive_event",
 ]
 
 #: The version of the ASGI HTTP & WebSocket specification implemented.
 SPEC_VERSION = "2.4"
+#: The ASGI extensions every scope advertises: the denial response.
+EXTENSIONS = ("websocket.http.response",)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 RawHeaders = Iterable[tuple[bytes, bytes]]
-Address = tuple[str, int] | None
+Address = tuple[str, int] | tuple[str, int | None] | None
+
+# Statuses whose responses carry no body (RFC 9110 sections 15.3.5 and 15.4.5).
+_BODILESS = frozenset({204, 304})
 
 
 def build_scope(
@@ -60,7 +68,8 @@ def build_scope(
         state: the lifespan state; the scope gets a shallow copy (ASGI lifespan spec).
 
     Returns:
-        The scope, with ``extensions`` advertising ``websocket.http.response``.
+        The scope, with ``extensions`` advertising ``websocket.http.response``. Header names
+        are lowercased; names and values are bytes as received (ISO-8859-1).
 
     Raises:
         InvalidHeader: Sec-WebSocket-Protocol is malformed (the caller answers 400).
@@ -83,7 +92,7 @@ def build_scope(
         ],
         "subprotocols": handshake.parse_subprotocols(request.headers),
         "state": {} if state is None else state.copy(),
-        "extensions": {"websocket.http.response": {}},
+        "extensions": {name: {} for name in EXTENSIONS},
     }
 
 
@@ -99,10 +108,10 @@ def disconnect_event(
 ) -> Message:
     """The ``websocket.disconnect`` event of a connection that closed (or is closing).
 
-    The code is the one of whoever started the closing handshake: the peer's (1005 when its
-    close frame had none), or ours when the server or the application closed first (the
-    application's own code, 1009 for a message too big, 1012 on shutdown...). Without any
-    close frame, the connection was lost: 1006.
+    The code and reason are those of whoever started the closing handshake: the peer's (1005
+    when its close frame had no code), or ours when the server or the application closed first
+    (the application's own code, 1009 for a message too big, 1002 for a protocol error, 1012 on
+    shutdown...). Without any close frame the connection was lost: 1006.
     """
     close = sent if sent is not None and (rcvd is None or rcvd_then_sent is False) else rcvd
     if close is None:
@@ -110,37 +119,92 @@ def disconnect_event(
     return {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
 
 
-def _decode_headers(headers: RawHeaders) -> list[tuple[str, str]]:
-    """ASGI headers (byte pairs) as ``str`` pairs; HTTP header bytes are ISO-8859-1."""
+def message_data(message: Message) -> str | bytes | bytearray | memoryview:
+    """The payload of a ``websocket.send`` message: ``bytes`` if set, else ``text``.
+
+    Raises:
+        UsageError: neither ``bytes`` (bytes-like) nor ``text`` (``str``) is set.
+    """
+    data = message.get("bytes")
+    if data is None:
+        data = message.get("text")
+        if type(data) is str:
+            return data
+    elif isinstance(data, bytes | bytearray | memoryview):
+        return data
+    raise UsageError("websocket.send needs bytes in 'bytes' or a str in 'text'")
+
+
+def close_options(message: Message) -> tuple[int, str]:
+    """The code and reason of a ``websocket.close`` message (1000 and ``""`` by default).
+
+    Raises:
+        UsageError: the code may not be sent in a close frame (RFC 6455 section 7.4), or the
+            reason is not a ``str`` of at most 123 bytes in UTF-8.
+    """
+    code = message.get("code")
+    if code is None:
+        code = CloseCode.NORMAL_CLOSURE
+    reason = message.get("reason") or ""
+    if not isinstance(code, int) or isinstance(code, bool) or not is_valid_close_code(code):
+        raise UsageError(f"websocket.close has a code that can't be sent: {code!r}")
+    if not isinstance(reason, str) or len(reason.encode()) > 123:
+        raise UsageError("websocket.close needs a reason of at most 123 bytes in UTF-8")
+    return int(code), reason
+
+
+def _decode_headers(headers: RawHeaders, where: str) -> list[tuple[str, str]]:
+    """ASGI headers (byte pairs) as ``str`` pairs; HTTP header bytes are ISO-8859-1.
+
+    Raises:
+        UsageError: ``headers`` is not an iterable of pairs of bytes.
+    """
     try:
         return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"ASGI headers must be pairs of bytes: {exc}") from exc
+        raise UsageError(f"the headers of {where} must be pairs of bytes: {exc}") from exc
+
+
+def _headers(default: RawHeaders, extra: RawHeaders, where: str) -> Headers:
+    """``default`` then ``extra`` headers, both kept where names repeat (as uvicorn does).
+
+    Raises:
+        UsageError: a header is not a pair of bytes, or not a valid header field.
+    """
+    try:
+        return Headers(_decode_headers(default, where) + _decode_headers(extra, where))
+    except ValueError as exc:
+        raise UsageError(f"invalid header in {where}: {exc}") from exc
 
 
 def accept_options(
-    message: Message, default_headers: RawHeaders = ()
+    message: Message, request: Request, default_headers: RawHeaders = ()
 ) -> tuple[str | None, Headers]:
     """The subprotocol and extra headers that a ``websocket.accept`` message asks for.
 
-    ``default_headers`` (the server's: Server, Date) come first; the message's headers
-    replace those of the same name. A ``Sec-WebSocket-Protocol`` header in the message's
-    headers is taken as the subprotocol when the message names none (some applications set
-    it so); it is never sent twice.
+    ``default_headers`` (the server's: Server, Date) come first, then the message's headers,
+    duplicates kept, as uvicorn's own WebSocket layers do. A ``Sec-WebSocket-Protocol``
+    header in the message's headers is taken as the subprotocol when the message names none
+    (some applications set it so); it is never sent twice.
 
     Raises:
-        UsageError: the headers are not byte pairs, or not valid header fields.
+        UsageError: the headers are not byte pairs or not valid header fields, or the
+            subprotocol was not offered by the client (RFC 6455 section 4.2.2: it would fail
+            the handshake).
     """
     subprotocol = message.get("subprotocol")
-    try:
-        headers = Headers(_decode_headers(default_headers))
-        headers.update(_decode_headers(message.get("headers") or ()))
-    except ValueError as exc:
-        raise UsageError(f"invalid header in websocket.accept: {exc}") from exc
+    headers = _headers(default_headers, message.get("headers") or (), "websocket.accept")
     chosen = headers.get("Sec-WebSocket-Protocol")
     if chosen is not None:
         del headers["Sec-WebSocket-Protocol"]
         subprotocol = subprotocol or chosen
+    if subprotocol is not None:
+        offered = handshake.parse_subprotocols(request.headers)
+        if subprotocol not in offered:
+            raise UsageError(
+                f"websocket.accept chose subprotocol {subprotocol!r}, which the client didn't "
+                f"offer (offered: {offered})"
+            )
     return subprotocol, headers
 
 
@@ -148,42 +212,49 @@ class Denial:
     """The HTTP response an application sends instead of accepting (denial extension).
 
     Feed it ``websocket.http.response.start`` then ``websocket.http.response.body``
-    messages; :meth:`body` returns the complete response once the last body part came.
-    The body is kept until then: the response is sent whole, with Content-Length.
+    messages; :meth:`body` returns the complete response once the last body part came. The
+    body is kept until then: the response is sent whole, with its real Content-Length (a
+    Content-Length or Transfer-Encoding from the application is replaced).
     """
 
     __slots__ = ("_body", "_headers", "status")
 
-    def __init__(self, message: Message, default_headers: RawHeaders = ()) -> None:
+    def __init__(self, message: Message) -> None:
         """Start the response from its ``websocket.http.response.start`` message.
 
         Raises:
-            UsageError: the status is not 100-599 or a header is invalid.
+            UsageError: the status is not 200-599 (a 1xx would mislead the client), or a
+                header is invalid.
         """
         status = message.get("status")
-        if type(status) is not int or not 100 <= status < 600:
+        if type(status) is not int or not 200 <= status < 600:
             raise UsageError(f"invalid HTTP status in websocket.http.response.start: {status!r}")
         self.status = status
-        try:
-            self._headers = Headers(_decode_headers(default_headers))
-            self._headers.update(_decode_headers(message.get("headers") or ()))
-        except ValueError as exc:
-            raise UsageError(f"invalid header in websocket.http.response.start: {exc}") from exc
+        self._headers = _headers((), message.get("headers") or (), "websocket.http.response")
+        for name in ("Content-Length", "Transfer-Encoding"):
+            if name in self._headers:
+                del self._headers[name]
         self._body = bytearray()
 
     def body(self, message: Message) -> Response | None:
         """Add a ``websocket.http.response.body`` part; the response once it is the last.
 
         Raises:
-            UsageError: ``body`` is not bytes.
+            UsageError: ``body`` is not bytes, or a 204 or 304 response gets one.
         """
         body = message.get("body", b"")
         if not isinstance(body, bytes | bytearray | memoryview):
             raise UsageError("websocket.http.response.body needs bytes in 'body'")
+        if body and self.status in _BODILESS:
+            raise UsageError(f"a {self.status} response can't have a body")
         self._body += body
         if message.get("more_body", False):
             return None
-        headers = self._headers
-        if "Content-Type" not in headers:
+        return self.response()
+
+    def response(self) -> Response:
+        """The response with the body received so far (Content-Type: text/plain by default)."""
+        headers = self._headers.copy()
+        if "Content-Type" not in headers and self.status not in _BODILESS:
             headers["Content-Type"] = "text/plain; charset=utf-8"
         return Response(self.status, headers, bytes(self._body))

@@ -2,21 +2,23 @@
 
 Any ASGI application's WebSocket endpoints (Starlette, FastAPI...) then run on wsend's
 protocol core and connection machinery: its parser, permessage-deflate, limits, keepalive,
-backpressure and write batching. On the command line::
-
-    uvicorn app:app --ws wsend.asgi.uvicorn:WSendProtocol
+backpressure and write batching. On the command line, ``python -m wsend.asgi app:app`` (see
+:mod:`wsend.asgi.__main__`), or with uvicorn 0.35 or later
+``uvicorn app:app --ws wsend.asgi:WSendProtocol``.
 
 How it plugs in: uvicorn's HTTP protocol parses the upgrade request, creates this class with
 ``(config, server_state, app_state)``, calls :meth:`connection_made` with its transport, makes
 it the transport's protocol and hands it the request's bytes with :meth:`data_received`. From
-there wsend checks the handshake, runs the application with the ``websocket`` scope, and
-answers as the application asks: 101 on ``websocket.accept``, 403 on ``websocket.close``, or
-the application's own response (``websocket.http.response.*``).
+there wsend checks the handshake (400 or 426 for a bad one, before the application runs),
+runs the application with the ``websocket`` scope, and answers as the application asks: 101 on
+``websocket.accept``, 403 on ``websocket.close``, or the application's own response
+(``websocket.http.response.*``); 500 if the application fails or returns first.
 
-uvicorn's settings map to wsend's (see ``docs/howto/asgi.md``): ``ws_max_size`` is the message
-size limit (a larger message closes with 1009), ``ws_max_queue`` the receive queue (reading
-pauses when that many messages wait), ``ws_ping_interval`` and ``ws_ping_timeout`` the
-keepalive (an unanswered ping closes with 1011), ``ws_per_message_deflate`` permessage-deflate.
+uvicorn's settings map to wsend's (see ``docs/howto/asgi-server.md``): ``ws_max_size`` is the
+message size limit (a larger message closes with 1009), ``ws_max_queue`` the receive queue
+(reading pauses when that many messages wait), ``ws_ping_interval`` and ``ws_ping_timeout``
+the keepalive (an unanswered ping closes with 1011), ``ws_per_message_deflate``
+permessage-deflate. ``send`` waits while the socket's buffer is above 64 KiB (backpressure).
 On shutdown, open connections close with 1012 (service restart), as uvicorn's own layers do.
 """
 
@@ -27,6 +29,14 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.protocols.utils import (
+    get_client_addr,
+    get_local_addr,
+    get_path_with_query_string,
+    get_remote_addr,
+    is_ssl,
+)
+
 from ..asyncio.connection import ConnectionOptions
 from ..asyncio.server import Server, ServerConnection
 from ..exceptions import ClientDisconnected, ConnectionClosed, InvalidHandshake, UsageError
@@ -34,7 +44,16 @@ from ..protocol import handshake
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
 from ..protocol.http import Request, Response
-from .adapter import Denial, Message, accept_options, build_scope, disconnect_event, receive_event
+from .adapter import (
+    Denial,
+    Message,
+    Scope,
+    accept_options,
+    build_scope,
+    close_options,
+    disconnect_event,
+    message_data,
+)
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -42,17 +61,26 @@ if TYPE_CHECKING:
 
 __all__ = ["WSendProtocol"]
 
-# uvicorn's logger, so that wsend's lines sit with uvicorn's own (accepted, 403, errors).
+# uvicorn's logger, so that the layer's lines sit with uvicorn's own (accepted, 403, errors).
 logger = logging.getLogger("uvicorn.error")
 
-# One wsend Server (the settings connections share) per uvicorn configuration.
+# One wsend Server (the settings its connections share) per uvicorn configuration.
 _servers: weakref.WeakKeyDictionary[Any, Server] = weakref.WeakKeyDictionary()
 
-_WS_MESSAGES = ("websocket.send", "websocket.close")
+# Where a connection stands, from the application's point of view.
+_CONNECTING = 0  # the application hasn't answered the handshake yet
+_ACCEPTED = 1  # websocket.accept: messages flow
+_APP_CLOSED = 2  # websocket.close after accepting: the closing handshake is under way
+_DENYING = 3  # websocket.http.response.start: its body is on its way
+_REFUSED = 4  # an HTTP response answered the handshake (403, the denial, or a 500)
 
 
-async def _no_handler(connection: ServerConnection) -> None:
+async def _no_handler(connection: ServerConnection) -> None:  # pragma: no cover - never run
     """The Server's handler: unused, the ASGI application runs instead."""
+
+
+def _discard(message: str | bytes) -> None:
+    """Where messages go once the application can't receive them any more."""
 
 
 def _server_for(config: Config) -> Server:
@@ -77,14 +105,6 @@ def _server_for(config: Config) -> Server:
     return server
 
 
-def _address(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a TCP socket's ``peername`` or ``sockname``; ``None`` otherwise."""
-    info = transport.get_extra_info(name)
-    if isinstance(info, list | tuple) and len(info) >= 2 and isinstance(info[1], int):
-        return (str(info[0]), info[1])
-    return None
-
-
 class WSendProtocol(ServerConnection):
     """uvicorn's WebSocket protocol class, running ASGI applications on wsend.
 
@@ -96,15 +116,16 @@ class WSendProtocol(ServerConnection):
         _loop: ignored (uvicorn's signature): the running loop is used.
 
     The ASGI ``receive`` and ``send`` callables are :meth:`asgi_receive` and
-    :meth:`asgi_send`.
+    :meth:`asgi_send`. The object is also a wsend connection (``latency``, ``ping()``...).
     """
 
     __slots__ = (
-        "_app_closed",
         "_connect_sent",
         "_denial",
+        "_extensions_header",
         "_key",
-        "_responded",
+        "_phase",
+        "_server_refused",
         "app",
         "app_state",
         "config",
@@ -127,12 +148,13 @@ class WSendProtocol(ServerConnection):
         self.server_state = server_state
         self.app_state = app_state
         #: The ASGI scope, once the request is read and checked.
-        self.scope: dict[str, Any] | None = None
+        self.scope: Scope | None = None
         self._key = ""
+        self._extensions_header: str | None = None
         self._connect_sent = False
-        self._responded = False  # the handshake was answered: 101 or an HTTP response
-        self._denial: Denial | None = None  # an HTTP response the application is sending
-        self._app_closed = False  # the application sent websocket.close after accepting
+        self._phase = _CONNECTING
+        self._server_refused = False  # the server answered the handshake (shutdown, lost)
+        self._denial: Denial | None = None
 
     # -- uvicorn's protocol interface --------------------------------------------------------
 
@@ -148,12 +170,13 @@ class WSendProtocol(ServerConnection):
         """Bytes handed over by uvicorn's HTTP protocol: the upgrade request, re-serialized.
 
         Later reads come through :meth:`get_buffer` and :meth:`buffer_updated` (this is an
-        ``asyncio.BufferedProtocol``); this path is kept for transports that call it anyway.
+        ``asyncio.BufferedProtocol``); this path serves transports that call it anyway.
         """
         proto = self.proto
         if proto is None:
             self.handshake_data(bytes(data))
             return
+        self._wrote = False
         proto.receive_data(data)
         self._after_receive(proto)
 
@@ -166,21 +189,22 @@ class WSendProtocol(ServerConnection):
             task.add_done_callback(self.server_state.tasks.discard)
 
     def shutdown(self) -> None:
-        """uvicorn is shutting down: close with 1012 (service restart), as uvicorn's layers do.
+        """uvicorn is shutting down: close with 1012 (service restart), as its layers do.
 
-        A request not answered yet gets a 500; a connection already closing is dropped.
+        A handshake the application hasn't answered yet gets a 500; an application response
+        still being sent is cut short. A closing handshake under way goes on.
         """
-        proto = self.proto
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if proto is not None and proto.state is State.OPEN:
-            proto.send_close(CloseCode.SERVICE_RESTART)
-            self._flush(proto)
-        elif proto is None and not self._responded:
-            self._responded = True
-            self._respond(handshake.build_reject(500))
-        else:
+        proto = self.proto
+        if proto is not None:
+            if proto.state is State.OPEN:
+                proto.send_close(CloseCode.SERVICE_RESTART)
+                self._flush(proto)
+        elif self._phase == _CONNECTING:
+            self._refuse(500, by_server=True)
+        elif self._phase == _DENYING:
             transport.close()
 
     # -- the application ---------------------------------------------------------------------
@@ -188,79 +212,110 @@ class WSendProtocol(ServerConnection):
     async def _handshake(self, request: Request) -> None:
         """Check the upgrade request, then run the application (which answers it)."""
         self.request = request
-        assert self.transport is not None
+        transport = self.transport
+        assert transport is not None
         try:
             self._key = handshake.check_request(request)
             self.scope = build_scope(
                 request,
-                scheme="wss" if self.transport.get_extra_info("sslcontext") else "ws",
-                client=_address(self.transport, "peername"),
-                server=_address(self.transport, "sockname"),
+                scheme="wss" if is_ssl(transport) else "ws",
+                client=get_remote_addr(transport),
+                server=get_local_addr(transport),
                 root_path=self.config.root_path,
                 asgi_version=self.config.asgi_version,
                 state=self.app_state,
             )
+            self._extensions_header = self._negotiate_extensions(request)
         except InvalidHandshake as exc:
-            self._responded = True
+            self._phase = _REFUSED
+            self._server_refused = True
             self._respond(handshake.response_for_error(exc))
             return
         await self._run_app(self.scope)
 
-    async def _run_app(self, scope: dict[str, Any]) -> None:
-        """Run the application; then close what it left open (1000, or 1011 if it failed).
+    async def _run_app(self, scope: Scope) -> None:
+        """Run the application, then end what it left open.
 
-        An application that fails or returns before answering the handshake gets a 500.
+        Before an answer to the handshake, or with an application response unfinished
+        because the application failed: 500. After accepting: a close frame, 1000 when the
+        application returned (None), 1011 when it failed or returned something else. The
+        exception raised when it sent on a lost connection (:class:`ClientDisconnected`) is
+        not an error.
         """
+        failed = True
         try:
             result = await self.app(scope, self.asgi_receive, self.asgi_send)
         except ClientDisconnected:
-            pass
+            failed = False
         except Exception:
             logger.exception("Exception in ASGI application\n")
-            self._finish(CloseCode.INTERNAL_ERROR)
-            return
         except asyncio.CancelledError:
+            # uvicorn cancels applications still running past its graceful shutdown timeout.
             self.abort()
             raise
         else:
-            if not self._responded:
+            if self._phase == _CONNECTING:
                 logger.error("ASGI callable returned without completing handshake.")
             elif result is not None:
                 logger.error("ASGI callable should return None, but returned '%s'.", result)
-        self._finish(CloseCode.NORMAL_CLOSURE)
+            else:
+                failed = False
+        self._finish(failed)
 
-    def _finish(self, code: int) -> None:
-        """The application ended: answer the handshake with 500 if it didn't, or close."""
-        proto = self.proto
-        if not self._responded:
-            self._responded = True
-            self._respond(handshake.build_reject(500))
-        elif proto is None:
-            if self._denial is not None and self.transport is not None:
-                self.transport.close()  # a response left unfinished can't be completed
-        elif proto.state is State.OPEN and not self._connection_lost:
-            proto.send_close(code)
-            self._flush(proto)
+    def _finish(self, failed: bool) -> None:
+        """The application ended (``failed``: with an error): end what it left open."""
+        phase = self._phase
+        if phase == _CONNECTING or (phase == _DENYING and failed):
+            self._refuse(500, by_server=True)
+        elif phase == _DENYING:
+            # Returned before the last body part: what it sent is the response.
+            self._send_denial(self._denial.response() if self._denial else None)
+        elif phase in (_ACCEPTED, _APP_CLOSED):
+            proto = self.proto
+            if proto is not None and proto.state is State.OPEN and not self._connection_lost:
+                proto.send_close(CloseCode.INTERNAL_ERROR if failed else CloseCode.NORMAL_CLOSURE)
+                self._flush(proto)
+            self._discard_input()
+
+    # -- ASGI receive ------------------------------------------------------------------------
 
     async def asgi_receive(self) -> Message:
         """ASGI ``receive``: ``websocket.connect`` first, then messages, then disconnect.
 
-        Once the connection is closed (or the application closed it, or refused it), every
-        call returns the ``websocket.disconnect`` event at once.
+        A second call before the handshake is answered waits until the client goes away.
+        Once the connection is closed, or closing because the application closed it or
+        refused it, every call returns the ``websocket.disconnect`` event at once, with the
+        code and reason of whoever started the closing handshake (1006 when there was none).
         """
+        if self._phase == _ACCEPTED and self._connect_sent:
+            queue = self._queue
+            if queue and not self._reading and not self._paused_reading:
+                # recv()'s fast path without its coroutine: a whole message waits (and no
+                # deferred failure waits for the queue to drain).
+                event = queue[0]
+                kind = type(event)
+                if (kind is bytes or kind is str) and (
+                    len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
+                ):
+                    queue.popleft()
+                    if kind is str:
+                        return {"type": "websocket.receive", "text": event}
+                    return {"type": "websocket.receive", "bytes": event}
+            try:
+                message = await self.recv()
+            except ConnectionClosed:
+                return self._disconnect()
+            if self._phase == _ACCEPTED:
+                if type(message) is str:
+                    return {"type": "websocket.receive", "text": message}
+                return {"type": "websocket.receive", "bytes": message}
+            return self._disconnect()  # the application closed meanwhile
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
-        if self.proto is None:
-            if not self._responded:
-                await self.wait_closed()  # nothing can arrive before the handshake's answer
-            return self._disconnect()
-        if self._app_closed:
-            return self._disconnect()
-        try:
-            return receive_event(await self.recv())
-        except ConnectionClosed:
-            return self._disconnect()
+        if self._phase == _CONNECTING:
+            await self.wait_closed()  # nothing can arrive before the handshake's answer
+        return self._disconnect()
 
     def _disconnect(self) -> Message:
         proto = self.proto
@@ -268,125 +323,166 @@ class WSendProtocol(ServerConnection):
             return disconnect_event(None, None, None)
         return disconnect_event(proto.close_rcvd, proto.close_sent, proto.close_rcvd_then_sent)
 
+    def _discard_input(self) -> None:
+        """The application won't read again: drop what arrives, so that reading never pauses
+        and the peer's close frame is seen (a reader still waiting wakes up when it comes)."""
+        self._on_message = _discard
+        if self._queue:
+            self._queue.clear()
+        if self._paused_reading:
+            self._resume()
+
+    # -- ASGI send ---------------------------------------------------------------------------
+
     async def asgi_send(self, message: Message) -> None:
-        """ASGI ``send``: waits while the transport's buffer is full (backpressure).
+        """ASGI ``send``: answer the handshake, send a message, or close.
+
+        ``websocket.send`` returns once the frame is handed to the socket, or, while the
+        socket's buffer is above its high-water mark, once it drained (backpressure).
 
         Raises:
-            ClientDisconnected: the connection is closed (an ``OSError``, as ASGI asks).
-            UsageError: the message is unexpected now, or malformed.
-            ValueError: ``websocket.close`` has a code that can't be sent or a reason over
-                123 bytes.
+            ClientDisconnected: the connection is closed or closing (an ``OSError``, as the
+                ASGI specification asks), or the server answered the handshake already.
+            UsageError: the message is unexpected now, or malformed (bad type, a status
+                out of range, a subprotocol the client didn't offer, a close code that can't
+                be sent...).
         """
-        kind = message["type"]
-        if kind == "websocket.send" and self.proto is not None and not self._app_closed:
+        if message["type"] == "websocket.send" and self._phase == _ACCEPTED:
             data = message.get("bytes")
             if data is None:
                 data = message.get("text")
-                if type(data) is not str:
-                    raise UsageError("websocket.send needs bytes in 'bytes' or str in 'text'")
-            elif not isinstance(data, bytes | bytearray | memoryview):
-                raise UsageError("websocket.send needs bytes in 'bytes' or str in 'text'")
+                simple = type(data) is str
+            else:
+                simple = type(data) is bytes
             try:
-                await self.send(data)
+                if not (simple and self._send_fast(data, None)):
+                    # bytearray, memoryview, a connection not open, or an invalid message.
+                    await self.send(message_data(message))
+                elif self._paused_writing:
+                    await self._drain()
             except ConnectionClosed as exc:
                 raise ClientDisconnected(exc.rcvd, exc.sent, exc.rcvd_then_sent) from exc
-        elif not self._responded:
+            return
+        self._send_other(message)
+
+    def _send_other(self, message: Message) -> None:
+        """Every ``send`` but a message on an open connection."""
+        kind = message["type"]
+        phase = self._phase
+        if phase == _CONNECTING:
             self._answer(message, kind)
-        elif self._denial is not None:
-            self._denial_body(message, kind)
-        elif kind == "websocket.close" and self.proto is not None:
+        elif phase == _ACCEPTED and kind == "websocket.close":
             self._close(message)
+        elif phase == _DENYING and kind == "websocket.http.response.body":
+            denial = self._denial
+            assert denial is not None
+            self._send_denial(denial.body(message))
+        elif self._server_refused:
+            raise ClientDisconnected(None, None)
+        elif phase == _DENYING:
+            raise UsageError(
+                f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'."
+            )
+        elif phase == _ACCEPTED:
+            raise UsageError(
+                f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'."
+            )
         else:
-            state = "after websocket.close" if self._app_closed else "now"
-            raise UsageError(f"unexpected ASGI message {kind!r} {state}")
+            when = "after sending 'websocket.close'" if phase == _APP_CLOSED else "now"
+            raise UsageError(f"Unexpected ASGI message '{kind}', {when}.")
 
     def _answer(self, message: Message, kind: str) -> None:
         """The application's answer to the handshake: accept, refuse (403) or respond."""
         if kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
-            self._responded = True
-            self._log("403")
-            self._respond(handshake.build_reject(403))
+            if self.transport is not None and not self.transport.is_closing():
+                self._log("403")
+            self._refuse(403)
         elif kind == "websocket.http.response.start":
-            self._denial = Denial(message, self.server_state.default_headers)
-            self._responded = True
+            if self._connection_lost:
+                raise ClientDisconnected(None, None)
+            self._denial = Denial(message)
+            self._phase = _DENYING
         else:
             raise UsageError(
-                "expected ASGI message 'websocket.accept', 'websocket.close' or "
-                f"'websocket.http.response.start', not {kind!r}"
+                "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+                f"'websocket.http.response.start' but got '{kind}'."
             )
 
     def _accept(self, message: Message) -> None:
-        """Send the 101 response and start framing (permessage-deflate if negotiated)."""
-        transport = self.transport
+        """Send the 101 response and start framing (permessage-deflate if negotiated).
+
+        Raises:
+            ClientDisconnected: the client is gone already.
+            UsageError: see :func:`~wsend.asgi.adapter.accept_options`; or the headers set
+                one that the handshake owns (Upgrade, Sec-WebSocket-Accept...).
+        """
         request = self.request
-        if transport is None or transport.is_closing() or request is None:
+        assert request is not None
+        subprotocol, headers = accept_options(message, request, self.server_state.default_headers)
+        transport = self.transport
+        if transport is None or transport.is_closing():
             raise ClientDisconnected(None, None)
-        subprotocol, headers = accept_options(message, self.server_state.default_headers)
-        self.protocol = subprotocol
-        extensions = self._negotiate_extensions(request)
-        self._protocol = self._new_protocol()
         try:
             response = handshake.build_accept(
                 request,
                 self._key,
                 subprotocol=subprotocol,
-                extensions=extensions,
+                extensions=self._extensions_header,
                 extra_headers=headers,
                 server=None,
             )
         except ValueError as exc:
             raise UsageError(f"cannot accept: {exc}") from exc
+        self.protocol = subprotocol
         self.response = response
-        self._responded = True
-        if not self._switch(response):
-            raise ClientDisconnected(None, None)
+        self._protocol = self._new_protocol()
+        self._switch(response)
+        self._phase = _ACCEPTED
         self._log("[accepted]")
 
-    def _denial_body(self, message: Message, kind: str) -> None:
-        if kind != "websocket.http.response.body":
-            raise UsageError(f"expected ASGI message 'websocket.http.response.body', not {kind!r}")
-        denial = self._denial
-        assert denial is not None
-        response = denial.body(message)
+    def _close(self, message: Message) -> None:
+        """``websocket.close`` after accepting: start the closing handshake, don't wait.
+
+        What the peer still sends is dropped; the connection closes when its close frame
+        comes (or after ``close_timeout``). On a connection already closing, nothing to do.
+        """
+        code, reason = close_options(message)
+        self._phase = _APP_CLOSED
+        proto = self.proto
+        if proto is not None and proto.state is State.OPEN and not self._connection_lost:
+            proto.send_close(code, reason)
+            self._flush(proto)
+        self._discard_input()
+
+    def _refuse(self, status: int, *, by_server: bool = False) -> None:
+        """Answer the handshake with an HTTP error ``status`` (no-op if the client left)."""
+        self._phase = _REFUSED
+        self._server_refused = by_server
+        self._denial = None
+        self._respond(handshake.build_reject(status))
+
+    def _send_denial(self, response: Response | None) -> None:
+        """Send the application's response once complete (``None``: not yet)."""
         if response is not None:
+            self._phase = _REFUSED
             self._denial = None
             self._log(str(response.status))
             self._respond(response)
 
-    def _close(self, message: Message) -> None:
-        """``websocket.close`` after accepting: start the closing handshake, don't wait."""
-        if self._app_closed:
-            return
-        proto = self.proto
-        assert proto is not None
-        code = message.get("code", CloseCode.NORMAL_CLOSURE)
-        reason = message.get("reason") or ""
-        if proto.state is State.OPEN and not self._connection_lost:
-            proto.send_close(code, reason)
-            self._flush(proto)
-        self._app_closed = True
-
-    def _default_headers(self) -> list[tuple[str, str]]:
-        return [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in self.server_state.default_headers
-        ]
-
     def _respond(self, response: Response) -> None:
         """Send an HTTP response with uvicorn's default headers (Server, Date) where missing."""
-        for name, value in self._default_headers():
-            if name not in response.headers:
-                response.headers.add(name, value)
+        for name, value in self.server_state.default_headers:
+            key = name.decode("latin-1")
+            if key not in response.headers:
+                response.headers.add(key, value.decode("latin-1"))
         super()._respond(response)
 
     def _log(self, outcome: str) -> None:
         """Log the handshake's outcome as uvicorn does: client, path and result."""
-        if logger.isEnabledFor(logging.INFO):
-            scope = self.scope or {}
-            client = scope.get("client")
-            where = "%s:%d" % tuple(client) if client else ""  # noqa: UP031
-            query = scope.get("query_string", b"")
-            path = scope.get("path", "") + ("?" + query.decode("latin-1") if query else "")
-            logger.info('%s - "WebSocket %s" %s', where, path, outcome)
+        scope = self.scope
+        if scope is not None and logger.isEnabledFor(logging.INFO):
+            where = get_path_with_query_string(scope)  # type: ignore[arg-type]
+            client = get_client_addr(scope)  # type: ignore[arg-type]
+            logger.info('%s - "WebSocket %s" %s', client, where, outcome)
