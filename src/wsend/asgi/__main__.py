@@ -9,7 +9,7 @@ this launcher; ``--ws`` itself is refused here, since the launcher sets it. Exam
     python -m wsend.asgi main:app --host 0.0.0.0 --port 8000
     python -m wsend.asgi main:app --workers 4 --ws-max-size 1048576
 
-Exit status: uvicorn's (2 for a usage error, 3 if the application can't be imported).
+Exit status: uvicorn's (2 for a usage error, 3 when the application can't be loaded).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """ASGI WebSocket messages to and from wsend's types, without I/O (ASGI spec 2.4).
 
 What an ASGI server layer needs besides the connection itself: the scope built from the
-opening handshake's :class:`~wsend.protocol.http.Request`, the ``websocket.receive`` and
-``websocket.disconnect`` events, the subprotocol and headers of ``websocket.accept``, the
-arguments of ``websocket.close``, and the HTTP response of the ``websocket.http.response``
-denial extension. The I/O lives in :mod:`wsend.asgi.uvicorn`.
+opening handshake's :class:`~wsend.protocol.http.Request`, the ``websocket.disconnect``
+event, the payload of ``websocket.send``, the subprotocol and headers of
+``websocket.accept``, the arguments of ``websocket.close``, and the HTTP response of the
+``websocket.http.response`` denial extension. The I/O lives in :mod:`wsend.asgi.uvicorn`
+(which builds ``websocket.receive`` events inline, on its hot path).
 
 Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket (version 2.4).
 """
@@ -29,7 +30,6 @@ __all__ = [
     "close_options",
     "disconnect_event",
     "message_data",
-    "receive_event",
 ]
 
 #: The version of the ASGI HTTP & WebSocket specification implemented.
@@ -94,13 +94,6 @@ def build_scope(
         "state": {} if state is None else state.copy(),
         "extensions": {name: {} for name in EXTENSIONS},
     }
-
-
-def receive_event(message: str | bytes) -> Message:
-    """The ``websocket.receive`` event of a message: ``text`` for ``str``, ``bytes`` else."""
-    if type(message) is str:
-        return {"type": "websocket.receive", "text": message}
-    return {"type": "websocket.receive", "bytes": message}
 
 
 def disconnect_event(

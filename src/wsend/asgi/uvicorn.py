@@ -167,26 +167,13 @@ class WSendProtocol(ServerConnection):
         self.server_state.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        """Bytes handed over by uvicorn's HTTP protocol: the upgrade request, re-serialized.
+        """The upgrade request, handed over (re-serialized) by uvicorn's HTTP protocol.
 
-        Later reads come through :meth:`get_buffer` and :meth:`buffer_updated` (this is an
-        ``asyncio.BufferedProtocol``); this path serves transports that call it anyway.
+        Later reads come through :meth:`get_buffer` and :meth:`buffer_updated`: this is an
+        ``asyncio.BufferedProtocol``, and asyncio's and uvloop's transports (TLS included)
+        read into buffered protocols once they become the transport's protocol.
         """
-        proto = self.proto
-        if proto is None:
-            self.handshake_data(bytes(data))
-            return
-        self._wrote = False
-        proto.receive_data(data)
-        self._after_receive(proto)
-
-    def handshake_data(self, data: bytes) -> None:
-        super().handshake_data(data)
-        task = self._task
-        if task is not None and task not in self.server_state.tasks:
-            # uvicorn waits for these on shutdown, and cancels them past its grace period.
-            self.server_state.tasks.add(task)
-            task.add_done_callback(self.server_state.tasks.discard)
+        self.handshake_data(bytes(data))
 
     def shutdown(self) -> None:
         """uvicorn is shutting down: close with 1012 (service restart), as its layers do.
@@ -194,23 +181,25 @@ class WSendProtocol(ServerConnection):
         A handshake the application hasn't answered yet gets a 500; an application response
         still being sent is cut short. A closing handshake under way goes on.
         """
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
         proto = self.proto
         if proto is not None:
-            if proto.state is State.OPEN:
+            if proto.state is State.OPEN and not self._connection_lost:
                 proto.send_close(CloseCode.SERVICE_RESTART)
                 self._flush(proto)
         elif self._phase == _CONNECTING:
             self._refuse(500, by_server=True)
-        elif self._phase == _DENYING:
-            transport.close()
+        elif self._phase == _DENYING and self.transport is not None:
+            self.transport.close()
 
     # -- the application ---------------------------------------------------------------------
 
     async def _handshake(self, request: Request) -> None:
         """Check the upgrade request, then run the application (which answers it)."""
+        # uvicorn waits for its tasks on shutdown, and cancels them past its grace period.
+        task = asyncio.current_task()
+        assert task is not None
+        self.server_state.tasks.add(task)
+        task.add_done_callback(self.server_state.tasks.discard)
         self.request = request
         transport = self.transport
         assert transport is not None
@@ -286,6 +275,8 @@ class WSendProtocol(ServerConnection):
         Once the connection is closed, or closing because the application closed it or
         refused it, every call returns the ``websocket.disconnect`` event at once, with the
         code and reason of whoever started the closing handshake (1006 when there was none).
+        A call already waiting when the application closes returns the disconnect event when
+        the peer's close frame arrives (or a message that reached it just before).
         """
         if self._phase == _ACCEPTED and self._connect_sent:
             queue = self._queue
@@ -305,11 +296,9 @@ class WSendProtocol(ServerConnection):
                 message = await self.recv()
             except ConnectionClosed:
                 return self._disconnect()
-            if self._phase == _ACCEPTED:
-                if type(message) is str:
-                    return {"type": "websocket.receive", "text": message}
-                return {"type": "websocket.receive", "bytes": message}
-            return self._disconnect()  # the application closed meanwhile
+            if type(message) is str:
+                return {"type": "websocket.receive", "text": message}
+            return {"type": "websocket.receive", "bytes": message}
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
