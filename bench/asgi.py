@@ -4,11 +4,14 @@
 
 The same plain ASGI echo application (:func:`bench.asgi_servers.echo_app`) runs on uvicorn
 with each WebSocket layer: wsend's (``ws=WSendProtocol``) and uvicorn's ``websockets``,
-``websockets-sansio`` and ``wsproto``. One picows client process (callback-driven, the
-fastest client here) drives each server: pipelined echo with 64 messages in flight (a new
-message for each echo received), and echo with one message in flight. Servers run pinned to
-one core, the client to the other; every repetition visits every cell once (round-robin), so
-a disturbance spreads over all layers. Medians over the repetitions.
+``websockets-sansio`` and ``wsproto``. Callback-driven client processes drive each server, one
+at a time: pipelined echo with 64 messages in flight (a new message for each echo received),
+and echo with one message in flight. Two clients by default, in the same run: picows (which
+writes each message with its own system call) and wsend's callback client (``on_message`` and
+``send_nowait()``, which writes the answers to one read with one system call, and here buffers
+what it sends without limit, as picows does). Servers run pinned to one core, the clients to
+the other; every repetition visits every cell once (round-robin), so a disturbance spreads
+over all layers. Medians over the repetitions.
 
 Writes ``bench/results/asgi.md`` (tables: messages per second, round trips per second, server
 CPU time per message, with each layer's ratio to wsend and wsend's ratio to the best uvicorn
@@ -47,6 +50,15 @@ ROW_LABEL = {
 
 Records = list[dict[str, Any]]
 
+# The wsend client buffers what it sends up to this (picows: without limit), so that a deep
+# pipeline of large messages can't stall it and a server that waits for its writes to drain.
+CLIENT_WRITE_LIMIT = 1 << 30
+CLIENTS = ("picows", "wsend-callbacks")
+CLIENT_LABEL = {
+    "picows": "picows client (a system call per message sent)",
+    "wsend-callbacks": "wsend's callback client (one write for the answers to each read)",
+}
+
 
 def parse_sizes(text: str) -> list[int]:
     units = {"k": 1 << 10, "m": 1 << 20}
@@ -69,6 +81,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=0.3, help="seconds measured per cell")
     parser.add_argument("--warmup", type=float, default=0.15, help="seconds before measuring")
     parser.add_argument("--no-single", action="store_true", help="skip one-in-flight echo")
+    parser.add_argument(
+        "--clients",
+        default=",".join(CLIENTS),
+        help="the clients driving every server, in turn (default: %(default)s)",
+    )
     parser.add_argument("--cores", default="0,1", help="server core, client core")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--verbose", action="store_true")
@@ -78,9 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(opts: argparse.Namespace, log: Any) -> Records:
     """Run every cell ``opts.reps`` times, round-robin; return the records."""
     layers = opts.layers.split(",")
-    sizes = parse_sizes(opts.sizes)
+    clients = opts.clients.split(",")
     server_core, client_core = opts.cores.split(",")
-    inflights = [PIPELINE_DEPTH] + ([] if opts.no_single else [1])
     servers = {
         layer: Worker(
             "bench.asgi_servers",
@@ -90,45 +106,70 @@ def measure(opts: argparse.Namespace, log: Any) -> Records:
         )
         for layer in layers
     }
-    client = Worker(
-        "bench.clients", ["--lib", "picows", "--loop", opts.loop, "--core", client_core], log
-    )
+    workers = {
+        lib: Worker(
+            "bench.clients", ["--lib", lib, "--loop", opts.loop, "--core", client_core], log
+        )
+        for lib in clients
+    }
     records: Records = []
     try:
         for worker in servers.values():
             worker.wait_ready()
         for rep in range(opts.reps):
             print(f"  repetition {rep + 1}/{opts.reps}", flush=True)
-            for inflight in inflights:
-                for size in sizes:
-                    for layer in layers:
-                        server = servers[layer]
-                        cmd = {
-                            "cmd": "echo",
-                            "uri": f"ws://127.0.0.1:{server.info['port']}/",
-                            "size": size,
-                            "inflight": inflight,
-                            "warmup": opts.warmup,
-                            "duration": opts.duration,
-                            "server_pid": server.pid,
-                        }
-                        result = client.request(cmd, timeout=60 + 10 * opts.duration)
-                        record = {"layer": layer, "size": size, "inflight": inflight, **result}
-                        record["rep"] = rep
-                        records.append(record)
-                        if opts.verbose:
-                            print(f"    {record}", flush=True)
+            for lib, inflight, size, layer in cells(opts, clients, layers):
+                result = client_echo(opts, workers[lib], servers[layer], lib, inflight, size)
+                record = {"client": lib, "layer": layer, "size": size, "inflight": inflight}
+                record.update(result, rep=rep)
+                records.append(record)
+                if opts.verbose:
+                    print(f"    {record}", flush=True)
     finally:
-        for worker in [*servers.values(), client]:
+        for worker in [*servers.values(), *workers.values()]:
             worker.close()
     return records
 
 
-def medians(records: Records, inflight: int, key: str) -> dict[tuple[str, int], float]:
-    """Median of ``key`` per (layer, size); ``cpu`` is server CPU µs per message."""
+def cells(
+    opts: argparse.Namespace, clients: list[str], layers: list[str]
+) -> list[tuple[str, int, int, str]]:
+    """Every (client, in flight, size, layer) of one repetition, in order."""
+    inflights = [PIPELINE_DEPTH] + ([] if opts.no_single else [1])
+    return [
+        (lib, inflight, size, layer)
+        for lib in clients
+        for inflight in inflights
+        for size in parse_sizes(opts.sizes)
+        for layer in layers
+    ]
+
+
+def client_echo(
+    opts: argparse.Namespace, client: Worker, server: Worker, lib: str, inflight: int, size: int
+) -> dict[str, Any]:
+    """One measurement: ``client`` keeps ``inflight`` messages of ``size`` bytes in flight."""
+    cmd = {
+        "cmd": "echo",
+        "uri": f"ws://127.0.0.1:{server.info['port']}/",
+        "size": size,
+        "inflight": inflight,
+        "warmup": opts.warmup,
+        "duration": opts.duration,
+        "server_pid": server.pid,
+    }
+    if lib == "wsend-callbacks":
+        cmd["write_limit"] = CLIENT_WRITE_LIMIT
+    return client.request(cmd, timeout=60 + 10 * opts.duration)
+
+
+def medians(records: Records, client: str, inflight: int, key: str) -> dict[tuple[str, int], float]:
+    """Median of ``key`` per (layer, size) under ``client``; ``cpu``: server CPU µs/message."""
     groups: dict[tuple[str, int], list[float]] = {}
     for r in records:
-        if r["inflight"] != inflight or "error" in r or not r.get("count"):
+        if r.get("client", "picows") != client or r["inflight"] != inflight:
+            continue
+        if "error" in r or not r.get("count"):
             continue
         if key == "cpu":
             if not r.get("server_cpu_ns"):
@@ -188,8 +229,6 @@ def best_ratio(
 def markdown(data: dict[str, Any]) -> list[str]:
     records, meta = data["records"], data["machine"]
     opts = meta["options"]
-    layers = opts["layers"].split(",")
-    sizes = parse_sizes(opts["sizes"])
     load = ", ".join(f"{x:.2f}" for x in meta["loadavg"])
     load_end = ", ".join(f"{x:.2f}" for x in data["loadavg_end"])
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
@@ -198,28 +237,41 @@ def markdown(data: dict[str, Any]) -> list[str]:
         f"cores, {meta['python']}, loop: {opts['loop']}; {versions}.",
         f"Load average {load} at the start, {load_end} at the end. "
         f"{opts['reps']} repetitions of {opts['duration']} s (after {opts['warmup']} s of "
-        "warm-up) per cell, medians; picows client.",
-        "",
-        f"**Pipelined echo, {PIPELINE_DEPTH} messages in flight: messages per second**",
-        "",
-        *table(medians(records, PIPELINE_DEPTH, "rate"), layers, sizes, True),
-        "",
-        "**Server CPU time per echoed message, pipelined (µs; the ratio is wsend's ÷ the "
-        "layer's: above 1 the layer uses less)**",
-        "",
-        *table(medians(records, PIPELINE_DEPTH, "cpu"), layers, sizes, False, digits=1),
+        f"warm-up) per cell, medians.",
     ]
-    single = medians(records, 1, "rate")
+    for client in opts["clients"].split(","):
+        lines += client_tables(records, client, opts)
+    failed = [r for r in records if "error" in r]
+    if failed:
+        lines += ["", "Errors:"]
+        lines += [f"- {r['client']}, {r['layer']}, {r['size']} B: {r['error']}" for r in failed]
+    return lines
+
+
+def client_tables(records: Records, client: str, opts: dict[str, Any]) -> list[str]:
+    """The tables of one client: pipelined rate and server CPU, one-in-flight rate."""
+    layers = opts["layers"].split(",")
+    sizes = parse_sizes(opts["sizes"])
+    label = CLIENT_LABEL.get(client, f"{client} client")
+    lines = [
+        "",
+        f"**Pipelined echo, {PIPELINE_DEPTH} messages in flight, {label}: messages per second**",
+        "",
+        *table(medians(records, client, PIPELINE_DEPTH, "rate"), layers, sizes, True),
+        "",
+        f"**Server CPU time per echoed message, pipelined, {label} (µs; the ratio is wsend's "
+        "÷ the layer's: above 1 the layer uses less)**",
+        "",
+        *table(medians(records, client, PIPELINE_DEPTH, "cpu"), layers, sizes, False, 1),
+    ]
+    single = medians(records, client, 1, "rate")
     if single:
         lines += [
             "",
-            "**One message in flight: round trips per second**",
+            f"**One message in flight, {label}: round trips per second**",
             "",
             *table(single, layers, sizes, True),
         ]
-    failed = [r for r in records if "error" in r]
-    if failed:
-        lines += ["", "Errors:", *(f"- {r['layer']} {r['size']} B: {r['error']}" for r in failed)]
     return lines
 
 

@@ -82,11 +82,11 @@ def test_asgi_layers_quick_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     records = json.loads((out / "asgi.json").read_text())["records"]
-    assert {(r["layer"], r["inflight"]) for r in records} == {
-        ("wsend", 64),
-        ("wsend", 1),
-        ("websockets-sansio", 64),
-        ("websockets-sansio", 1),
+    assert {(r["client"], r["layer"], r["inflight"]) for r in records} == {
+        (client, layer, inflight)
+        for client in ("picows", "wsend-callbacks")
+        for layer in ("wsend", "websockets-sansio")
+        for inflight in (64, 1)
     }
     assert not [r for r in records if "error" in r]
     assert all(r["rate"] > 0 and r["server_cpu_ns"] > 0 for r in records)
@@ -95,7 +95,9 @@ def test_asgi_layers_quick_run(tmp_path: Path) -> None:
     assert re.search(r"^\| wsend \(`ws=WSendProtocol`\) \| [\d,]+ \|$", markdown, re.M), markdown
     row = rf"^\| uvicorn `websockets-sansio` \| [\d,]+ \({ratio} wsend\) \|$"
     assert re.search(row, markdown, re.M), markdown
-    assert re.search(rf"^\| wsend ÷ best uvicorn layer \| \*\*{ratio}\*\* \|$", markdown, re.M)
+    best = rf"^\| wsend ÷ best uvicorn layer \| \*\*{ratio}\*\* \|$"
+    assert len(re.findall(best, markdown, re.M)) == 6  # 3 tables for each of 2 clients
+    assert "wsend's callback client" in markdown
 
 
 def test_asgi_readme_section_is_replaced(tmp_path: Path) -> None:
