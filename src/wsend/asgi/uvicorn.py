@@ -153,7 +153,7 @@ class WSendProtocol(ServerConnection):
         self._extensions_header: str | None = None
         self._connect_sent = False
         self._phase = _CONNECTING
-        self._server_refused = False  # the server answered the handshake (shutdown, lost)
+        self._server_refused = False  # the server answered the handshake itself (error, shutdown)
         self._denial: Denial | None = None
 
     # -- uvicorn's protocol interface --------------------------------------------------------
@@ -200,6 +200,8 @@ class WSendProtocol(ServerConnection):
         assert task is not None
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)
+        if self._phase != _CONNECTING:  # pragma: no cover - shutdown came before this step
+            return
         self.request = request
         transport = self.transport
         assert transport is not None
