@@ -287,6 +287,27 @@ async def test_command_flood_is_rate_limited_then_4007() -> None:
         assert "result" in await bystander.call("ping")
 
 
+async def test_steady_refusals_spread_over_more_than_the_window_close_at_the_limit() -> None:
+    # A client that stays over its limit at a slow, steady pace: its refusals never come
+    # `rate_limit_disconnect_after` at a time within one window, yet it is closed at its
+    # sixth refusal, right after that refusal is answered; every command gets an answer.
+    hub_options = open_options(
+        commands_rate=RateLimit(0.001, 1), rate_limit_disconnect_after=6, rate_limit_window=0.6
+    )
+    async with run_hub(hub_options) as running, raw(running.url) as client:
+        await client.connect()  # the burst of one token goes to connect
+        answered: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):
+            for id in range(2, 20):
+                await client.send({"id": id, "method": "ping"})
+                answered.extend(await client.frames())
+                await asyncio.sleep(0.25)  # six refusals span 1.25 s, twice the window
+        frames = answered + await _frames_until_closed(client)
+        assert client.ws.close_code == DisconnectCode.TOO_MANY_REQUESTS
+        assert [f["id"] for f in frames] == list(range(2, 8))
+        assert all(f["error"]["code"] == ErrorCode.TOO_MANY_REQUESTS for f in frames)
+
+
 async def test_reader_that_never_reads_is_dropped_and_memory_stays_bounded() -> None:
     hub_options = HubOptions(
         namespaces={"": NamespaceOptions(publish=True, queue_max_bytes=64 * 1024)},

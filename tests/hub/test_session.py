@@ -1005,11 +1005,13 @@ def test_rejection_window() -> None:
     clock = Clock()
     window = RejectionWindow(3, 10, clock)
     assert not window.record()
+    clock.advance(11)
+    assert not window.record()  # a pause longer than the window: a new run
     clock.advance(6)
     assert not window.record()
-    clock.advance(6)
-    assert not window.record()  # the first one fell out of the window
-    assert window.record()
+    clock.advance(9)
+    assert window.record()  # three in a run, spread over more than the window
+    assert window.record()  # and every refusal after it
     with pytest.raises(ValueError, match="limit"):
         RejectionWindow(0, 1, clock)
 
