@@ -146,14 +146,46 @@ async def test_msgpack_data_others_cant_read_is_refused(data: bytes) -> None:
             assert "result" in await client.call("connect")
         assert "result" in await json_sub.call("subscribe", channel="x")
         await publisher.send_raw(_pack_publish(7, "x", data))
-        if not data.startswith(b"\x91\x91"):  # too deep to parse at all: no id, no reply
-            [reply] = await publisher.frames()
-            assert reply["id"] == 7
-            assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
+        [reply] = await publisher.frames()
+        assert reply["id"] == 7
+        assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
         assert "result" in await publisher.call("publish", channel="x", data=b"\x00bin")
         pub = await _next_pub(json_sub)
         assert pub["offset"] == 1
         assert isinstance(pub["data"], str)
+
+
+async def test_data_nested_30000_levels_deep_is_answered_with_an_error() -> None:
+    # Too deep for the decoder to reach the frame's id: the hub finds it by scanning, answers
+    # each such frame with 107, and goes on with the rest of the batch and the connection.
+    deep_json = "[" * 30_000 + "]" * 30_000
+    deep_pack = b"\x91" * 30_000 + b"\xc0"
+    async with run_hub(open_options()) as running:
+        subscriber = await RawClient.open(running.url)
+        json_pub = await RawClient.open(running.url)
+        pack_pub = await PackClient.open(running.url)
+        for client in (subscriber, json_pub, pack_pub):
+            assert "result" in await client.call("connect")
+        assert "result" in await subscriber.call("subscribe", channel="x")
+        await json_pub.ws.send('{"data":' + deep_json + ',"id":8,"method":"publish","channel":"x"}')
+        [reply] = await json_pub.frames()
+        assert (reply["id"], error_code(reply)) == (8, ErrorCode.BAD_REQUEST)
+        publish = '{"id":9,"method":"publish","channel":"x","data":' + deep_json + "}"
+        await json_pub.ws.send(
+            '[{"id":10,"method":"ping"},' + publish + ',{"id":11,"method":"ping"}]'
+        )
+        frames = await json_pub.frames()
+        assert [(f["id"], error_code(f)) for f in frames] == [
+            (10, None),
+            (9, ErrorCode.BAD_REQUEST),
+            (11, None),
+        ]
+        await pack_pub.send_raw(_pack_publish(12, "x", deep_pack))
+        [reply] = await pack_pub.frames()
+        assert (reply["id"], reply["error"]["code"]) == (12, ErrorCode.BAD_REQUEST)
+        assert "result" in await pack_pub.call("publish", channel="x", data="after")
+        pub = await _next_pub(subscriber)
+        assert (pub["data"], pub["offset"]) == ("after", 1)  # nothing deep was published
 
 
 async def test_unencodable_rpc_result_is_error_100() -> None:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
+from . import scan
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
 
@@ -376,7 +377,11 @@ class Codec:
         self._probe = self._make_decoder(_IdProbe)
         self._batch = self._make_decoder(list[msgspec.Raw])
 
-    # Subclasses provide these five.
+    # Subclasses provide these five, and the two scanners of scan.py for their format
+    # (splitting a batch, finding a frame's id) where elements are too deep to decode.
+    _scan_elements: staticmethod[[bytes], list[bytes] | None]
+    _scan_id: staticmethod[[bytes], object]
+
     def _make_encoder(self) -> msgspec.json.Encoder | msgspec.msgpack.Encoder:
         raise NotImplementedError
 
@@ -477,7 +482,12 @@ class Codec:
                 elements: list[msgspec.Raw] = self._batch.decode(message)
             else:
                 elements = [msgspec.Raw(message.encode() if isinstance(message, str) else message)]
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError) as exc:
+        except RecursionError as exc:  # an element too deep for the decoder: split by scanning
+            found = self._scan_elements(message.encode() if isinstance(message, str) else message)
+            if found is None:
+                return [BadFrame(None, f"undecodable message: {exc}")]
+            elements = [msgspec.Raw(element) for element in found]
+        except (msgspec.MsgspecError, ValueError, TypeError) as exc:
             return [BadFrame(None, f"undecodable message: {exc}")]
         if not elements or len(elements) > MAX_BATCH:
             return [BadFrame(None, f"batch of {len(elements)} frames")]
@@ -491,9 +501,12 @@ class Codec:
         return command
 
     def _probe_id(self, element: msgspec.Raw) -> int | None:
+        found: object
         try:
             found = self._probe.decode(element).id
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        except RecursionError:  # too deep to skip over by recursion: scan for the id instead
+            found = self._scan_id(bytes(memoryview(element)))
+        except (msgspec.MsgspecError, ValueError, TypeError):
             return None
         if type(found) is int and 1 <= found < 2**53:
             return found
@@ -521,6 +534,9 @@ class _JsonCodec(Codec):
 
     def decode_data(self, raw: bytes) -> Any:
         return msgspec.json.decode(raw)
+
+    _scan_elements = staticmethod(scan.json_elements)
+    _scan_id = staticmethod(scan.json_id)
 
 
 _MSGPACK_ARRAY_BYTES = frozenset({*range(0x90, 0xA0), 0xDC, 0xDD})
@@ -556,6 +572,9 @@ class _MsgpackCodec(Codec):
 
     def decode_data(self, raw: bytes) -> Any:
         return msgspec.msgpack.decode(raw)
+
+    _scan_elements = staticmethod(scan.msgpack_elements)
+    _scan_id = staticmethod(scan.msgpack_id)
 
 
 #: The JSON codec (``wsend.v1.json``, text frames): the default.
