@@ -22,7 +22,13 @@ from typing import Any
 
 from ..exceptions import UsageError
 
-__all__ = ["create_connection", "create_server", "fast_transport_available", "use_fast"]
+__all__ = [
+    "create_connection",
+    "create_server",
+    "fast_transport_available",
+    "start_tls",
+    "use_fast",
+]
 
 #: Set to a non-empty value to keep asyncio's transports even when aiofastnet is installed.
 DISABLE_ENV = "WSEND_NO_FAST_TRANSPORT"
@@ -89,3 +95,24 @@ async def create_connection(fast: bool, factory: Any, path: str | None, **kwargs
     if module is not None:
         return await module.create_connection(loop, factory, **kwargs)
     return await loop.create_connection(factory, **kwargs)
+
+
+async def start_tls(
+    fast: bool, transport: asyncio.Transport, protocol: Any, context: Any, **kwargs: Any
+) -> asyncio.Transport:
+    """``loop.start_tls``, maybe on aiofastnet: TLS over an open transport, which may itself be
+    a TLS transport (TLS inside TLS, through an ``https://`` proxy).
+
+    As ``loop.start_tls``, this does not call ``protocol.connection_made``: the caller does,
+    with the returned transport.
+    """
+    loop = asyncio.get_running_loop()
+    module = _aiofastnet() if fast else None
+    if module is not None:
+        new: asyncio.Transport | None = await module.start_tls(
+            loop, transport, protocol, context, **kwargs
+        )
+    else:
+        new = await loop.start_tls(transport, protocol, context, **kwargs)
+    assert new is not None  # None only from a loop without TLS at all
+    return new
