@@ -21,6 +21,7 @@ EXPECTED = {
     "Headers",
     "InvalidHandshake",
     "InvalidHeader",
+    "InvalidHost",
     "InvalidMessage",
     "InvalidOrigin",
     "InvalidPayload",

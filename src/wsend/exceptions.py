@@ -21,6 +21,7 @@ close frames sent and received, an :class:`InvalidStatus` holds the HTTP respons
     │   ├── InvalidHeader               a header is missing or wrong
     │   │   ├── InvalidUpgrade          Upgrade / Connection are not a WebSocket upgrade
     │   │   ├── InvalidOrigin           Origin is not allowed
+    │   │   ├── InvalidHost             Host is not allowed (answered with 421)
     │   │   └── InvalidVersion          Sec-WebSocket-Version is not 13 (answered with 426)
     │   ├── NegotiationError            subprotocol or extension negotiation failed
     │   ├── RequestRejected             the server application refused the request
@@ -51,6 +52,7 @@ __all__ = [
     "ConnectionClosedOK",
     "InvalidHandshake",
     "InvalidHeader",
+    "InvalidHost",
     "InvalidMessage",
     "InvalidOrigin",
     "InvalidPayload",
@@ -166,6 +168,13 @@ class InvalidOrigin(InvalidHeader):
     """The Origin header is missing or not allowed (a server answers 403)."""
 
     status = 403
+
+
+class InvalidHost(InvalidHeader):
+    """The Host header names a host the server doesn't serve (a server answers 421
+    Misdirected Request, RFC 9110 section 15.5.20)."""
+
+    status = 421
 
 
 class InvalidVersion(InvalidHeader):
