@@ -358,3 +358,73 @@ async def test_socks_needs_python_socks(proxy, seen, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "python_socks", None)
     with pytest.raises(wsend.UsageError, match=r"pip install 'wsend\[socks\]'"):
         await wsend.connect(ws_uri(server), proxy=proxy.url.replace("http", "socks5"))
+
+
+# Proxies that break the protocol (raw servers on loopback)
+
+
+async def raw_proxy(answer: bytes, *, close: bool = False) -> asyncio.Server:
+    """A "proxy" that reads the CONNECT request, writes ``answer`` and keeps the connection
+    open (or closes it)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        if close:
+            writer.close()
+            return
+        await reader.read()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "invalid answer to CONNECT"),
+        (b"HTTP/1.1 200 OK\r\n\r\nearly", "sent data before the tunnel was used"),
+    ],
+)
+async def test_invalid_answers(answer, message, fast):
+    listener = await raw_proxy(answer)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        with pytest.raises(wsend.InvalidProxyMessage, match=message):
+            await wsend.connect(
+                "ws://ws.example/", proxy=f"http://127.0.0.1:{port}", fast_transport=fast
+            )
+
+
+async def test_tunnel_closed_after_200():
+    listener = await raw_proxy(b"HTTP/1.1 200 OK\r\n\r\n", close=True)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        with pytest.raises(wsend.InvalidHandshake):
+            await wsend.connect("ws://ws.example/", proxy=f"http://127.0.0.1:{port}")
+
+
+async def test_answer_in_pieces_and_http_1_0(start_server):
+    """A proxy answering HTTP/1.0 one byte at a time, then relaying to a real server."""
+    server = await start_server()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n".encode())
+        for byte in b"HTTP/1.0 200 Connection established\r\nProxy-Agent: raw\r\n\r\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener, wsend.connect(ws_uri(server), proxy=f"http://127.0.0.1:{port}") as ws:
+        await echo_once(ws)

@@ -224,7 +224,7 @@ class connect:
             ``True`` to require them, ``False`` for asyncio's (see :mod:`wsend.asyncio.transports`).
         proxy: ``True`` (default) to use the proxy the environment names for the URI
             (``wss_proxy``/``ws_proxy``, ``https_proxy``, ``http_proxy``, ``all_proxy``,
-            except for ``no_proxy`` and loopback servers: see
+            except for servers in ``no_proxy``: see
             :func:`~wsend.protocol.proxy.proxy_from_environment`); ``None`` or ``False`` to
             connect directly; or a proxy URL: ``http://[user:password@]host[:port]``,
             ``https://...`` (TLS to the proxy), ``socks5://``, ``socks5h://`` (the proxy

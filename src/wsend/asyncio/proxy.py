@@ -24,23 +24,13 @@ import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any, cast
 
-from ..exceptions import (
-    InvalidMessage,
-    InvalidProxyMessage,
-    OpenTimeout,
-    ProxyAuthenticationRequired,
-    ProxyConnectionError,
-    ProxyError,
-    ProxyRefused,
-    UsageError,
-)
+from ..exceptions import InvalidMessage, InvalidProxyMessage, UsageError
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
 from ..protocol.proxy import Proxy, build_connect_request, check_connect_response
+from ..proxy_socket import SOCKS_MISSING, proxy_unreachable, socks_proxy_error
 from . import transports
 
-__all__ = ["create_proxied_connection", "socks_proxy_error"]
-
-_SOCKS_MISSING = "{scheme}:// proxies need python-socks: pip install 'wsend[socks]'"
+__all__ = ["create_proxied_connection"]
 
 
 async def create_proxied_connection(
@@ -133,7 +123,7 @@ class _Tunnel(asyncio.Protocol):
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        if self.opened.done():
+        if self.opened.done():  # pragma: no cover - reading is paused by then
             self.early = (self.early + data)[:1]  # only whether there was any matters
             return
         try:
@@ -163,7 +153,7 @@ class _Tunnel(asyncio.Protocol):
         """Raise :class:`InvalidProxyMessage` if the tunnel can't be handed over."""
         if self.early:
             raise InvalidProxyMessage(f"proxy {proxy.address} sent data before the tunnel was used")
-        if self.lost:
+        if self.lost:  # pragma: no cover - reading is paused: EOF shows after the handover
             raise InvalidProxyMessage(f"proxy {proxy.address} closed the tunnel")
 
 
@@ -190,7 +180,7 @@ async def _http_tunnel(
             fast, lambda: _Tunnel(request, limits), None, **kwargs
         )
     except OSError as exc:
-        raise _unreachable(proxy, exc) from exc
+        raise proxy_unreachable(proxy, exc) from exc
     try:
         response = await tunnel.opened
         check_connect_response(response, proxy, host, port)
@@ -201,11 +191,6 @@ async def _http_tunnel(
     return cast(asyncio.Transport, transport)
 
 
-def _unreachable(proxy: Proxy, exc: OSError) -> ProxyConnectionError:
-    what = "TLS handshake with" if isinstance(exc, ssl_module.SSLError) else "cannot connect to"
-    return ProxyConnectionError(f"{what} proxy {proxy.address}: {exc}")
-
-
 # SOCKS, through python-socks
 
 
@@ -214,7 +199,7 @@ async def _socks_connect(proxy: Proxy, host: str, port: int) -> socket.socket:
         from python_socks import ProxyType
         from python_socks.async_.asyncio import Proxy as SocksProxy
     except ImportError as exc:
-        raise UsageError(_SOCKS_MISSING.format(scheme=proxy.scheme)) from exc
+        raise UsageError(SOCKS_MISSING.format(scheme=proxy.scheme)) from exc
     version = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
     client = SocksProxy(
         version, proxy.host, proxy.port, proxy.username, proxy.password, rdns=proxy.remote_dns
@@ -224,32 +209,3 @@ async def _socks_connect(proxy: Proxy, host: str, port: int) -> socket.socket:
     except Exception as exc:
         raise socks_proxy_error(proxy, host, port, exc) from exc
     return sock
-
-
-def socks_proxy_error(proxy: Proxy, host: str, port: int, exc: Exception) -> Exception:
-    """Translate an exception raised by python-socks into wsend's (to raise ``from exc``).
-
-    Returns:
-        :class:`ProxyConnectionError` when the proxy can't be reached,
-        :class:`~wsend.exceptions.OpenTimeout` when python-socks timed out,
-        :class:`ProxyRefused` (with the reply code) when the proxy refused the connection,
-        :class:`ProxyAuthenticationRequired` when authentication failed,
-        :class:`InvalidProxyMessage` for anything else the proxy got wrong; other
-        exceptions (a failure to resolve the server's name locally...) are returned as is.
-    """
-    import python_socks
-
-    target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    if isinstance(exc, python_socks.ProxyConnectionError):
-        return ProxyConnectionError(f"cannot connect to proxy {proxy.address}: {exc}")
-    if isinstance(exc, python_socks.ProxyTimeoutError):
-        return OpenTimeout(f"timed out opening a tunnel through proxy {proxy.address}")
-    if not isinstance(exc, python_socks.ProxyError):
-        return exc
-    message = f"proxy {proxy.address} refused the tunnel to {target}: {exc}"
-    if exc.error_code is not None:
-        return ProxyRefused(message, reply=exc.error_code)
-    if "authentication" in str(exc).lower():
-        return ProxyAuthenticationRequired(message)
-    error: ProxyError = InvalidProxyMessage(f"invalid answer from proxy {proxy.address}: {exc}")
-    return error
