@@ -16,6 +16,8 @@ aiofastnet a write is one C call and TLS skips asyncio's pure-Python ``SSLProtoc
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import inspect
 import os
 from types import ModuleType
 from typing import Any
@@ -113,6 +115,31 @@ async def start_tls(
             loop, transport, protocol, context, **kwargs
         )
     else:
+        _repair_force_close(transport)
         new = await loop.start_tls(transport, protocol, context, **kwargs)
     assert new is not None  # None only from a loop without TLS at all
     return new
+
+
+def _repair_force_close(transport: asyncio.Transport) -> None:
+    """Let asyncio's TLS inside TLS fail cleanly on Python 3.11.
+
+    When the inner TLS session fails (a server certificate that doesn't verify, a fatal
+    alert), it closes the outer TLS transport with ``_force_close(exc)``, which on 3.11 calls
+    ``SSLProtocol._abort(exc)``, a method taking no argument there: a ``TypeError`` replaces
+    the TLS error and the connection is left open. Python 3.12 passes the error along; on
+    3.11 this transport gets a ``_force_close`` that does what 3.12's does.
+    """
+    if not isinstance(transport, asyncio.sslproto._SSLProtocolTransport):
+        return
+    # typeshed describes 3.12's signature whatever the version: go untyped.
+    protocol: Any = transport._ssl_protocol
+    fixed = protocol is None or "exc" in inspect.signature(protocol._abort).parameters
+    if fixed:  # pragma: no cover - Python 3.12 and later
+        return
+
+    def force_close(exc: BaseException | None) -> None:
+        transport._closed = True
+        protocol._abort()
+
+    setattr(transport, "_force_close", force_close)  # noqa: B010 - replaces a method
