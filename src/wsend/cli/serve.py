@@ -35,6 +35,7 @@ from ..hub.broker import Broker, Presence
 from ..hub.codes import DisconnectCode
 from ..hub.node import Hub
 from ..hub.options import ConfigError, HubOptions, JwtOptions
+from ..protocol.hosts import AllowedHosts
 from ..protocol.http import Headers, Request, Response
 from .errors import CliError, ExitCode
 from .options import on_stop_signals
@@ -57,6 +58,7 @@ Examples:
   wsend serve --jwt-secret "$SECRET"    # require connection tokens (HS256)
   wsend serve --api-key "$KEY"          # enable the HTTP API: POST /api/publish ...
   wsend serve --config hub.toml         # [server] and [hub] tables, see docs/serve.md
+  wsend serve --host 0.0.0.0 --allowed-hosts chat.example.com,localhost
 
 Without --jwt-secret or --jwt-public-key anyone may connect anonymously (fine for the demos
 on your machine; give a key before exposing the server). Logs one line when listening, with
@@ -80,6 +82,7 @@ _SERVER_KEYS = (
     "jwt_public_key",
     "redis",
     "workers",
+    "allowed_hosts",
 )
 
 
@@ -98,6 +101,8 @@ class ServeSettings:
         redis: a Redis URL: the hub shares channels, history and presence through it.
         workers: processes sharing the port (SO_REUSEPORT); more than one needs ``redis``.
         worker: this process's index among the workers (0 runs the apps' background tasks).
+        allowed_hosts: the Host values the server answers to (others get 421), or ``None``
+            to answer any (see :class:`~wsend.protocol.hosts.AllowedHosts`).
     """
 
     host: str = "127.0.0.1"
@@ -112,6 +117,7 @@ class ServeSettings:
     redis: str | None = None
     workers: int = 1
     worker: int = 0
+    allowed_hosts: list[str] | None = None
 
     def hub_options(self, apps: list[App]) -> HubOptions:
         """The hub's options: the ``[hub]`` table, the apps' namespaces and the JWT keys.
@@ -228,6 +234,7 @@ class HubServer:
                 certfile=s.certfile,
                 keyfile=s.keyfile,
                 reuse_port=True if s.workers > 1 else None,
+                allowed_hosts=s.allowed_hosts,
                 **self.hub.serve_kwargs(self.router()),
             )
         except ssl.SSLError as exc:
@@ -369,6 +376,13 @@ def _read_key(path: str | None) -> str | None:
     type=click.IntRange(1, 256),
     help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --redis.  [default: 1]",
 )
+@click.option(
+    "--allowed-hosts",
+    metavar="HOSTS",
+    multiple=True,
+    help="Answer only requests for these hosts, comma-separated (example.com, "
+    "example.com:8443, *.example.com, [::1]); others get 421.  [default: any]",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -382,6 +396,7 @@ def command(
     config: str | None,
     redis: str | None,
     workers: int | None,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Run the hub with the demo apps (chat, game, ticker, collab) and the browser client."""
     data = load_config(config) if config else {}
@@ -395,6 +410,7 @@ def command(
         "api_key": api_key,
         "redis": redis,
         "workers": workers,
+        "allowed_hosts": _split_hosts(allowed_hosts) if allowed_hosts else None,
     }
     server_table = dict(data.get("server", {}))
     if "jwt_public_key" in server_table:  # a file name in the configuration too
@@ -402,6 +418,9 @@ def command(
     values = {**server_table, **{k: v for k, v in given.items() if v is not None}}
     if values.get("keyfile") and not values.get("certfile"):
         raise CliError("--keyfile needs --certfile", ExitCode.USAGE)
+    if isinstance(values.get("allowed_hosts"), str):  # one string in the configuration file
+        values["allowed_hosts"] = _split_hosts((values["allowed_hosts"],))
+    _check_hosts(values.get("allowed_hosts"))
     settings = ServeSettings(**values, hub=dict(data.get("hub", {})))
     if settings.workers > 1:
         if settings.redis is None:
@@ -413,6 +432,19 @@ def command(
 
         ctx.exit(run_workers(settings.workers, _worker_main, settings))
     ctx.exit(asyncio.run(run(settings)))
+
+
+def _split_hosts(values: tuple[str, ...]) -> list[str]:
+    return [host.strip() for value in values for host in value.split(",") if host.strip()]
+
+
+def _check_hosts(hosts: list[str] | None) -> None:
+    if hosts is None:
+        return
+    try:
+        AllowedHosts(hosts)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CliError(f"--allowed-hosts: {exc}", ExitCode.USAGE) from exc
 
 
 def _worker_main(index: int, settings: ServeSettings) -> None:
