@@ -251,7 +251,9 @@ class HubServer:
         )
         self.runner = AppRunner(self.hub, self.apps)
         yjs_options = YjsOptions.from_dict(settings.yjs)
-        self.yjs = YjsServer(self.hub, yjs_options, store=make_yjs_store(settings))
+        self.yjs = YjsServer(
+            self.hub, yjs_options, store=make_yjs_store(settings), initial=self._yjs_document
+        )
         self.server: Server | None = None
 
     def router(self) -> Router:
@@ -302,6 +304,15 @@ class HubServer:
         if s.worker == 0:
             # Background tasks (the ticker's feed, the game's loop) run once, in worker 0.
             self.runner.start()
+
+    def _yjs_document(self, room: str) -> bytes | None:
+        """A new Yjs document's first update, from the first app that has one."""
+        for app in self.apps:
+            if app.yjs_document is not None:
+                update = app.yjs_document(room)
+                if update is not None:
+                    return update
+        return None
 
     async def _handler(self, ws: ServerConnection) -> None:
         """The hub's endpoint, or the Yjs endpoint for ``/yjs/...``."""

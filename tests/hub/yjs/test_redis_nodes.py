@@ -27,9 +27,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def nodes(redis_server: RedisServer) -> AsyncIterator[list[HubServer]]:
-    servers = [
-        await start_server(redis=redis_server.url, yjs_store="redis") for _ in range(2)
-    ]
+    servers = [await start_server(redis=redis_server.url, yjs_store="redis") for _ in range(2)]
     try:
         yield servers
     finally:

@@ -179,6 +179,11 @@ class Room:
         try:
             await self.server.hub.add_subscription(self, self.name)
             updates = await self.server.store.load(self.name)
+            initial = self.server.initial
+            first = initial(self.name) if initial is not None and not updates else None
+            if first is not None:
+                await self.server.store.append(self.name, first)
+                updates = [first]
             with self.doc.transaction():
                 for update in updates:
                     self.doc.apply_update(update)

@@ -148,6 +148,9 @@ class YjsServer:
         store: where documents are kept (:class:`~.store.SQLiteStore` under
             ``wsend serve``); a :class:`~.store.MemoryStore` by default.
         can_write: decides who may write a room; by default the namespace's ``publish``.
+        initial: ``initial(channel) -> update | None``, the first update of a new document
+            (stored when a room loads with nothing stored). Updates commute and repeat
+            harmlessly, so it must be the same bytes on every node.
         prefix: the endpoint's path: rooms are ``<prefix>/<room>``.
 
     Raises:
@@ -161,12 +164,14 @@ class YjsServer:
         *,
         store: YStore | None = None,
         can_write: CanWrite | None = None,
+        initial: Callable[[str], bytes | None] | None = None,
         prefix: str = "/yjs",
     ) -> None:
         self.hub = hub
         self.options = options or YjsOptions()
         self.store: YStore = store if store is not None else MemoryStore()
         self.can_write = can_write
+        self.initial = initial
         self.prefix = prefix.rstrip("/")
         for ns in self.options.namespaces:
             if ns not in hub.options.namespaces:
