@@ -121,7 +121,8 @@ async def start_server(data_dir: Path | None = None, **settings: Any) -> HubServ
     else:
         settings.setdefault("yjs_store", "memory")
     settings.setdefault("port", 0)
-    server = HubServer(ServeSettings(apps=(), **settings))
+    settings.setdefault("apps", ())
+    server = HubServer(ServeSettings(**settings))
     await server.start()
     return server
 
@@ -137,6 +138,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
             if await check():
                 return
             await asyncio.sleep(0.05)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (fails with TimeoutError after ``timeout``)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 async def converged(
