@@ -14,7 +14,7 @@
 
 import * as Y from "/collab/yjs.js";
 import { WebsocketProvider } from "/collab/yjs.js";
-import { pageToken } from "/demo.js";
+import { pageToken, showRefusal } from "/demo.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -286,16 +286,6 @@ function syncBadge() {
   el.textContent = { offline: "offline", saving: "syncing…", synced: "synced" }[state];
 }
 
-let toastTimer = null;
-
-function toast(text) {
-  const el = $("toast");
-  el.textContent = text;
-  el.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (el.hidden = true), 6000);
-}
-
 provider.on("status", ({ status }) => {
   const el = $("status");
   el.dataset.state = status;
@@ -316,12 +306,9 @@ provider.on("sync", (synced) => {
 
 // The server refused this page: a missing, invalid or expired token (?token=JWT).
 provider.on("connection-close", (event) => {
-  if (!event || ![4401, 4403, 4004].includes(event.code)) return;
-  toast(
-    event.code === 4004
-      ? "Your token has expired: open this page with a new ?token=<JWT>."
-      : "This server refused this page: open it with a valid ?token=<JWT> in its address.",
-  );
+  if (event && [4401, 4403, 4004].includes(event.code)) {
+    showRefusal(event.code === 4004, event.reason);
+  }
 });
 
 textarea.addEventListener("input", onInput);
