@@ -28,7 +28,8 @@ close frames sent and received, an :class:`InvalidStatus` holds the HTTP respons
     │   └── TooManyRedirects
     ├── ProtocolError                   the peer broke RFC 6455 / 7692 (close code 1002)
     │   ├── InvalidPayload              invalid UTF-8 or close payload (close code 1007)
-    │   └── PayloadTooBig               a frame or message exceeds a limit (close code 1009)
+    │   ├── PayloadTooBig               a frame or message exceeds a limit (close code 1009)
+    │   └── InvalidYMessage             a malformed Yjs message (close code 1002, 1003 or 1007)
     ├── ConnectionClosed                the connection is closed (carries the close frames)
     │   ├── ConnectionClosedOK          ... with 1000, 1001 or no code on both sides
     │   └── ConnectionClosedError       ... abnormally, or with an error code
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidURI",
     "InvalidUpgrade",
     "InvalidVersion",
+    "InvalidYMessage",
     "NegotiationError",
     "OpenTimeout",
     "PayloadTooBig",
@@ -256,6 +258,21 @@ class InvalidPayload(ProtocolError):
 
 class PayloadTooBig(ProtocolError):
     """A frame or a message (after decompression) exceeds the configured limit (1009)."""
+
+
+class InvalidYMessage(ProtocolError):
+    """A message of the Yjs endpoint breaks the y-protocols format (``wsend.hub.yjs``).
+
+    Attributes:
+        code: the close code the server sends: 1002 for a malformed message (a truncated
+            varint, an unknown type, bytes left over), 1003 for a text message, 1007 for
+            content of the wrong kind (an awareness state that isn't JSON, an update Yjs
+            can't decode).
+    """
+
+    def __init__(self, reason: str, code: int = 1002) -> None:
+        self.code = code
+        super().__init__(reason)
 
 
 class ConnectionClosed(WebSocketError):

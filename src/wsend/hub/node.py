@@ -42,7 +42,7 @@ from .codes import DisconnectCode, HubError
 from .memory import MemoryBroker, MemoryPresence
 from .metrics import CONTENT_TYPE, HubMetrics
 from .options import HubOptions, parse_channel
-from .seams import Socket
+from .seams import Socket, Subscriber
 from .session import RpcHandler, Session
 from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames, check_both
 
@@ -139,7 +139,7 @@ class Hub:
         self._rpc: dict[str, RpcHandler] = {}
         self._connect_cb: ConnectCallback | None = None
         self._subscribe_cb: SubscribeCallback | None = None
-        self._channels: dict[str, set[Session]] = {}
+        self._channels: dict[str, set[Subscriber]] = {}
         self._locks: dict[str, list[Any]] = {}  # channel -> [lock, users]
         self._links: dict[Session, _Link] = {}
         #: The WebSocket endpoint's path (set by :meth:`routes`).
@@ -190,7 +190,7 @@ class Hub:
             return False
         return bool(await _maybe_await(self._subscribe_cb(session, channel, data)))
 
-    async def add_subscription(self, session: Session, channel: str) -> None:
+    async def add_subscription(self, session: Subscriber, channel: str) -> None:
         async with self._lock(channel):
             sessions = self._channels.get(channel)
             if sessions is None:
@@ -207,7 +207,7 @@ class Hub:
                 sessions.add(session)
             self.metrics.subscriptions.inc()
 
-    async def remove_subscription(self, session: Session, channel: str) -> None:
+    async def remove_subscription(self, session: Subscriber, channel: str) -> None:
         async with self._lock(channel):
             sessions = self._channels.get(channel)
             if sessions is None or session not in sessions:
