@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import pytest
 
-from wsend.hub import fossil
+from wsend.hub import fossil, wire
 from wsend.hub.client import HubClient, Publication
 
 from .contract import wait_until
 from .e2e import Running, run_hub
+from .test_client import FAST, HubConn, ScriptedHub, hub  # noqa: F401 - a fixture
 from .test_delta import Engine, book, engine, options, redis_server  # noqa: F401 - fixtures
 
 Encoding = Literal["json", "msgpack"]
@@ -193,3 +194,74 @@ async def test_a_broken_delta_without_history_is_skipped(
         # Book 2 can't be recovered on a channel without history: it is lost, never wrong.
         assert [p.data for p in got] == [book(0), book(1), book(3)]
         assert corrupted == [2]
+
+
+# -- a hub that sends what it shouldn't (the scripted double of test_client) -------------------
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_malformed_payloads_never_reach_the_application(
+    hub: ScriptedHub,  # noqa: F811 - a fixture
+    encoding: Encoding,
+) -> None:
+    errors: list[Exception] = []
+    client = HubClient(hub.url, encoding=encoding, on_error=errors.append, **FAST)
+    await client.connect()
+    codec = client.codec
+
+    async def subscribe(conn: HubConn, cmd: wire.SubscribeCommand) -> None:
+        hub.channel(cmd.channel).subscribers.add(conn)
+        await conn.reply(cmd, wire.SubscribeResult(recoverable=False, delta=True))
+
+    hub.script["subscribe"] = subscribe
+    got: list[Publication] = []
+    sub = client.subscribe("chat:d", delta="fossil", on_publication=got.append)
+    await sub.ready(5)
+    assert sub.delta_on
+    delta = fossil.create(b"", codec.payload({"n": 0}))
+    malformed = [
+        wire.PubPush("chat:d", codec.wrap(delta), delta=True),  # a delta before any base
+        wire.PubPush("chat:d", 123),  # not a payload
+        wire.PubPush("chat:d", "{" if encoding == "json" else b"\xc1"),  # undecodable
+        wire.PubPush("chat:d", b"x" if encoding == "json" else "x"),  # the wrong type
+    ]
+    for count, push in enumerate(malformed, start=2):
+        await hub.conn.send(push)
+        await wait_until(lambda count=count: len(hub.commands("subscribe")) == count)  # type: ignore[misc]
+        await sub.ready(5)
+    await hub.conn.send(wire.PubPush("chat:d", codec.wrap(codec.payload({"n": 1}))))
+    await wait_until(lambda: len(got) == 1)
+    assert [p.data for p in got] == [{"n": 1}]
+    assert len(hub.commands("unsubscribe")) == len(malformed)  # each: start over
+    assert [type(e) for e in errors] == [fossil.DeltaError] * len(malformed)
+    await client.close()
+
+
+async def test_malformed_recovered_payloads_fail_the_recovery(
+    hub: ScriptedHub,  # noqa: F811 - a fixture
+) -> None:
+    errors: list[Exception] = []
+    unrecovered: list[Any] = []
+    client = HubClient(hub.url, on_error=errors.append, **FAST)
+    await client.connect()
+
+    async def subscribe(conn: HubConn, cmd: wire.SubscribeCommand) -> None:
+        hub.channel(cmd.channel).subscribers.add(conn)
+        if not cmd.recover:
+            await conn.reply(cmd, wire.SubscribeResult(True, "e1", 0, delta=True))
+            return
+        frames = [wire.PublicationFrame(data=["not", "a", "payload"], offset=1)]
+        await conn.reply(cmd, wire.SubscribeResult(True, "e1", 1, True, frames, delta=True))
+
+    hub.script["subscribe"] = subscribe
+    got: list[Publication] = []
+    sub = client.subscribe(
+        "chat:r", delta="fossil", on_publication=got.append, on_unrecovered=unrecovered.append
+    )
+    await sub.ready(5)
+    await hub.conn.close(4000)
+    await wait_until(lambda: bool(unrecovered))
+    assert sub.recovered is False  # reload the state: nothing wrong was delivered
+    assert got == []
+    assert [type(e) for e in errors if isinstance(e, fossil.DeltaError)] == [fossil.DeltaError]
+    await client.close()
