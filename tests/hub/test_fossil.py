@@ -83,6 +83,12 @@ def test_text_mode_keeps_characters_whole() -> None:
     assert apply(source, delta) == target
     # Without text mode the same pair may split characters; the delta is still correct.
     assert apply(source, create(source, target)) == target
+    # A match made only of continuation bytes shrinks to nothing in text mode: inserted.
+    source, target = b"\x80" * 16 + b"A" * 16, b"Z" + b"\x80" * 16 + b"Q"
+    assert b"@" in create(source, target)
+    delta = create(source, target, text=True)
+    assert b"@" not in delta
+    assert apply(source, delta) == target
 
 
 @given(st.binary(max_size=600), st.binary(max_size=600))

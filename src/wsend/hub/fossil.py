@@ -109,13 +109,15 @@ def _index(source: bytes) -> dict[bytes, list[int]]:
 def _copies(source: bytes, target: bytes, text: bool, parts: list[bytes]) -> int:
     """Append the copies (and the inserts between them) to ``parts``; returns the length of
     ``target`` they cover, the rest being left to insert."""
-    index = _index(source)
-    size = len(target)
-    base = 0
-    window = base
-    while window + _BLOCK <= size:
-        offsets = index.get(target[window : window + _BLOCK])
-        best = _best(source, target, base, window, offsets, text) if offsets else None
+    lookup = _index(source).get
+    last = len(target) - _BLOCK  # the last window's start
+    base = window = 0
+    while window <= last:
+        offsets = lookup(target[window : window + _BLOCK])
+        if offsets is None:  # the common case, kept short: no source block like this one
+            window += 1
+            continue
+        best = _best(source, target, base, window, offsets, text)
         if best is None:
             window += 1
             continue
