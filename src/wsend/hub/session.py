@@ -30,6 +30,8 @@ Invariants:
    publications at or below the last delivered offset of the same epoch are dropped as
    duplicates.
 4. Once a close is requested, nothing more is executed or queued.
+5. On a delta subscription, a publication is queued as a delta only against the publication
+   queued just before it for that client, which the client will have read (:mod:`.delta`).
 """
 
 from __future__ import annotations
