@@ -1192,9 +1192,12 @@ def test_options_from_dict() -> None:
             "namespaces": {
                 "": {},
                 "chat": {"presence": True, "history_size": 10, "recovery": True},
+                "book": {"delta": True, "slow_consumer": "conflate"},
             },
         }
     )
+    assert options.namespaces["book"].delta
+    assert not options.namespaces["chat"].delta
     assert options.node_name == "n7"
     assert options.commands_rate == RateLimit(10, 20)
     assert options.jwt == JwtOptions(secret="s", algorithms=("HS256",), leeway=1)
@@ -1208,6 +1211,7 @@ def test_options_from_dict() -> None:
     [
         ({"bogus": 1}, "bogus"),
         ({"allow_anonymous": "yes"}, "allow_anonymous"),
+        ({"namespaces": {"x": {"delta": "fossil"}}}, "namespaces.x.delta"),
         ({"max_message_size": 1.5}, "max_message_size"),
         ({"max_message_size": True}, "max_message_size"),
         ({"max_message_size": 0}, "max_message_size"),

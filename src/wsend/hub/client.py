@@ -59,6 +59,7 @@ from ..asyncio.connection import Connection
 from ..exceptions import ConnectionClosed, UsageError, WebSocketError
 from . import wire
 from .codes import DisconnectCode, ErrorCode, HubError, should_reconnect
+from .fossil import DeltaError
 from .subscription import (
     Callback,
     History,
@@ -555,7 +556,15 @@ class HubClient:
         if sub is None or sub.state != "subscribed":
             return
         if isinstance(push, wire.PubPush):
-            if not sub._accept(_publication(push.channel, push)):
+            try:
+                pub = sub._publication(push)
+            except DeltaError as exc:
+                # Lost track of the channel's payloads: deliver nothing, start over (with
+                # recovery where the channel keeps history, so nothing is missed).
+                self._report(exc)
+                self._start_subscribe(sub, unsubscribe_first=True)
+                return
+            if not sub._accept(pub):
                 self._start_subscribe(sub, unsubscribe_first=True)
         elif isinstance(push, wire.JoinPush):
             self._invoke(sub.on_join, push.info)
@@ -642,7 +651,7 @@ class HubClient:
                 wire.SubscribeCommand, wire.SubscribeResult, wait=False,
                 hook=lambda result: sub._subscribed(result, position is not None),
                 channel=sub.channel, token=sub.token, recover=True if position else None,
-                epoch=epoch, offset=offset, data=self._raw(sub.data),
+                epoch=epoch, offset=offset, data=self._raw(sub.data), delta=sub.delta,
             )  # fmt: skip
         except CommandTimeout:
             return HubError(ErrorCode.INTERNAL, "subscribe timed out", temporary=True)

@@ -140,6 +140,9 @@ class Hub:
         self._connect_cb: ConnectCallback | None = None
         self._subscribe_cb: SubscribeCallback | None = None
         self._channels: dict[str, set[Subscriber]] = {}
+        # Per channel with delta subscribers here: its latest publication, the base of the
+        # next one's delta (docs/protocol.md section 5; .delta).
+        self._previous: dict[str, PubFrames] = {}
         self._locks: dict[str, list[Any]] = {}  # channel -> [lock, users]
         self._links: dict[Session, _Link] = {}
         #: The WebSocket endpoint's path (set by :meth:`routes`).
@@ -216,6 +219,7 @@ class Hub:
             self.metrics.subscriptions.dec()
             if not sessions:
                 del self._channels[channel]
+                self._previous.pop(channel, None)
                 self.metrics.channels.dec()
                 if self._started:
                     await self._broker.unsubscribe(channel)
@@ -364,17 +368,21 @@ class Hub:
         local = self._channels.get(channel)
         if not local:
             return
+        previous = self._previous.pop(channel, None)
         if publication is None:
             # The engine lost publications of the channel: its subscribers resubscribe with
             # recovery (and learn ``recovered: false`` if the history can't fill the gap).
             lagging = list(local)
         else:
-            frames = PubFrames(channel, publication)
+            frames = PubFrames(channel, publication, previous)
             lagging = [
                 session
                 for session in list(local)
                 if not session.deliver_publication(channel, publication, frames)
             ]
+            frames.previous = None  # deltas are computed: don't keep a chain of publications
+            if frames.keep:
+                self._previous[channel] = frames
             self.metrics.publications.inc(len(local))
         for session in lagging:
             await session.unsubscribe(channel, 2500, "resubscribe")

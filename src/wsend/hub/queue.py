@@ -33,7 +33,16 @@ class OutgoingQueue:
         max_bytes: the bound on the sum of the queued items' sizes (> 0).
     """
 
-    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes", "on_replaced", "replaced")
+    __slots__ = (
+        "_channels",
+        "_items",
+        "_keys",
+        "_next",
+        "_size",
+        "max_bytes",
+        "on_replaced",
+        "replaced",
+    )
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
@@ -41,6 +50,7 @@ class OutgoingQueue:
         self.max_bytes = max_bytes
         self._items: OrderedDict[int, tuple[bytes, ConflationKey | None]] = OrderedDict()
         self._keys: dict[ConflationKey, int] = {}
+        self._channels: dict[str, int] = {}  # conflatable items queued, by channel
         self._size = 0
         self._next = 0
         #: Items dropped because a conflatable item with the same key replaced them.
@@ -56,6 +66,10 @@ class OutgoingQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def holds(self, channel: str) -> bool:
+        """Whether a conflatable item of ``channel`` is queued (one a later push may replace)."""
+        return channel in self._channels
 
     def push(
         self,
@@ -91,6 +105,7 @@ class OutgoingQueue:
             self._next += 1
             if ckey is not None:
                 self._keys[ckey] = seq
+                self._channels[ckey[0]] = self._channels.get(ckey[0], 0) + 1
         self._items[seq] = (item, ckey)
         return True
 
@@ -111,13 +126,22 @@ class OutgoingQueue:
             items.popitem(last=False)
             if ckey is not None:
                 del self._keys[ckey]
+                self._forget(ckey[0])
             batch.append(item)
             total += len(item)
         self._size -= total
         return batch
 
+    def _forget(self, channel: str) -> None:
+        left = self._channels[channel] - 1
+        if left:
+            self._channels[channel] = left
+        else:
+            del self._channels[channel]
+
     def clear(self) -> None:
         """Drop every queued item."""
         self._items.clear()
         self._keys.clear()
+        self._channels.clear()
         self._size = 0
