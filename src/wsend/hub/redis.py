@@ -19,9 +19,18 @@ Needs the ``redis`` extra (``pip install 'wsend[redis]'``): redis-py 5 or later.
 from __future__ import annotations
 
 from .redis_broker import SOCKET_TIMEOUT, RedisBroker, client_from_url
+from .redis_cluster import RedisClusterBroker
+from .redis_common import CLUSTER_SCHEMES, cluster_client_from_url
 from .redis_presence import PRESENCE_TTL, RedisPresence
 
-__all__ = ["RedisBroker", "RedisPresence", "client_from_url", "engine_from_url"]
+__all__ = [
+    "RedisBroker",
+    "RedisClusterBroker",
+    "RedisPresence",
+    "client_from_url",
+    "cluster_client_from_url",
+    "engine_from_url",
+]
 
 
 def engine_from_url(
@@ -35,19 +44,24 @@ def engine_from_url(
 
     Args:
         url: ``redis://[[user]:password@]host:port[/db]``, ``rediss://...`` (TLS),
-            ``unix:///path/to/socket?db=N``, or
-            ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]``.
+            ``unix:///path/to/socket?db=N``,
+            ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]``, or
+            ``redis+cluster://[[user]:password@]host:port[,host:port...]`` (a Redis Cluster,
+            Redis 7 or later; ``rediss+cluster://`` with TLS).
         prefix: the prefix of every key; nodes of one cluster must share it.
         presence_ttl: seconds a presence entry outlives its last refresh.
         socket_timeout: seconds before a Redis command fails (HubError 100, temporary).
 
     Returns:
-        ``(broker, presence)``, each with its own connection pool. Nothing connects yet: the
+        ``(broker, presence)``, each with its own connection pool (a
+        :class:`RedisClusterBroker` for a cluster URL). Nothing connects yet: the
         broker connects when the hub starts it, and reconnects by itself.
 
     Raises:
         ValueError: the URL is malformed.
     """
-    broker = RedisBroker(url, prefix=prefix, socket_timeout=socket_timeout)
+    cluster = url.partition(":")[0] in CLUSTER_SCHEMES
+    broker_class = RedisClusterBroker if cluster else RedisBroker
+    broker = broker_class(url, prefix=prefix, socket_timeout=socket_timeout)
     presence = RedisPresence(url, prefix=prefix, ttl=presence_ttl, socket_timeout=socket_timeout)
     return broker, presence
