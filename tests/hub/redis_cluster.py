@@ -7,7 +7,6 @@ installed, failed under CI (see :func:`.redis_server.require`).
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -158,6 +157,23 @@ class Cluster:
     def revive(self, node: RedisServer) -> None:
         """Start a killed node again on its port: it rejoins as a replica of its successor."""
         node.start()
+
+    def move_slot(self, key: str, target: RedisServer) -> None:
+        """Migrate ``key``'s slot, with its keys, to the master ``target`` (as ``redis-cli
+        --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE in batches, SETSLOT NODE)."""
+        source = self.master_of(key)
+        slot = source.cli("CLUSTER", "KEYSLOT", key).strip()
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        target.cli("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.cli("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.cli("CLUSTER", "GETKEYSINSLOT", slot, "100").split():
+            address = ["127.0.0.1", str(target.port), "", "0", "5000"]
+            source.cli("MIGRATE", *address, "KEYS", *keys)
+        for node in (target, source):
+            node.cli("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for node in self.running():
+            if self.role(node) == "master" and node not in (source, target):
+                node.cli("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
     def manual_failover(self, replica: RedisServer) -> None:
         """``CLUSTER FAILOVER`` on ``replica``: it catches up with its master, then swaps."""

@@ -54,7 +54,6 @@ from typing import Any, Final, Literal, cast
 
 import msgspec
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
 
 from ..exceptions import UsageError
 from .broker import (
@@ -66,6 +65,7 @@ from .broker import (
     StreamPosition,
 )
 from .redis_common import (
+    ENGINE_ERRORS,
     SOCKET_TIMEOUT,
     client_from_url,
     decode_info,
@@ -305,7 +305,7 @@ class RedisBroker:
         for key in keys:
             if link is not None and (key == self._control_key or key in self._by_key):
                 self._route[key] = link
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*ENGINE_ERRORS):
                     await link.add(key, resumed=True)
 
     # -- subscriptions
@@ -330,7 +330,7 @@ class RedisBroker:
         try:
             await self._place(key)
             await asyncio.wait_for(asyncio.shield(future), self.socket_timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (*ENGINE_ERRORS, TimeoutError) as exc:
             await self.unsubscribe(channel)
             raise engine_error(exc) from exc
         await self._note_position(channel)
@@ -353,7 +353,7 @@ class RedisBroker:
         """Queue the channel's current position as its baseline (unless a message came first)."""
         try:
             epoch, top, _ = await self._read_position(channel)
-        except (RedisError, OSError):
+        except ENGINE_ERRORS:
             return
         if epoch is not None:
             self._queue.put_nowait(("base", channel, epoch, top))
@@ -400,7 +400,7 @@ class RedisBroker:
                 _epoch(),
             ]
             offset, epoch, _ = await self._publish(keys, args)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return StreamPosition(int(offset), epoch.decode())
 
@@ -441,7 +441,7 @@ class RedisBroker:
             raw_epoch, top, entries = await self._history(
                 [self._key(channel, "m"), self._key(channel, "s")], args
             )
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         epoch = raw_epoch.decode()
         publications = [_from_entry(entry, epoch) for entry in entries]
@@ -452,7 +452,7 @@ class RedisBroker:
         self._check_open()
         try:
             await self.redis.delete(self._key(channel, "m"), self._key(channel, "s"))
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def announce(
@@ -467,7 +467,7 @@ class RedisBroker:
         message = b"%b:%b:%b" % (kind[:1].encode(), self.node_id.encode(), encode_info(info))
         try:
             await self._send(self._key(channel, "p"), message)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             logger.warning("relaying %s in %r failed: %s", kind, channel, exc)
 
     async def control(self, message: Any) -> None:
@@ -480,7 +480,7 @@ class RedisBroker:
         payload = b"%b:%b" % (self.node_id.encode(), msgspec.msgpack.encode(message))
         try:
             await self._send(self._control_key, payload)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             logger.warning("relaying a control message failed: %s", exc)
 
     async def _on_control(self, raw: bytes) -> None:
@@ -566,7 +566,7 @@ class RedisBroker:
         """Deliver publications ``after + 1 .. upto`` from the stream; False if any is gone."""
         try:
             current, _, entries = await self._read_position(channel, after + 1, upto)
-        except (RedisError, OSError):
+        except ENGINE_ERRORS:
             return False
         publications = [_from_entry(entry, epoch) for entry in entries]
         offsets = [p.offset for p in publications]
@@ -586,7 +586,7 @@ class RedisBroker:
         last = self._last.get(channel)
         try:
             epoch, top, _ = await self._read_position(channel)
-        except (RedisError, OSError):
+        except ENGINE_ERRORS:
             if last is not None:
                 await self._lost(channel)
                 self._last.pop(channel, None)

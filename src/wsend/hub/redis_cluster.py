@@ -45,17 +45,14 @@ from typing import Any, cast
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisClusterException, RedisError
 
 from .redis_broker import RedisBroker
-from .redis_common import cluster_client_from_url
+from .redis_common import ENGINE_ERRORS, cluster_client_from_url
 from .redis_link import PubSubLink, backoff
 
 __all__ = ["RedisClusterBroker"]
 
 logger = logging.getLogger("wsend.hub.redis")
-
-_TOPOLOGY_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class RedisClusterBroker(RedisBroker):
@@ -74,7 +71,8 @@ class RedisClusterBroker(RedisBroker):
 
     def __init__(self, redis: Any = "redis+cluster://localhost:6379", **options: Any) -> None:
         super().__init__(redis, **options)
-        #: How many times a channel moved to another master's connection.
+        #: How many times a channel was subscribed again because its slot moved (a failover,
+        #: a migration) or Redis unsubscribed it.
         self.moves = 0
         self._by_node: dict[str, PubSubLink] = {}  # "host:port" -> the link to that master
         self._unplaced: dict[bytes, bool] = {}  # keys waiting for a master, and resumed flag
@@ -122,7 +120,7 @@ class RedisClusterBroker(RedisBroker):
             return None
         try:
             node: ClusterNode | None = self.redis.get_node_from_key(cast(Any, key))
-        except _TOPOLOGY_ERRORS:
+        except ENGINE_ERRORS:
             return None
         return node
 
@@ -135,18 +133,20 @@ class RedisClusterBroker(RedisBroker):
                 else:
                     await self.redis.initialize()
                     self._initialized = True
-            except _TOPOLOGY_ERRORS as exc:
+            except ENGINE_ERRORS as exc:
                 logger.warning("redis cluster layout unavailable: %s", exc)
 
     async def _hold(self, key: bytes, node: ClusterNode, *, resumed: bool) -> None:
-        """Give ``key`` to the link of ``node`` (made if needed)."""
+        """Give ``key`` to the link of ``node`` (made if needed), if it is still wanted."""
+        if key != self._control_key and key not in self._by_key:
+            return
         link = self._by_node.get(node.name)
         if link is None or link.done:
             connect = functools.partial(self._connect_node, node)
             link = PubSubLink(self, node.name, connect, sharded=True)
             self._by_node[node.name] = link
         self._route[key] = link
-        with contextlib.suppress(RedisError, OSError):  # the link resubscribes as it reconnects
+        with contextlib.suppress(*ENGINE_ERRORS):  # the link resubscribes as it reconnects
             await link.add(key, resumed=resumed)
 
     @staticmethod
@@ -166,6 +166,7 @@ class RedisClusterBroker(RedisBroker):
                 for key, resumed in list(self._unplaced.items()):
                     node = self._owner(key)
                     if node is not None and self._unplaced.pop(key, None) is not None:
+                        self.moves += resumed
                         await self._hold(key, node, resumed=resumed)
                 if self._unplaced:
                     await asyncio.sleep(backoff(attempt))

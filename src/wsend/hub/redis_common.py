@@ -15,6 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisClusterException, RedisError
 
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
@@ -22,6 +23,7 @@ from .wire import Encoded
 
 __all__ = [
     "CLUSTER_SCHEMES",
+    "ENGINE_ERRORS",
     "SOCKET_TIMEOUT",
     "client_from_url",
     "cluster_client_from_url",
@@ -36,6 +38,9 @@ __all__ = [
 SOCKET_TIMEOUT: Final = 5.0
 
 _ENCODED_EXT: Final = 1
+
+#: What a failing Redis raises (a cluster's client raises more than ``RedisError``).
+ENGINE_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 
 #: URL schemes of a Redis Cluster: plain and TLS.
 CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
@@ -142,9 +147,7 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     return client
 
 
-def cluster_client_from_url(
-    url: str, *, socket_timeout: float = SOCKET_TIMEOUT
-) -> RedisCluster:
+def cluster_client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> RedisCluster:
     """A Redis Cluster client for ``url``; nothing connects until its first command.
 
     ``url`` is ``redis+cluster://[[user]:password@]host:port[,host:port...][?option=value...]``

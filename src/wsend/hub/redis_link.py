@@ -31,7 +31,8 @@ from typing import Any, Final, Protocol
 
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+
+from .redis_common import ENGINE_ERRORS
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "SUBSCRIBE_BATCH", "LinkOwner", "PubSubLink", "backoff"]
 
@@ -116,7 +117,6 @@ class PubSubLink:
         self._got_live = False  # the current connection got subscribed
         self._ever_live = False  # some connection did: the next one resumes
 
-
     async def close(self) -> None:
         """Stop and drop the connection."""
         self.done = True
@@ -149,7 +149,7 @@ class PubSubLink:
         conn = self._conn
         if conn is not None and self.live.is_set():
             self._unsubscribing[key] += 1
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*ENGINE_ERRORS):
                 await conn.send_command(self._commands[1], key)
 
     # -- the connection
@@ -163,7 +163,7 @@ class PubSubLink:
                 conn = await self._connect()
                 self._conn, self._seen = conn, asyncio.get_running_loop().time()
                 await self._session(conn)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (*ENGINE_ERRORS, TimeoutError) as exc:
                 logger.warning("redis pub/sub connection to %s lost: %s", self.name, exc)
             finally:
                 self._conn = None

@@ -20,11 +20,12 @@ from typing import Any, Final, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 
 from .broker import ClientInfo, PresenceStats
 from .redis_common import (
     CLUSTER_SCHEMES,
+    ENGINE_ERRORS,
     SOCKET_TIMEOUT,
     client_from_url,
     cluster_client_from_url,
@@ -109,33 +110,44 @@ class RedisPresence:
         args: list[Any] = [info.client, encode_info(info), max(1, math.ceil(self.ttl * 1000))]
         try:
             await self._add(self._keys(channel), args)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def add_many(self, entries: Iterable[tuple[str, ClientInfo]]) -> None:
         """:meth:`add` for each ``(channel, info)``, in one pipeline (one round trip)."""
         ttl = max(1, math.ceil(self.ttl * 1000))
+        batch = [
+            (self._keys(channel), [info.client, encode_info(info), ttl])
+            for channel, info in entries
+        ]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for channel, info in entries:
-                    args: list[Any] = [info.client, encode_info(info), ttl]
-                    await self._add(self._keys(channel), args, client=cast(Any, pipe))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            try:
+                await self._add_batch(batch)
+            except NoScriptError:
+                # A cluster's pipeline doesn't load scripts: load it on every master, again.
+                await self.redis.script_load(ADD_LUA)
+                await self._add_batch(batch)
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
+
+    async def _add_batch(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in batch:
+                await self._add(keys, args, client=cast(Any, pipe))
+            await pipe.execute()
 
     async def remove(self, channel: str, client: str) -> None:
         """Remove ``client`` from ``channel``'s presence (no error if absent)."""
         try:
             await self._remove(self._keys(channel), [client])
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def get(self, channel: str) -> dict[str, ClientInfo]:
         """The clients present in ``channel`` (expired entries are dropped first)."""
         try:
             flat = await self._get(self._keys(channel), [])
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return {flat[i].decode(): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
 
