@@ -41,9 +41,7 @@ async def test_subscribe_slower_than_the_timeout_is_retried_cleanly() -> None:
         client = HubClient(running.url, token=token("ann"), timeout=0.3, backoff_min=0.05)
         async with client:
             ended: list[object] = []
-            sub = client.subscribe(
-                "vip:lounge", on_unsubscribed=lambda *args: ended.append(args)
-            )
+            sub = client.subscribe("vip:lounge", on_unsubscribed=lambda *args: ended.append(args))
             await sub.ready(5)
             assert calls >= 2
             await running.hub.publish("vip:lounge", "hello")
