@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from wsend.cli.errors import CliError
 from wsend.cli.serve import ServeSettings, make_engines
-from wsend.hub.broker import Broker, ClientInfo, Publication
+from wsend.hub.broker import ClientInfo, Publication
 from wsend.hub.codes import HubError
 from wsend.hub.redis import (
     RedisBroker,
@@ -23,8 +23,9 @@ from wsend.hub.redis import (
     engine_from_url,
 )
 
-from .contract import HISTORY, PRESENCE_TTL, Engine, EngineContract, Recorder, start, wait_until
+from .contract import HISTORY, Engine, EngineContract, Recorder, start, wait_until
 from .redis_cluster import Cluster
+from .test_redis_engine import redis_engine
 
 _prefixes = itertools.count()
 
@@ -38,18 +39,9 @@ class TestRedisClusterEngine(EngineContract):
 
     @pytest.fixture
     async def engine(self, redis_cluster: Cluster) -> AsyncIterator[Engine]:
-        prefix = fresh_prefix()
-        made: list[RedisClusterBroker] = []
-
-        async def new_broker() -> Broker:
-            made.append(RedisClusterBroker(redis_cluster.url, prefix=prefix))
-            return made[-1]
-
-        presence = RedisPresence(redis_cluster.url, prefix=prefix, ttl=PRESENCE_TTL)
-        yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
-        for broker in made:
-            await broker.close()
-        await presence.close()
+        engine_body = redis_engine(redis_cluster.url, fresh_prefix(), RedisClusterBroker)
+        async for engine in engine_body:
+            yield engine
 
 
 @pytest.fixture

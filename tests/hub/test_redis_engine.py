@@ -32,23 +32,30 @@ def fresh_prefix() -> str:
     return f"t{next(_prefixes)}"
 
 
+async def redis_engine(
+    url: str, prefix: str, broker_class: type[RedisBroker] = RedisBroker
+) -> AsyncIterator[Engine]:
+    """An engine fixture's body: brokers of ``broker_class`` and a presence on ``url``."""
+    made: list[RedisBroker] = []
+
+    async def new_broker() -> Broker:
+        made.append(broker_class(url, prefix=prefix))
+        return made[-1]
+
+    presence = RedisPresence(url, prefix=prefix, ttl=PRESENCE_TTL)
+    yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
+    for broker in made:
+        await broker.close()
+    await presence.close()
+
+
 class TestRedisEngine(EngineContract):
     """The contract, with two brokers on one Redis as two nodes."""
 
     @pytest.fixture
     async def engine(self, redis_server: RedisServer) -> AsyncIterator[Engine]:
-        prefix = fresh_prefix()
-        made: list[RedisBroker] = []
-
-        async def new_broker() -> Broker:
-            made.append(RedisBroker(redis_server.url, prefix=prefix))
-            return made[-1]
-
-        presence = RedisPresence(redis_server.url, prefix=prefix, ttl=PRESENCE_TTL)
-        yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
-        for broker in made:
-            await broker.close()
-        await presence.close()
+        async for engine in redis_engine(redis_server.url, fresh_prefix()):
+            yield engine
 
 
 @pytest.fixture

@@ -1,25 +1,28 @@
 """The Redis broker: fan-out through Redis pub/sub, history in Redis Streams.
 
 Keys of a channel ``ch`` (``prefix`` defaults to ``wsend``), all in one hash slot thanks to the
-``{ch}`` hash tag, so that one Lua script may touch them all (and Redis Cluster could serve them
-from one shard)::
+``{ch}`` hash tag, so that one Lua script may touch them all (and a Redis Cluster serves them
+from one shard, see :mod:`.redis_cluster`)::
 
-    wsend:{ch}:m    HASH    e = epoch, s = top offset, t = history ttl (ms)     PEXPIRE meta_ttl
+    wsend:{ch}:m    HASH    e = epoch, s = top offset, t = history ttl (ms),    PEXPIRE meta_ttl
+                            n = the master that wrote it (on a cluster)
     wsend:{ch}:s    STREAM  id "<offset>-0", fields d = payload, t = time (ms)  MAXLEN size
     wsend:{ch}:p    pub/sub channel: one SUBSCRIBE per channel with local subscribers
 
-Publishing to a channel with history runs one Lua script: create the meta hash with a new epoch
-when it is missing (deleting a stale stream), ``HINCRBY`` the offset, ``XADD`` with
-``id = offset``, set the expiries and ``PUBLISH`` the payload with its offset and epoch. Offsets
-are therefore assigned atomically with the append and published in offset order.
+Publishing to a channel with history runs one Lua script (:mod:`.redis_scripts`): create the
+meta hash with a new epoch when it is missing (deleting a stale stream), ``HINCRBY`` the offset,
+``XADD`` with ``id = offset``, set the expiries and ``PUBLISH`` the payload with its offset and
+epoch. Offsets are therefore assigned atomically with the append and published in offset order.
 
 Pub/sub is at-most-once, so the broker never trusts it alone. It remembers, per subscribed
 channel, the position last delivered. A publication whose offset skips ahead is preceded by the
 missing ones, read from the stream; if they are gone (or the epoch changed) the handler gets
 ``handler(channel, None)`` (the hub then makes its sessions resubscribe, and clients get
 ``recovered: false``). After a lost connection the broker reconnects with backoff, subscribes
-again, and compares every channel's position in Redis with the last delivered one, the same way.
-A health check (``PING`` on the pub/sub connection) notices a Redis that stopped answering.
+again, and compares every channel's position in Redis with the last delivered one, the same way
+(a position behind it counts as a loss too). The pub/sub connection is a
+:class:`~.redis_link.PubSubLink`, whose health check (``PING``) notices a Redis that stopped
+answering; on a cluster there is one per master.
 Messages received wait in a queue for delivery; past :data:`BACKLOG_MAX` bytes the broker stops
 reading, so that an overloaded node's backlog stays in Redis (bounded there by
 ``client-output-buffer-limit pubsub``, after which Redis drops the connection and the node
