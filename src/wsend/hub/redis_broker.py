@@ -290,9 +290,15 @@ class RedisBroker:
             self._queue.put_nowait(("check", channel))
 
     def link_dropped(self, link: PubSubLink, key: bytes) -> None:
-        """Redis unsubscribed ``key`` by itself (not on a single Redis): subscribe it again."""
-        self._route.pop(key, None)
-        asyncio.get_running_loop().create_task(self._replace([key]))
+        """Redis unsubscribed ``key`` by itself (a single Redis doesn't): subscribe it again,
+        checking what was missed once confirmed."""
+        if key == self._control_key or key in self._by_key:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._readd(link, key)))
+
+    @staticmethod
+    async def _readd(link: PubSubLink, key: bytes) -> None:
+        with contextlib.suppress(*ENGINE_ERRORS):  # the link resubscribes as it reconnects
+            await link.add(key, resumed=True)
 
     def link_live(self, link: PubSubLink, again: bool) -> None:
         self._live_changed.set()
@@ -301,15 +307,6 @@ class RedisBroker:
 
     async def link_lost(self, link: PubSubLink) -> None:
         """A link's connection failed (it reconnects by itself on a single Redis)."""
-
-    async def _replace(self, keys: list[bytes]) -> None:
-        """Hold ``keys`` again after Redis dropped them; a check follows each confirmation."""
-        link = next(iter(self._route.values()), None)
-        for key in keys:
-            if link is not None and (key == self._control_key or key in self._by_key):
-                self._route[key] = link
-                with contextlib.suppress(*ENGINE_ERRORS):
-                    await link.add(key, resumed=True)
 
     # -- subscriptions
 
