@@ -10,8 +10,11 @@
 :class:`RedisBroker` (:mod:`.redis_broker`) fans publications out through Redis pub/sub (one
 subscription per channel with local subscribers), keeps history in Redis Streams and detects
 lost pub/sub messages from the offsets; :class:`RedisPresence` (:mod:`.redis_presence`) keeps
-presence in a sorted set and a hash per channel, with expiry. Both pass the engine contract
-suite (``tests/hub/contract.py``). ``docs/hub/scaling.md`` explains deployment and failures.
+presence in a sorted set and a hash per channel, with expiry. On a Redis Cluster
+(``redis+cluster://``), :class:`RedisClusterBroker` (:mod:`.redis_cluster`) spreads channels
+over the masters with shard channels (``SPUBLISH``/``SSUBSCRIBE``) and follows failovers and
+slot migrations. All pass the engine contract suite (``tests/hub/contract.py``).
+``docs/hub/scaling.md`` explains deployment and failures.
 
 Needs the ``redis`` extra (``pip install 'wsend[redis]'``): redis-py 5 or later.
 """
