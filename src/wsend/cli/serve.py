@@ -461,7 +461,7 @@ def _read_key(path: str | None) -> str | None:
     "--redis",
     metavar="URL",
     help="Share the hub through Redis: redis://HOST:PORT/DB (also rediss://, "
-    "redis+sentinel://HOST:PORT/MASTER).",
+    "redis+sentinel://HOST:PORT/MASTER, redis+cluster://HOST:PORT,HOST:PORT).",
 )
 @click.option(
     "--data-dir",

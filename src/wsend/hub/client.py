@@ -87,6 +87,9 @@ TokenGetter = Callable[[], Awaitable[str]]
 
 #: Seconds a command waits for its reply (as centrifuge-js and centrifuge-python).
 DEFAULT_TIMEOUT: Final = 10.0
+
+# What a subscribe attempt without a reply in time counts as: a temporary error.
+_SUBSCRIBE_TIMED_OUT: Final = HubError(ErrorCode.INTERNAL, "subscribe timed out", temporary=True)
 #: Publications buffered per subscription for a slow consumer.
 DEFAULT_MAX_QUEUE: Final = 1024
 #: ``unsubscribe`` push codes from this one up mean "subscribe again with recovery" (centrifuge).
@@ -614,19 +617,29 @@ class HubClient:
         sub._task = self._spawn(self._subscribe_flow(sub, unsubscribe_first))
 
     async def _subscribe_flow(self, sub: Subscription, unsubscribe_first: bool) -> None:
-        """Subscribe until it works, is refused, or the connection drops (then it restarts)."""
+        """Subscribe until it works, is refused, or the connection drops (then it restarts).
+
+        After an attempt that timed out, the next one unsubscribes first: the hub may still
+        complete the late one, and would answer the retry "already subscribed" (105). An
+        attempt answered 105 (a late one from a cancelled flow completed first) is retried the
+        same way.
+        """
         try:
-            if unsubscribe_first:
-                with contextlib.suppress(HubError, CommandTimeout):
-                    await self._request(
-                        wire.UnsubscribeCommand, dict, wait=False, channel=sub.channel
-                    )
             attempt = 0
             while sub.state != "unsubscribed":
+                if unsubscribe_first:
+                    with contextlib.suppress(HubError, CommandTimeout):
+                        await self._request(
+                            wire.UnsubscribeCommand, dict, wait=False, channel=sub.channel
+                        )
                 error = await self._subscribe_once(sub)
                 if error is None:
                     return
-                if not error.temporary:
+                # The hub has it already (a late attempt completed): unsubscribe, then again.
+                unsubscribe_first = (
+                    error is _SUBSCRIBE_TIMED_OUT or error.code == ErrorCode.ALREADY_SUBSCRIBED
+                )
+                if not error.temporary and not unsubscribe_first:
                     if self._subs.get(sub.channel) is sub:
                         del self._subs[sub.channel]
                     sub._end(error)
@@ -654,7 +667,7 @@ class HubClient:
                 epoch=epoch, offset=offset, data=self._raw(sub.data), delta=sub.delta,
             )  # fmt: skip
         except CommandTimeout:
-            return HubError(ErrorCode.INTERNAL, "subscribe timed out", temporary=True)
+            return _SUBSCRIBE_TIMED_OUT
         except HubError as exc:
             if exc.code == ErrorCode.TOKEN_EXPIRED and sub.get_token is not None:
                 sub.token = None
