@@ -32,7 +32,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[
             "rate": _median([r["deliveries"] / r["elapsed"] for r in rs if r["elapsed"]]),
             "p50": _median([r["p50"] * 1000 for r in rs if r["p50"] is not None]),
             "p99": _median([r["p99"] * 1000 for r in rs if r["p99"] is not None]),
-            "cpu": _median([r["server_cpu_ns"] / 1000 / r["deliveries"] for r in rs if r["deliveries"]]),
+            "cpu": _median(
+                [r["server_cpu_ns"] / 1000 / r["deliveries"] for r in rs if r["deliveries"]]
+            ),
             "client_cpu": _median(
                 [r["client_cpu_ns"] / 1000 / r["deliveries"] for r in rs if r["deliveries"]]
             ),
@@ -45,11 +47,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    return "–" if not a or not b else f"{a / b:.2f}{X}"
+    return "-" if not a or not b else f"{a / b:.2f}{X}"
 
 
 def goals(rows: dict[tuple[str, int, str], dict[str, Any]]) -> list[str]:
@@ -92,7 +94,7 @@ def write(out: Path, data: dict[str, Any]) -> Path:
         "Publications of 100 characters; the publisher keeps "
         f"{info['options']['window']} publications in flight (a new one as soon as one has "
         "reached every subscriber). Medians over "
-        f"{info['options']['reps']} interleaved repetitions. *Deliveries/s*: publications × "
+        f"{info['options']['reps']} interleaved repetitions. *Deliveries/s*: publications {X} "
         "subscribers ÷ (first send → last receipt). *Latency*: publisher's send → subscriber's "
         "receipt, every delivery. *Server CPU*: all server processes' CPU time per delivery "
         "(µs); *client CPU*: the client process's (the same code for every system).",

@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     pin(args.core)
     raise_nofile()
     loop = new_loop(args.loop)
-    count, port = loop.run_until_complete(
-        STARTS[args.system](args.port, args.redis, args.presence)
-    )
+    count, port = loop.run_until_complete(STARTS[args.system](args.port, args.redis, args.presence))
     threading.Thread(target=serve_commands, args=(loop, count), daemon=True).start()
     emit({"port": port, "pid": os.getpid()})
     loop.run_forever()

@@ -63,9 +63,9 @@ class Redis:
             raise SystemExit("redis-server is not installed (apt-get install redis-server)")
         self.dir = tempfile.mkdtemp(prefix="wsend-fanout-redis-")
         self.port = free_port()
+        options = ["--save", "", "--appendonly", "no", "--maxclients", "20000"]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--save", "", "--appendonly", "no"]
-            + ["--dir", self.dir, "--maxclients", "20000"],
+            [binary, "--port", str(self.port), "--dir", self.dir, *options],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
@@ -247,9 +247,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
     args.cores = [int(c) for c in args.cores.split(",")]
-    args.subscribers = [
-        int(x) for x in (args.subscribers or ("100,1000" if args.quick else "1000,10000")).split(",")
-    ]
+    counts = args.subscribers or ("100,1000" if args.quick else "1000,10000")
+    args.subscribers = [int(x) for x in counts.split(",")]
     args.reps = args.reps or (1 if args.quick else 3)
     if args.quick:
         args.deliveries = min(args.deliveries, 20_000)

@@ -22,6 +22,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from ..asyncio.broadcast import write_prepared
+from ..asyncio.connection import Connection
 from ..asyncio.routes import Router
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
@@ -75,17 +77,35 @@ class _Link:
     timeout drops a peer that never reads again.
     """
 
-    __slots__ = ("closer", "closing", "event", "sending", "ws")
+    __slots__ = ("closer", "closing", "conn", "event", "sending", "stats", "ws")
 
-    def __init__(self, ws: Socket) -> None:
+    def __init__(self, ws: Socket, stats: _Written) -> None:
         self.ws = ws
         self.event = asyncio.Event()
         self.closing: tuple[int, str] | None = None
         self.sending = False
         self.closer: asyncio.Task[None] | None = None
+        self.stats = stats
+        # Shared publication frames are written straight to wsend's own connections, when
+        # they negotiated no compression (a compressed connection frames each message itself).
+        conn = ws if isinstance(ws, Connection) else None
+        plain = conn is not None and conn.proto is not None and conn.proto.deflate is None
+        self.conn: Connection | None = conn if plain else None
 
     def wakeup(self) -> None:
         self.event.set()
+
+    def write_now(self, message: bytes) -> bool:
+        conn = self.conn
+        if conn is None or self.sending or self.closing is not None:
+            return False
+        if not write_prepared(conn, message):
+            return False
+        stats = self.stats
+        stats.messages += 1
+        size = len(message)  # counted as the writer counts: the payload, not the frame header
+        stats.bytes += size - (2 if size < 128 else 4 if size < 65540 else 10)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -93,6 +113,17 @@ class _Link:
             self.event.set()
             if self.sending and code == DisconnectCode.SLOW_CONSUMER:
                 self.closer = asyncio.ensure_future(self.ws.close(code, reason))
+
+
+class _Written:
+    """Messages written by :meth:`_Link.write_now` since the metrics last counted them (one
+    counter update per publication instead of one per subscriber)."""
+
+    __slots__ = ("bytes", "messages")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
 
 
 class Hub:
@@ -142,6 +173,7 @@ class Hub:
         self._channels: dict[str, set[Session]] = {}
         self._locks: dict[str, list[Any]] = {}  # channel -> [lock, users]
         self._links: dict[Session, _Link] = {}
+        self._written = _Written()
         #: The WebSocket endpoint's path (set by :meth:`routes`).
         self.path = "/ws"
         self._started = False
@@ -375,7 +407,13 @@ class Hub:
                 for session in list(local)
                 if not session.deliver_publication(channel, publication, frames)
             ]
-            self.metrics.publications.inc(len(local))
+            metrics = self.metrics
+            metrics.publications.inc(len(local))
+            written = self._written
+            if written.messages:
+                metrics.messages_out.inc(written.messages)
+                metrics.bytes_out.inc(written.bytes)
+                written.messages = written.bytes = 0
         for session in lagging:
             await session.unsubscribe(channel, 2500, "resubscribe")
 
@@ -401,7 +439,7 @@ class Hub:
         """
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
-        link = _Link(ws)
+        link = _Link(ws, self._written)
         session = Session(
             self, link, codec, self._observe, url_token=_url_token(ws), credentials=credentials
         )

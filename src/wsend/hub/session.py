@@ -240,12 +240,11 @@ class Session:
         except DATA_ERRORS:
             logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
-        item = _Pending(publication.offset, publication.epoch, publication.key, frame)
         if sub.pending is None:
-            followed = self._deliver(sub, item)
-            self.sink.wakeup()
-            return followed
-        sub.pending.append(item)
+            return self._deliver(
+                sub, publication.offset, publication.epoch, publication.key, frame, frames
+            )
+        sub.pending.append(_Pending(publication.offset, publication.epoch, publication.key, frame))
         sub.pending_bytes += len(frame)
         if sub.pending_bytes > sub.ns.queue_max_bytes:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
@@ -680,32 +679,50 @@ class Session:
         Returns ``False`` when the client can't follow the channel (see :meth:`_deliver`).
         """
         pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
-        return all(self._deliver(sub, item) for item in pending)
+        deliver = self._deliver
+        return all(deliver(sub, item.offset, item.epoch, item.key, item.frame) for item in pending)
 
-    def _deliver(self, sub: _Subscription, item: _Pending) -> bool:
-        """Queue a live publication; ``False`` (queueing nothing) when the client can't follow.
+    def _deliver(
+        self,
+        sub: _Subscription,
+        offset: int,
+        epoch: str,
+        key: str | None,
+        frame: bytes,
+        frames: PubFrames | None = None,
+    ) -> bool:
+        """Send or queue a live publication; ``False`` (doing neither) when the client can't
+        follow.
 
         On channels with history, the client tracks the epoch of its subscribe reply and the
         offsets that follow it; a publication of another epoch (the history was lost or
         expired) or one that skips offsets would leave it with a wrong position. Duplicates
         (an offset already delivered) are dropped.
+
+        With ``frames`` and nothing queued, the publication's shared WebSocket message is
+        offered to :meth:`Sink.write_now` first: written at once, it needs no queue entry and
+        no wakeup of the writer. Otherwise (or when the sink refuses) it is queued.
         """
-        if sub.ns.history_size and item.offset:
-            if item.epoch != sub.epoch or item.offset > sub.offset + 1:
-                return False
-            if item.offset <= sub.offset:
-                return True  # a duplicate
-            sub.offset = item.offset
         ns = sub.ns
-        pushed = self.queue.push(
-            item.frame,
+        if ns.history_size and offset:
+            if epoch != sub.epoch or offset > sub.offset + 1:
+                return False
+            if offset <= sub.offset:
+                return True  # a duplicate
+            sub.offset = offset
+        queue = self.queue
+        if frames is not None and not queue and self.sink.write_now(frames.message_for(self.codec)):
+            return True
+        pushed = queue.push(
+            frame,
             channel=sub.channel.full,
-            key=item.key,
+            key=key,
             conflate=ns.slow_consumer == "conflate",
             max_bytes=ns.queue_max_bytes,
         )
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+        self.sink.wakeup()
         return True
 
     def _deliver_event(self, channel: str, push: JoinPush | LeavePush) -> None:

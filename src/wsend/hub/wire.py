@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
+from ..protocol.frames import Opcode, serialize_frame
 from . import scan
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
@@ -616,12 +617,13 @@ class PubFrames:
     :meth:`~wsend.hub.session.Session.deliver_publication`.
     """
 
-    __slots__ = ("_cache", "channel", "publication")
+    __slots__ = ("_cache", "_messages", "channel", "publication")
 
     def __init__(self, channel: str, publication: Publication) -> None:
         self.channel = channel
         self.publication = publication
         self._cache: dict[str, bytes] = {}
+        self._messages: dict[str, bytes] = {}
 
     def for_codec(self, codec: Codec) -> bytes:
         """The encoded push for ``codec`` (encoded on first use)."""
@@ -629,6 +631,17 @@ class PubFrames:
         if frame is None:
             frame = self._cache[codec.name] = codec.encode_one(self.push())
         return frame
+
+    def message_for(self, codec: Codec) -> bytes:
+        """The push as a whole WebSocket message on the wire, for ``codec``: one unmasked,
+        uncompressed frame (text for JSON, binary for MessagePack; RFC 6455 section 5.2),
+        built on first use and shared by every server connection that can take it as is."""
+        message = self._messages.get(codec.name)
+        if message is None:
+            opcode = Opcode.BINARY if codec.binary else Opcode.TEXT
+            message = b"".join(serialize_frame(opcode, self.for_codec(codec)))
+            self._messages[codec.name] = message
+        return message
 
     def push(self) -> PubPush:
         """The push as a frame object."""
