@@ -235,16 +235,25 @@ class Session:
             return True
         if frames is None:
             frames = PubFrames(channel, publication)
+        codec = self.codec
         try:
-            frame = frames.for_codec(self.codec)
+            frame = frames.for_codec(codec)
         except DATA_ERRORS:
-            logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
+            logger.warning("can't encode a publication of %r for %s", channel, codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
-        if sub.pending is None:
+        pending = sub.pending
+        if pending is None:
+            if not sub.ns.history_size or not publication.offset:
+                # No position to follow (the common case): the shared message, if it can go
+                # at once (see _deliver), else the queue.
+                if not self.queue.size_bytes and self.sink.write_now(frames.message_for(codec)):
+                    return True
+                self._push(sub, publication.key, frame)
+                return True
             return self._deliver(
                 sub, publication.offset, publication.epoch, publication.key, frame, frames
             )
-        sub.pending.append(_Pending(publication.offset, publication.epoch, publication.key, frame))
+        pending.append(_Pending(publication.offset, publication.epoch, publication.key, frame))
         sub.pending_bytes += len(frame)
         if sub.pending_bytes > sub.ns.queue_max_bytes:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
@@ -703,17 +712,25 @@ class Session:
         offered to :meth:`Sink.write_now` first: written at once, it needs no queue entry and
         no wakeup of the writer. Otherwise (or when the sink refuses) it is queued.
         """
-        ns = sub.ns
-        if ns.history_size and offset:
+        if sub.ns.history_size and offset:
             if epoch != sub.epoch or offset > sub.offset + 1:
                 return False
             if offset <= sub.offset:
                 return True  # a duplicate
             sub.offset = offset
-        queue = self.queue
-        if frames is not None and not queue and self.sink.write_now(frames.message_for(self.codec)):
+        if (
+            frames is not None
+            and not self.queue.size_bytes
+            and self.sink.write_now(frames.message_for(self.codec))
+        ):
             return True
-        pushed = queue.push(
+        self._push(sub, key, frame)
+        return True
+
+    def _push(self, sub: _Subscription, key: str | None, frame: bytes) -> None:
+        """Queue a publication's frame under ``sub``'s namespace's slow-consumer policy."""
+        ns = sub.ns
+        pushed = self.queue.push(
             frame,
             channel=sub.channel.full,
             key=key,
@@ -723,7 +740,6 @@ class Session:
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
         self.sink.wakeup()
-        return True
 
     def _deliver_event(self, channel: str, push: JoinPush | LeavePush) -> None:
         sub = self._subs.get(channel)
