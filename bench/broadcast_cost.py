@@ -4,7 +4,7 @@
 
 Runs a server process under ``valgrind --tool=callgrind`` twice, once broadcasting ``rounds``
 times to ``connections`` clients and once not at all; the difference of their instruction
-counts, divided by rounds × connections, is what one broadcast costs per connection: the
+counts, divided by rounds times connections, is what one broadcast costs per connection: the
 Python and library layers *and* the kernel's entry (valgrind counts user space only, so the
 system call itself shows as its libc wrapper). Then ``strace -c`` counts the system calls of
 the same broadcasts. Libraries:
@@ -86,10 +86,14 @@ async def serve(lib: str, n: int, rounds: int) -> None:
         server = await wsend.serve(handler, HOST, 0, compression=None, ping_interval=None)
     cmd = [sys.executable, "-m", "bench.broadcast_cost", "--clients", str(server.port)]
     cmd += ["--connections", str(n), "--lib", lib]
-    clients = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert clients.stdout is not None and clients.stdin is not None
-    await asyncio.get_running_loop().run_in_executor(None, clients.stdout.readline)
-    while (len(hub._channels.get("c", ())) if hub else len(conns)) < n:
+    pipe = asyncio.subprocess.PIPE
+    clients = await asyncio.create_subprocess_exec(*cmd, stdin=pipe, stdout=pipe)
+    assert clients.stdout is not None
+    assert clients.stdin is not None
+    await clients.stdout.readline()
+    for _ in range(2400):  # two minutes at most
+        if (len(hub._channels.get("c", ())) if hub else len(conns)) >= n:
+            break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)
     frame = b"\x82" + bytes([len(MESSAGE)]) + MESSAGE
@@ -107,7 +111,7 @@ async def serve(lib: str, n: int, rounds: int) -> None:
             await hub.publish("c", "x" * 40)
         await asyncio.sleep(0.01)
     clients.stdin.close()
-    clients.wait()
+    await clients.wait()
     os._exit(0)
 
 

@@ -71,17 +71,35 @@ _CLOSE_WAIT = 3.0
 class _Link:
     """The node's side of one connection: the session's :class:`~.session.Sink`.
 
+    The writer task that drains the session's queue runs only while there is something to
+    send or a close to carry out: :meth:`wakeup` starts it, and it ends once the queue is
+    empty. An idle subscriber, whose publications go out by :meth:`write_now`, holds no task.
+
     ``sending`` is true while the writer awaits ``ws.send``: past the transport's high-water
     mark, that is, while the peer doesn't read. A slow-consumer close can't wait for it: the
     close frame is then written at once (the transport buffers it) and the connection's close
     timeout drops a peer that never reads again.
     """
 
-    __slots__ = ("closer", "closing", "conn", "event", "sending", "stats", "ws")
+    __slots__ = (
+        "closer",
+        "closing",
+        "conn",
+        "done",
+        "hub",
+        "sending",
+        "session",
+        "stats",
+        "writer",
+        "ws",
+    )
 
-    def __init__(self, ws: Socket, stats: _Written) -> None:
+    def __init__(self, hub: Hub, ws: Socket, stats: _Written) -> None:
+        self.hub = hub
         self.ws = ws
-        self.event = asyncio.Event()
+        self.session: Session | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.done = False  # the writer closed the connection or found it closed
         self.closing: tuple[int, str] | None = None
         self.sending = False
         self.closer: asyncio.Task[None] | None = None
@@ -93,11 +111,14 @@ class _Link:
         self.conn: Connection | None = conn if plain else None
 
     def wakeup(self) -> None:
-        self.event.set()
+        if self.writer is None and not self.done and self.session is not None:
+            self.writer = asyncio.get_running_loop().create_task(
+                self.hub._write(self.session, self)
+            )
 
     def write_now(self, message: bytes) -> bool:
         conn = self.conn
-        if conn is None or self.sending or self.closing is not None:
+        if conn is None or self.writer is not None or self.closing is not None:
             return False
         if not write_prepared(conn, message):
             return False
@@ -110,9 +131,9 @@ class _Link:
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            self.event.set()
             if self.sending and code == DisconnectCode.SLOW_CONSUMER:
                 self.closer = asyncio.ensure_future(self.ws.close(code, reason))
+            self.wakeup()
 
 
 class _Written:
@@ -439,14 +460,13 @@ class Hub:
         """
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
-        link = _Link(ws, self._written)
-        session = Session(
+        link = _Link(self, ws, self._written)
+        session = link.session = Session(
             self, link, codec, self._observe, url_token=_url_token(ws), credentials=credentials
         )
         session.queue.on_replaced = self.metrics.drops.labels("conflated").inc
         self._links[session] = link
         self.metrics.connections.inc()
-        writer = asyncio.get_running_loop().create_task(self._write(session, link))
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -457,7 +477,8 @@ class Hub:
             link.close(DisconnectCode.SERVER_ERROR, "server error")
         finally:
             link.close(1000, "")
-            if not writer.done():
+            writer = link.writer
+            if writer is not None and not writer.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(writer), 1.0)
                 writer.cancel()
@@ -491,38 +512,39 @@ class Hub:
             pass
 
     async def _write(self, session: Session, link: _Link) -> None:
+        """Send what the session queued, in batches, then carry out a requested close; end
+        when nothing is left (the link starts a new writer for what comes later)."""
         ws = link.ws
         metrics = self.metrics
         try:
             while True:
-                await link.event.wait()
-                link.event.clear()
                 closing = link.closing
-                slow = closing is not None and closing[0] == DisconnectCode.SLOW_CONSUMER
-                while not slow:
-                    message = session.pop_message(_BATCH_BYTES)
-                    if message is None:
-                        break
-                    link.sending = True
-                    try:
-                        await ws.send(message)
-                    finally:
-                        link.sending = False
-                    metrics.messages_out.inc()
-                    metrics.bytes_out.inc(len(message))
-                    if link.closing is not None and link.closing[0] == DisconnectCode.SLOW_CONSUMER:
-                        break
-                if link.closing is not None:
-                    await ws.close(*link.closing)
-                    return
+                if closing is not None and closing[0] == DisconnectCode.SLOW_CONSUMER:
+                    break
+                message = session.pop_message(_BATCH_BYTES)
+                if message is None:
+                    break
+                link.sending = True
+                try:
+                    await ws.send(message)
+                finally:
+                    link.sending = False
+                metrics.messages_out.inc()
+                metrics.bytes_out.inc(len(message))
+            if link.closing is not None:
+                link.done = True
+                await ws.close(*link.closing)
         except ConnectionClosed:
-            return
+            link.done = True
         except Exception:
             # A bug must not leave the connection open without a writer: end it (4003).
             logger.exception("hub writer failed")
+            link.done = True
             link.closing = (DisconnectCode.SERVER_ERROR, "server error")
             with contextlib.suppress(Exception):
                 await ws.close(*link.closing)
+        finally:
+            link.writer = None
 
     # -- server-side API ----------------------------------------------------------------------
 
