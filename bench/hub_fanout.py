@@ -183,16 +183,18 @@ def measure_setup(
             system.run(2, 1, 60)  # warm-up: every subscriber gets both, checked
         messages = messages_for(n, args)
         for rep in range(args.reps):
-            for system in systems:
-                result = system.run(messages, args.window, args.timeout)
-                record = {"kind": "fanout", "setup": setup, "system": system.name, "n": n}
-                records.append({**record, "rep": rep, "messages": messages, **result})
-                rate = result["deliveries"] / result["elapsed"] if result["elapsed"] else 0
-                print(
-                    f"  [{setup}] {n:,} subscribers, rep {rep + 1}/{args.reps}: "
-                    f"{system.name} {rate:,.0f} deliveries/s",
-                    flush=True,
-                )
+            for window in args.windows:
+                for system in systems:
+                    result = system.run(messages, window, args.timeout)
+                    record = {"kind": "fanout", "setup": setup, "system": system.name, "n": n}
+                    record.update(rep=rep, window=window, messages=messages)
+                    records.append({**record, **result})
+                    rate = result["deliveries"] / result["elapsed"] if result["elapsed"] else 0
+                    print(
+                        f"  [{setup}] {n:,} subscribers, rep {rep + 1}/{args.reps}, window "
+                        f"{window}: {system.name} {rate:,.0f} deliveries/s",
+                        flush=True,
+                    )
     finally:
         for system in systems:
             system.close()
@@ -232,10 +234,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--setups", default="1,2", help="1: one node, 2: two nodes on Redis")
     parser.add_argument("--reps", type=int, default=None, help="default 3 (quick: 1)")
-    parser.add_argument("--window", type=int, default=4, help="publications in flight")
+    parser.add_argument(
+        "--windows", default="1,4", help="publications in flight, one run each (default 1,4)"
+    )
     parser.add_argument("--messages", type=int, default=0, help="per run (default: see below)")
     parser.add_argument(
-        "--deliveries", type=int, default=200_000, help="per run: messages = this / subscribers"
+        "--deliveries", type=int, default=100_000, help="per run: messages = this / subscribers"
     )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--loop", default="uvloop", choices=["asyncio", "uvloop"])
@@ -246,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
+    args.windows = [int(w) for w in args.windows.split(",") if w]
     args.cores = [int(c) for c in args.cores.split(",")]
     counts = args.subscribers or ("100,1000" if args.quick else "1000,10000")
     args.subscribers = [int(x) for x in counts.split(",")]
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             "systems": args.systems,
             "setups": args.setups,
             "reps": args.reps,
-            "window": args.window,
+            "windows": args.windows,
             "deliveries": args.deliveries,
             "loop": args.loop,
             "command": "python -m bench.hub_fanout " + " ".join(argv or sys.argv[1:]),
