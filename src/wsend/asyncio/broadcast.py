@@ -63,7 +63,7 @@ def broadcast(
             or transport is None
             or proto.state is not open_
             or conn._connection_lost
-            or proto.fragmenting
+            or proto._out_opcode is not None  # fragmenting (without the property's call)
         ):
             continue
         if max_buffered is not None and conn.buffered_amount > max_buffered:
