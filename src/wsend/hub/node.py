@@ -1,11 +1,12 @@
 """A hub node on asyncio: the WebSocket endpoint, fan-out to local sessions, the server API.
 
 :class:`Hub` glues the sans-I/O :class:`~.session.Session` to real connections. For each
-WebSocket it creates a session, feeds it every message, and drains its outgoing queue with one
-writer task (so a slow client backs up into its own bounded queue, never into the hub). It keeps
-the channel -> local sessions registry, subscribes its broker to channels while they have local
-subscribers, and hands every publication the broker delivers to those sessions, encoded once
-per codec.
+WebSocket it creates a session, feeds it every message, and drains its outgoing queue with a
+writer task while anything is queued (so a slow client backs up into its own bounded queue,
+never into the hub). It keeps the channel -> local sessions registry, subscribes its broker to
+channels while they have local subscribers, and hands every publication the broker delivers to
+those sessions, encoded once per codec and framed once as a WebSocket message: written straight
+to every subscriber's socket that can take it at once, queued for the others.
 
 It also offers the server-side Python API (:meth:`Hub.publish`, :meth:`Hub.disconnect`,
 presence and history queries), the HTTP API (:mod:`.httpapi`) and ``/metrics``.
