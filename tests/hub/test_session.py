@@ -47,6 +47,9 @@ class Conn:
     def wakeup(self) -> None:
         self.wakeups += 1
 
+    def write_now(self, message: bytes) -> bool:
+        return False  # everything goes through the queue, where these tests read it
+
     def close(self, code: int, reason: str) -> None:
         assert self.closed is None, "close requested twice"
         self.closed = (code, reason)

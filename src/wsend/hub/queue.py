@@ -13,7 +13,7 @@ but starves a key updated faster than the queue drains (the hottest ticker symbo
 be sent). The price of in-place replacement: across different keys of one channel, offsets may
 arrive out of order; conflated channels carry "latest state", not a log to recover.
 
-Items are opaque bytes; their size is ``len(item)``.
+Items are opaque, non-empty bytes; their size is ``len(item)``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ class OutgoingQueue:
         "_items",
         "_keys",
         "_next",
-        "_size",
         "max_bytes",
         "on_replaced",
         "replaced",
+        "size_bytes",
     )
 
     def __init__(self, max_bytes: int) -> None:
@@ -51,18 +51,14 @@ class OutgoingQueue:
         self._items: OrderedDict[int, tuple[bytes, ConflationKey | None]] = OrderedDict()
         self._keys: dict[ConflationKey, int] = {}
         self._channels: dict[str, int] = {}  # conflatable items queued, by channel
-        self._size = 0
+        #: The bytes queued (0 exactly when nothing is: items are never empty).
+        self.size_bytes = 0
         self._next = 0
         #: Items dropped because a conflatable item with the same key replaced them.
         self.replaced = 0
         #: Called each time a conflatable item replaces a queued one (e.g. to count the drop
         #: in a metric as it happens), or ``None``.
         self.on_replaced: Callable[[], object] | None = None
-
-    @property
-    def size_bytes(self) -> int:
-        """The bytes queued."""
-        return self._size
 
     def __len__(self) -> int:
         return len(self._items)
@@ -93,9 +89,9 @@ class OutgoingQueue:
         seq = self._keys.get(ckey) if ckey is not None else None
         old = len(self._items[seq][0]) if seq is not None else 0
         bound = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
-        if self._size - old + len(item) > bound:
+        if self.size_bytes - old + len(item) > bound:
             return False
-        self._size += len(item) - old
+        self.size_bytes += len(item) - old
         if seq is not None:
             self.replaced += 1
             if self.on_replaced is not None:
@@ -129,7 +125,7 @@ class OutgoingQueue:
                 self._forget(ckey[0])
             batch.append(item)
             total += len(item)
-        self._size -= total
+        self.size_bytes -= total
         return batch
 
     def _forget(self, channel: str) -> None:
@@ -144,4 +140,4 @@ class OutgoingQueue:
         self._items.clear()
         self._keys.clear()
         self._channels.clear()
-        self._size = 0
+        self.size_bytes = 0

@@ -38,6 +38,16 @@ class Sink(Protocol):
         Called after every batch of queued frames; must be cheap and idempotent.
         """
 
+    def write_now(self, message: bytes) -> bool:
+        """Write ``message``, a whole WebSocket message already framed, if it can go at once.
+
+        The session calls it for a live publication when nothing of its own is queued: a
+        publication's frame is built once and shared by every subscriber
+        (:meth:`~.wire.PubFrames.message_for`). Returns ``False`` when the message can't be
+        written as is now (a write in progress, a peer that doesn't read, compression, another
+        kind of socket): the session then queues it. Must not write anything then.
+        """
+
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket with ``code`` (section 7), sending queued frames first if it can.
 

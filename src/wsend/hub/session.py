@@ -241,23 +241,32 @@ class Session:
             return True
         if frames is None:
             frames = PubFrames(channel, publication)
+        codec = self.codec
         try:
             if sub.chain is None:
-                frame = frames.for_codec(self.codec)
+                frame = frames.for_codec(codec)
             else:
                 frames.keep = True
-                frame = frames.full_for(self.codec)
+                frame = frames.full_for(codec)
         except DATA_ERRORS:
-            logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
+            logger.warning("can't encode a publication of %r for %s", channel, codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
-        item = _Pending(
-            publication.offset, publication.epoch, publication.key, frame, frames.serial
+        pending = sub.pending
+        if pending is None:
+            if sub.chain is None and (not sub.ns.history_size or not publication.offset):
+                # No position to follow and no delta (the common case): the shared message,
+                # if it can go at once (see _deliver), else the queue.
+                if not self.queue.size_bytes and self.sink.write_now(frames.message_for(codec)):
+                    return True
+                self._push(sub, publication.key, frame)
+                return True
+            item = _Pending(
+                publication.offset, publication.epoch, publication.key, frame, frames.serial
+            )
+            return self._deliver(sub, item, frames)
+        pending.append(
+            _Pending(publication.offset, publication.epoch, publication.key, frame, frames.serial)
         )
-        if sub.pending is None:
-            followed = self._deliver(sub, item, frames)
-            self.sink.wakeup()
-            return followed
-        sub.pending.append(item)
         sub.pending_bytes += len(frame)
         if sub.pending_bytes > sub.ns.queue_max_bytes:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
@@ -681,13 +690,18 @@ class Session:
         return all(self._deliver(sub, item) for item in pending)
 
     def _deliver(self, sub: _Subscription, item: _Pending, frames: PubFrames | None = None) -> bool:
-        """Queue a live publication; ``False`` (queueing nothing) when the client can't follow.
+        """Send or queue a live publication; ``False`` (doing neither) when the client can't
+        follow.
 
         On channels with history, the client tracks the epoch of its subscribe reply and the
         offsets that follow it; a publication of another epoch (the history was lost or
         expired) or one that skips offsets would leave it with a wrong position. Duplicates
         (an offset already delivered) are dropped. On a delta subscription, ``frames`` (given
         for publications that weren't buffered) may supply a delta instead of ``item.frame``.
+
+        Otherwise, with ``frames`` and nothing queued, the publication's shared WebSocket
+        message is offered to :meth:`Sink.write_now` first: written at once, it needs no queue
+        entry and no wakeup of the writer. Else (or when the sink refuses) it is queued.
         """
         if sub.ns.history_size and item.offset:
             if item.epoch != sub.epoch or item.offset > sub.offset + 1:
@@ -695,23 +709,40 @@ class Session:
             if item.offset <= sub.offset:
                 return True  # a duplicate
             sub.offset = item.offset
-        ns, chain, frame = sub.ns, sub.chain, item.frame
-        conflate = ns.slow_consumer == "conflate"
-        if chain is not None and frames is not None:
+        chain = sub.chain
+        if chain is None:
+            if (
+                frames is not None
+                and not self.queue.size_bytes
+                and self.sink.write_now(frames.message_for(self.codec))
+            ):
+                return True
+            self._push(sub, item.key, item.frame)
+            return True
+        frame = item.frame
+        if frames is not None:
+            conflate = sub.ns.slow_consumer == "conflate"
             frame = chain.frame(frames, self.codec, self.queue, conflate)
         replaced = self.queue.replaced
+        pushed = self._push(sub, item.key, frame)
+        chain.queued(item.serial, pushed and self.queue.replaced == replaced)
+        return True
+
+    def _push(self, sub: _Subscription, key: str | None, frame: bytes) -> bool:
+        """Queue a publication's frame under ``sub``'s namespace's slow-consumer policy;
+        ``False`` when it didn't fit (the session then closes with 4002)."""
+        ns = sub.ns
         pushed = self.queue.push(
             frame,
             channel=sub.channel.full,
-            key=item.key,
-            conflate=conflate,
+            key=key,
+            conflate=ns.slow_consumer == "conflate",
             max_bytes=ns.queue_max_bytes,
         )
-        if chain is not None:
-            chain.queued(item.serial, pushed and self.queue.replaced == replaced)
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
-        return True
+        self.sink.wakeup()
+        return pushed
 
     def _deliver_event(self, channel: str, push: JoinPush | LeavePush) -> None:
         sub = self._subs.get(channel)

@@ -25,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
+from ..protocol.frames import Opcode, serialize_frame
 from . import fossil, scan
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
@@ -682,6 +683,7 @@ class PubFrames:
         "_cache",
         "_deltas",
         "_full",
+        "_messages",
         "_payloads",
         "channel",
         "keep",
@@ -702,6 +704,7 @@ class PubFrames:
         self._payloads: dict[str, bytes] = {}
         self._full: dict[str, bytes] = {}
         self._deltas: dict[str, bytes] = {}
+        self._messages: dict[str, bytes] = {}
 
     def for_codec(self, codec: Codec) -> bytes:
         """The encoded push for ``codec`` (encoded on first use)."""
@@ -747,6 +750,17 @@ class PubFrames:
         except UnicodeDecodeError:  # pragma: no cover - text deltas of UTF-8 are UTF-8
             return _NOT_SMALLER
         return frame if len(frame) < len(full) else _NOT_SMALLER
+
+    def message_for(self, codec: Codec) -> bytes:
+        """The push as a whole WebSocket message on the wire, for ``codec``: one unmasked,
+        uncompressed frame (text for JSON, binary for MessagePack; RFC 6455 section 5.2),
+        built on first use and shared by every server connection that can take it as is."""
+        message = self._messages.get(codec.name)
+        if message is None:
+            opcode = Opcode.BINARY if codec.binary else Opcode.TEXT
+            message = b"".join(serialize_frame(opcode, self.for_codec(codec)))
+            self._messages[codec.name] = message
+        return message
 
     def push(self, data: Any = _NO_DATA, delta: bool | None = None) -> PubPush:
         """The push as a frame object; ``data`` replaces the publication's own."""
