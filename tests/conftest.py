@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,12 @@ import trustme
 import wsend
 
 from .asyncio.helpers import echo
+
+# The suite's servers are on loopback: a developer's proxy settings must not reroute its clients
+# (wsend.connect reads them by default). The proxy tests set their own.
+for _name in list(os.environ):
+    if _name.lower() in {"http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy"}:
+        del os.environ[_name]
 
 
 @dataclass(frozen=True)
