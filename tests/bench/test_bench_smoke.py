@@ -89,7 +89,7 @@ def test_asgi_layers_quick_run(tmp_path: Path) -> None:
         for inflight in (64, 1)
     }
     assert not [r for r in records if "error" in r]
-    assert all(r["rate"] > 0 and r["server_cpu_ns"] > 0 for r in records)
+    assert all(r["rate"] > 0 and r["server_cpu_ns"] >= 0 for r in records)
     markdown = (out / "asgi.md").read_text()
     ratio = r"\d+\.\d\d\u00d7"
     assert re.search(r"^\| wsend \(`ws=WSendProtocol`\) \| [\d,]+ \|$", markdown, re.M), markdown
