@@ -93,10 +93,12 @@ async def pingpong(
 # ---------------------------------------------------------------- coroutine clients
 
 
-def connect_wsend(uri: str) -> Any:
+def connect_wsend(uri: str, write_limit: int | None = None) -> Any:
     import wsend
 
     kwargs: dict[str, Any] = {"ssl": ssl_for(uri)} if uri.startswith("wss:") else {}
+    if write_limit is not None:
+        kwargs["write_limit"] = write_limit
     return wsend.connect(uri, compression=None, ping_interval=None, max_message_size=None, **kwargs)
 
 
@@ -213,8 +215,14 @@ async def echo_picows(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
 
 
 async def echo_wsend_callbacks(cmd: dict[str, Any], payload: bytes) -> dict[str, Any]:
-    """wsend's callback API: ``on_message`` receives, ``send_nowait()`` answers."""
-    async with connect_wsend(cmd["uri"]) as ws:
+    """wsend's callback API: ``on_message`` receives, ``send_nowait()`` answers.
+
+    ``cmd["write_limit"]``, when given, is the connection's ``write_limit``: a large one lets
+    the client buffer what it sends, as picows does, instead of pausing its reading while its
+    writes are blocked (with 64 MiB in flight, a server that also waits for its writes to
+    drain would otherwise stall with it).
+    """
+    async with connect_wsend(cmd["uri"], cmd.get("write_limit")) as ws:
 
         class Client(Pipeline):
             def send(self, payload: bytes) -> None:

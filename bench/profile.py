@@ -2,6 +2,7 @@
 
     python -m bench.profile                       # wsend, 64 B, 64 in flight, 5 s, asyncio
     python -m bench.profile --lib picows --size 8k --loop uvloop --top 25
+    python -m bench.profile --asgi wsend --loop uvloop   # uvicorn with wsend's ASGI layer
 
 The server runs in its own process pinned to core 0 with the profiler enabled (which slows it
 down: compare the shape, not the absolute rate); a picows client on core 1 keeps the pipeline
@@ -26,6 +27,13 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--lib", default="wsend")
+    parser.add_argument(
+        "--asgi",
+        metavar="LAYER",
+        default=None,
+        help="profile uvicorn serving the ASGI echo app with this WebSocket layer instead "
+        "(wsend, websockets, websockets-sansio, wsproto; see bench/asgi.py)",
+    )
     parser.add_argument("--size", default="64")
     parser.add_argument("--inflight", type=int, default=PIPELINE_DEPTH)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -38,11 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     size = parse_sizes(args.size)[0]
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "log", "w") as log:
         prof = args.save or Path(tmp) / "server.prof"
-        server = Worker(
-            "bench.servers",
-            ["--lib", args.lib, "--loop", args.loop, "--core", "0", "--profile", str(prof)],
-            log,
-        )
+        common = ["--loop", args.loop, "--core", "0", "--profile", str(prof)]
+        if args.asgi:
+            server = Worker("bench.asgi_servers", ["--layer", args.asgi, *common], log)
+            args.lib = f"uvicorn + {args.asgi}"
+        else:
+            server = Worker("bench.servers", ["--lib", args.lib, *common], log)
         client = Worker(
             "bench.clients", ["--lib", "picows", "--loop", args.loop, "--core", "1"], log
         )
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             result = client.request(
                 {
                     "cmd": "echo",
-                    "uri": uri_for(args.lib, server.info["port"], False),
+                    "uri": uri_for("wsend", server.info["port"], False),
                     "size": size,
                     "inflight": args.inflight,
                     "warmup": 0.2,

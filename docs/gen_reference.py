@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import wsend
-from wsend import exceptions
+from wsend import asgi, exceptions
 from wsend.asyncio import connection as connection_module
 from wsend.asyncio.connection import ConnectionOptions
 from wsend.asyncio.server import Server
@@ -38,6 +38,7 @@ INTERNAL = {
     "buffer_updated",
     "connection_lost",
     "connection_made",
+    "data_received",
     "eof_received",
     "get_buffer",
     "handshake",
@@ -45,6 +46,7 @@ INTERNAL = {
     "pause_writing",
     "resume_writing",
     "run_handler",
+    "shutdown",
     "start",
 }
 
@@ -475,6 +477,26 @@ def render_defaults() -> str:
     return "## Defaults at a glance\n\n" + "\n".join(out) + "\n"
 
 
+def render_asgi() -> str:
+    """The ASGI server layer: ``wsend.asgi.WSendProtocol`` (uvicorn creates it) and its launcher."""
+    cls = asgi.WSendProtocol
+    out = [
+        "## ASGI server layer\n",
+        "`wsend.asgi` (needs uvicorn: `pip install 'wsend[asgi]'`) runs the WebSocket endpoints of "
+        "any ASGI application on wsend: `uvicorn.run(app, ws=WSendProtocol)`, "
+        "`uvicorn.Config(app, ws=WSendProtocol)`, `uvicorn app:app --ws wsend.asgi:WSendProtocol` "
+        "(uvicorn 0.36 and later), or `python -m wsend.asgi app:app [uvicorn options]`. "
+        "How-to: [wsend as uvicorn's WebSocket layer](howto/asgi-server.md).\n",
+        "### `wsend.asgi.WSendProtocol`\n",
+        f"```python\n{format_signature('WSendProtocol', cls.__init__, drop_self=True)}\n```\n",
+        render_docstring(cls.__doc__),
+        "All the attributes and methods of [`Connection`](#connection) too.\n",
+    ]
+    for name, member in public_members(cls, own_only=True):
+        out.append(render_member("WSendProtocol", name, member))
+    return "\n".join(out)
+
+
 def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9_\- ]", "", title.lower()).replace(" ", "-")
 
@@ -499,6 +521,7 @@ def main() -> int:
     for title, _, names in GROUPS:
         links = ", ".join(f"[`{n}`](#{anchor(n)})" for n in names)
         parts.append(f"- [{title}](#{anchor(title)}): {links}")
+    parts.append("- [ASGI server layer](#asgi-server-layer): `wsend.asgi.WSendProtocol`")
     parts.append("- [Exceptions](#exceptions)")
     parts.append("- [Classes used by parameters](#classes-used-by-parameters)")
     parts.append("- [Defaults at a glance](#defaults-at-a-glance)\n")
@@ -522,6 +545,7 @@ def main() -> int:
                 parts.append(render_class(name, obj))
             else:
                 parts.append(render_function(name, obj))
+    parts.append(render_asgi())
     parts.append(render_exceptions())
     parts.append("## Classes used by parameters\n")
     parts.append("These are not exported by `wsend` itself; import them from the modules named.\n")

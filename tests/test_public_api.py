@@ -10,6 +10,7 @@ import wsend
 EXPECTED = {
     "ClientConnection",
     "ClientDeflate",
+    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",
@@ -89,6 +90,32 @@ def test_hub_asgi_all_is_guarded() -> None:
     assert set(asgi.__all__) == EXPECTED_HUB_ASGI
     for name in asgi.__all__:
         assert hasattr(asgi, name), name
+
+
+#: wsend as uvicorn's WebSocket layer (``wsend.asgi``, docs/howto/asgi-server.md).
+EXPECTED_ASGI = {"WSendProtocol"}
+EXPECTED_ASGI_ADAPTER = {
+    "EXTENSIONS",
+    "SPEC_VERSION",
+    "Denial",
+    "accept_options",
+    "build_scope",
+    "close_options",
+    "disconnect_event",
+    "message_data",
+}
+
+
+def test_asgi_layer_all_is_guarded() -> None:
+    from wsend import asgi
+    from wsend.asgi import adapter, uvicorn
+
+    assert set(asgi.__all__) == EXPECTED_ASGI
+    assert set(uvicorn.__all__) == EXPECTED_ASGI
+    assert set(adapter.__all__) == EXPECTED_ASGI_ADAPTER
+    for module in (asgi, uvicorn, adapter):
+        for name in module.__all__:
+            assert hasattr(module, name), name
 
 
 def test_every_exception_derives_from_the_base() -> None:

@@ -31,6 +31,7 @@ from .asyncio import (
 )
 from .auth import basic_auth, token_auth
 from .exceptions import (
+    ClientDisconnected,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -68,6 +69,7 @@ from .protocol.http import Headers, HTTPLimits, Request, Response
 __all__ = [
     "ClientConnection",
     "ClientDeflate",
+    "ClientDisconnected",
     "Close",
     "CloseCode",
     "ConcurrencyError",

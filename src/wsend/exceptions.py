@@ -32,7 +32,8 @@ close frames sent and received, an :class:`InvalidStatus` holds the HTTP respons
     │   └── InvalidYMessage             a malformed Yjs message (close code 1002, 1003 or 1007)
     ├── ConnectionClosed                the connection is closed (carries the close frames)
     │   ├── ConnectionClosedOK          ... with 1000, 1001 or no code on both sides
-    │   └── ConnectionClosedError       ... abnormally, or with an error code
+    │   ├── ConnectionClosedError       ... abnormally, or with an error code
+    │   └── ClientDisconnected          an ASGI application sent on it (also OSError)
     ├── OpenTimeout                     the opening handshake took too long (also TimeoutError)
     └── UsageError                      local misuse of the API (also RuntimeError)
         └── ConcurrencyError            two coroutines read, or stream-send, at once
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .protocol.http import Headers
 
 __all__ = [
+    "ClientDisconnected",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -323,6 +325,15 @@ class ConnectionClosedOK(ConnectionClosed):
 
 class ConnectionClosedError(ConnectionClosed):
     """The connection closed with an error code, or without a closing handshake."""
+
+
+class ClientDisconnected(ConnectionClosed, OSError):
+    """An ASGI application sent a message on a connection that is closed.
+
+    The ASGI specification asks servers to raise a subclass of :class:`OSError` there
+    (frameworks such as Starlette turn it into their own disconnect exception); the close
+    frames are those of the :class:`ConnectionClosed` it comes from.
+    """
 
 
 class OpenTimeout(WebSocketError, TimeoutError):

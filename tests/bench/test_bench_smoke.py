@@ -68,3 +68,42 @@ def test_quick_run_writes_markdown_table(tmp_path: Path) -> None:
         assert re.search(row, markdown, re.M), markdown
     assert "| Pipelined echo server throughput" in markdown  # targets table
     assert (out / "echo1_servers.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(90)
+def test_asgi_layers_quick_run(tmp_path: Path) -> None:
+    """bench/asgi.py: uvicorn with wsend's layer and one of uvicorn's, side by side."""
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "bench.asgi", "--sizes", "64", "--reps", "1"]
+    command += ["--layers", "wsend,websockets-sansio", "--duration", "0.2", "--warmup", "0.05"]
+    command += ["--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    records = json.loads((out / "asgi.json").read_text())["records"]
+    assert {(r["client"], r["layer"], r["inflight"]) for r in records} == {
+        (client, layer, inflight)
+        for client in ("picows", "wsend-callbacks")
+        for layer in ("wsend", "websockets-sansio")
+        for inflight in (64, 1)
+    }
+    assert not [r for r in records if "error" in r]
+    assert all(r["rate"] > 0 and r["server_cpu_ns"] >= 0 for r in records)
+    markdown = (out / "asgi.md").read_text()
+    ratio = r"\d+\.\d\d\u00d7"
+    assert re.search(r"^\| wsend \(`ws=WSendProtocol`\) \| [\d,]+ \|$", markdown, re.M), markdown
+    row = rf"^\| uvicorn `websockets-sansio` \| [\d,]+ \({ratio} wsend\) \|$"
+    assert re.search(row, markdown, re.M), markdown
+    best = rf"^\| wsend ÷ best uvicorn layer \| \*\*{ratio}\*\* \|$"
+    assert len(re.findall(best, markdown, re.M)) == 6  # 3 tables for each of 2 clients
+    assert "wsend's callback client" in markdown
+
+
+def test_asgi_readme_section_is_replaced(tmp_path: Path) -> None:
+    from bench.asgi import README_BEGIN, README_END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{README_BEGIN}\nold\n{README_END}\nafter\n")
+    update_readme(readme, ["| new | table |"])
+    assert readme.read_text() == f"before\n{README_BEGIN}\n| new | table |\n{README_END}\nafter\n"

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from wsend.asgi import WSendProtocol
 from wsend.exceptions import InvalidStatus
 from wsend.hub.asgi import HubApp, Scope, request_from_scope, route_path
 from wsend.hub.auth import ConnectionClaims
@@ -214,11 +215,13 @@ async def never_reading_client(served: Served) -> tuple[RawClient, Session]:
     return slow, session
 
 
-@pytest.mark.parametrize("layer", ["websockets-sansio", "wsproto"])
-async def test_uvicorn_websocket_layers(layer: str) -> None:
-    """Each of uvicorn's WebSocket layers runs the hub; the session of a client that never
-    reads again ends after the close timeout (ASGI can't abort a connection: the server's
-    keepalive drops it)."""
+@pytest.mark.parametrize(
+    "layer", ["websockets-sansio", "wsproto", pytest.param(WSendProtocol, id="wsend")]
+)
+async def test_uvicorn_websocket_layers(layer: Any) -> None:
+    """Each of uvicorn's WebSocket layers runs the hub, wsend's own included; the session of
+    a client that never reads again ends after the close timeout (ASGI can't abort a
+    connection: the server's keepalive drops it)."""
     slow_ns = NamespaceOptions(queue_max_bytes=QUEUE_BOUND)
     hub = new_hub(namespaces={**NAMESPACES, "ticks": slow_ns})
     quick = {"close_timeout": 0.2}

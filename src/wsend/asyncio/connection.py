@@ -953,9 +953,9 @@ class Connection(asyncio.BufferedProtocol):
         ):
             # The common case, without the detour through _send() and _flush().
             if kind is str:
-                proto.send_text(cast(str, message).encode(), compress=compress)
+                proto.send_text(message.encode(), compress=compress)
             else:
-                proto.send_binary(cast(bytes, message), compress=compress)
+                proto.send_binary(message, compress=compress)
             chunks = proto.data_to_send()
             transport = self.transport
             if transport is None or transport.is_closing():

@@ -158,9 +158,17 @@ class ServerConnection(Connection):
             self._respond(response)
             return
         self.response = response
+        if self._switch(response):
+            await self.server.run_handler(self)
+
+    def _switch(self, response: Response) -> bool:
+        """Send the 101 ``response`` and start framing; False if the client is gone already.
+
+        The bytes the client sent after its request (kept meanwhile, bounded) are parsed now.
+        """
         assert self.transport is not None
         if self.transport.is_closing():
-            return
+            return False
         if self._open_timer is not None:
             self._open_timer.cancel()
         self.transport.write(response.serialize())
@@ -168,7 +176,7 @@ class ServerConnection(Connection):
         self._early = bytearray()
         assert self._protocol is not None
         self.start(self._protocol, leftover)
-        await self.server.run_handler(self)
+        return True
 
     async def _process(self, request: Request) -> Response:
         """Decide the answer to ``request``: a 101 upgrade or a refusal or an HTTP response."""
@@ -196,13 +204,7 @@ class ServerConnection(Connection):
                 return result
         self.protocol = self._choose_subprotocol(request)
         extensions = self._negotiate_extensions(request)
-        self._protocol = Protocol(
-            Side.SERVER,
-            max_message_size=self.options.max_message_size,
-            max_frame_size=self.options.max_frame_size,
-            deflate=self._deflate,
-            defer_failure=True,
-        )
+        self._protocol = self._new_protocol()
         return handshake.build_accept(
             request,
             key,
@@ -210,6 +212,16 @@ class ServerConnection(Connection):
             extensions=extensions,
             extra_headers=server.extra_headers,
             server=server.server_header,
+        )
+
+    def _new_protocol(self) -> Protocol:
+        """The sans-I/O connection for the negotiated settings (see _negotiate_extensions)."""
+        return Protocol(
+            Side.SERVER,
+            max_message_size=self.options.max_message_size,
+            max_frame_size=self.options.max_frame_size,
+            deflate=self._deflate,
+            defer_failure=True,
         )
 
     def _choose_subprotocol(self, request: Request) -> str | None:
