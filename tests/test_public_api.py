@@ -8,6 +8,7 @@ from pathlib import Path
 import wsend
 
 EXPECTED = {
+    "Backoff",
     "ClientConnection",
     "ClientDeflate",
     "Close",

@@ -57,8 +57,10 @@ from .protocol.connection import State
 from .protocol.deflate import ClientDeflate, ServerDeflate
 from .protocol.frames import Close, CloseCode
 from .protocol.http import Headers, HTTPLimits, Request, Response
+from .reconnect import Backoff
 
 __all__ = [
+    "Backoff",
     "ClientConnection",
     "ClientDeflate",
     "Close",
