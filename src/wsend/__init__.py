@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import sync as sync
 from .allocator import tune_allocator
 from .asyncio import (
     ClientConnection,

@@ -14,39 +14,8 @@ import pytest
 import wsend
 from wsend.protocol.http import Headers, Response
 
-from ..server_process import ServerProcess
+from ..reconnecting import FAST, ServerProcess, delays
 from .helpers import accept_key, parse_head, until, ws_uri
-
-# Fast and exact: no jitter, so the recorded delays are the schedule itself.
-FAST = wsend.Backoff(initial_delay=0.02, factor=2.0, max_delay=0.16, jitter=0.0)
-
-
-class Recorder(logging.Handler):
-    """Keeps the records of a logger as they are emitted."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def retries() -> Iterator[list[logging.LogRecord]]:
-    """The log records of the retries, as they happen."""
-    logger = logging.getLogger("wsend.client")
-    recorder = Recorder()
-    level = logger.level
-    logger.addHandler(recorder)
-    logger.setLevel(logging.INFO)
-    yield recorder.records
-    logger.removeHandler(recorder)
-    logger.setLevel(level)
-
-
-def delays(records: list[logging.LogRecord], kind: str = "failed") -> list[float]:
-    return [r.delay for r in records if hasattr(r, "delay") and kind in r.getMessage()]  # type: ignore[attr-defined]
 
 
 async def first(connector: wsend.connect) -> wsend.ClientConnection:

@@ -1,6 +1,8 @@
-"""A wsend echo server in a process of its own, for tests that kill it and start it again.
+"""Helpers of the reconnection tests: a killable server process, and the retries' records.
 
-Run as a script: ``python -P tests/server_process.py PORT [--sync]`` listens on 127.0.0.1:PORT
+A wsend echo server in a process of its own, for tests that kill it and start it again.
+
+Run as a script: ``python -P tests/reconnecting.py PORT [--sync]`` listens on 127.0.0.1:PORT
 (0 picks a free port), prints ``listening PORT`` once it accepts connections, then echoes
 every message until killed. ``--sync`` serves with ``wsend.sync`` instead of asyncio.
 
@@ -11,13 +13,40 @@ sent by the application, just the kernel's reset of the dead process's sockets).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import wsend
+
 SCRIPT = Path(__file__)
+
+# Fast and exact: no jitter, so the recorded delays are the schedule itself.
+FAST = wsend.Backoff(initial_delay=0.02, factor=2.0, max_delay=0.16, jitter=0.0)
+
+
+class Recorder(logging.Handler):
+    """Keeps the records of a logger as they are emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def delays(records: list[logging.LogRecord], kind: str = "failed") -> list[float]:
+    """The delays of the retries logged: after failed attempts, or after connections that
+    ``"ended"``."""
+    return [
+        r.delay  # type: ignore[attr-defined]
+        for r in records
+        if hasattr(r, "delay") and kind in r.getMessage()
+    ]
 
 
 class ServerProcess:
@@ -62,8 +91,6 @@ class ServerProcess:
 def _serve_asyncio(port: int) -> None:
     import asyncio
 
-    import wsend
-
     async def echo(ws: wsend.ServerConnection) -> None:
         async for message in ws:
             await ws.send(message)
@@ -77,8 +104,6 @@ def _serve_asyncio(port: int) -> None:
 
 
 def _serve_sync(port: int) -> None:
-    import wsend
-
     def echo(ws: wsend.sync.ServerConnection) -> None:
         for message in ws:
             ws.send(message)
