@@ -343,3 +343,52 @@ def test_buffered_amount_when_idle(open_pair: OpenPair) -> None:
     local, _ = open_pair()
     local.send(b"x" * 100_000)
     wait_until(lambda: local.buffered_amount == 0)
+
+
+def test_recv_timeout_while_another_thread_receives(open_pair: OpenPair) -> None:
+    local, remote = open_pair()
+    with remote._recv_mutex, pytest.raises(TimeoutError):  # another thread is receiving
+        remote.recv(timeout=0.05)
+    local.send("after")
+    assert remote.recv(timeout=5) == "after"
+
+
+def test_recv_streaming_resumes_a_binary_message(open_pair: OpenPair) -> None:
+    local, remote = open_pair()
+    go_on = threading.Event()
+
+    def fragments() -> Iterator[bytes]:
+        yield b"head "
+        go_on.wait(5)
+        yield b"tail"
+
+    sender = in_thread(local.send, fragments())
+    with pytest.raises(TimeoutError):
+        remote.recv(timeout=0.2)
+    go_on.set()
+    assert b"".join(remote.recv_streaming()) == b"head tail"
+    sender.join(5)
+
+
+def test_bad_chunks_in_streams(open_pair: OpenPair) -> None:
+    local, remote = open_pair()
+
+    class NotBytes:
+        def read(self, size: int) -> object:
+            return 42
+
+    with pytest.raises(TypeError, match="must return bytes"):
+        local.send(NotBytes())
+    with pytest.raises(TypeError, match="cannot send int in a fragmented message"):
+        local.send([1, 2])
+    local.send("still open")
+    assert remote.recv(timeout=5) == "still open"
+
+
+def test_write_limit_as_a_pair(open_pair: OpenPair) -> None:
+    local, remote = open_pair(write_limit=(4096, 1024), max_message_size=None)
+    data = b"w" * 100_000
+    for _ in range(5):
+        local.send(data)
+    for _ in range(5):
+        assert remote.recv(timeout=5) == data

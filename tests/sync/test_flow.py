@@ -142,3 +142,34 @@ def test_close_frame_without_code(open_raw: OpenRaw) -> None:
 def test_uri_helper(start_sync_server: StartServer) -> None:
     server = start_sync_server()
     assert uri(server).startswith("ws://127.0.0.1:")
+
+
+def test_a_pong_acknowledges_earlier_pings(open_raw: OpenRaw) -> None:
+    conn, peer = open_raw()
+    first = conn.send_ping(b"1")
+    second = conn.send_ping(b"2")
+    assert peer.recv_frame()[3] == b"1"
+    assert peer.recv_frame()[3] == b"2"
+    peer.write(Opcode.PONG, b"2")  # only the second is answered (RFC 6455 5.5.3)
+    assert first.result(5) >= second.result(5) > 0
+
+
+def test_messages_buffered_when_the_connection_drops_stay_readable(open_raw: OpenRaw) -> None:
+    conn, peer = open_raw(max_queue=4)
+    from ..asyncio.helpers import frame
+
+    count = 3000  # more than one read's worth of events (1,024): some stay buffered
+    peer.sock.sendall(b"".join(frame(Opcode.TEXT, b"m", mask=peer.mask) for _ in range(count)))
+    wait_until(lambda: conn._paused)
+    conn.abort()
+    assert conn.wait_closed(5)
+    received = []
+
+    def receive_all() -> None:
+        while True:
+            received.append(conn.recv(timeout=5))
+
+    with pytest.raises(wsend.ConnectionClosedError):
+        receive_all()
+    assert len(received) > 1024
+    assert set(received) == {"m"}

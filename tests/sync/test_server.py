@@ -477,3 +477,39 @@ def test_many_clients(start_sync_server: StartServer) -> None:
     for thread in threads:
         thread.join(10)
     assert sorted(results.get() for _ in range(20)) == sorted(f"client {i}" for i in range(20))
+
+
+def test_http_over_tls_and_lingering(start_sync_server: StartServer, certs: object) -> None:
+    import ssl
+
+    server = start_sync_server(ssl=certs.server_context)  # type: ignore[attr-defined]
+    context: ssl.SSLContext = certs.client_context  # type: ignore[attr-defined]
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        # What follows the request is read and dropped while the answer is delivered.
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + b"trailing junk" * 100)
+        head = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert sock.recv(3) == b"OK\n"
+
+
+def test_hooks_cannot_send_before_the_upgrade(start_sync_server: StartServer) -> None:
+    def too_early(ws: wsend.sync.ServerConnection, request: Request) -> None:
+        ws.send("hello")
+
+    server = start_sync_server(process_request=too_early)
+    with pytest.raises(InvalidStatus) as info:
+        wsend.sync.connect(uri(server)).open()
+    assert info.value.status_code == 500
+
+
+def test_declined_deflate_offer_then_accepted_one(start_sync_server: StartServer) -> None:
+    server = start_sync_server()
+    offers = "permessage-deflate; server_max_window_bits=7, permessage-deflate"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(upgrade_request(headers={"Sec-WebSocket-Extensions": offers}))
+        head = read_head(sock).decode()
+    assert "101" in head.splitlines()[0]
+    assert "Sec-WebSocket-Extensions: permessage-deflate" in head
