@@ -138,7 +138,10 @@ def render_docstring(doc: str | None) -> str:
             continue  # the blank line that opens the block
         if in_code:
             if line.strip() and not line.startswith("    "):
+                while not out[-1].strip():
+                    out.pop()  # the blank lines that close the block
                 out.append("```")
+                out.append("")
                 in_code = False
             else:
                 out.append(line[4:])

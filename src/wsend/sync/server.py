@@ -459,11 +459,7 @@ def serve(
 
     .. code-block:: python
 
-        def echo(ws):
-            for message in ws:
-                ws.send(message)
-
-        with wsend.sync.serve(echo, "localhost", 8765) as server:
+        with wsend.sync.serve(echo, "localhost", 8765) as server:  # def echo(ws): ...
             server.serve_forever()
 
     Args:
