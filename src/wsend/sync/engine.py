@@ -18,7 +18,10 @@ lock: the first thread with output to write becomes *the writer* and writes, out
 everything queued until the backlog is empty; threads producing output meanwhile append it to
 the backlog and return, unless the backlog exceeds the high-water mark of ``write_limit``: then
 they wait until the writer has taken it. So a slow peer slows senders down instead of growing
-memory, and the reader thread can queue a pong without waiting behind a large message.
+memory, and the reader thread can queue a pong without waiting behind a large message. When no
+other thread is writing, the reader thread writes what it produces itself (pongs, the answer to
+a close frame, keepalive pings): against a peer that stopped reading altogether it may then
+block there, until the close timeout or the peer's end drops the connection.
 
 Flow control on receiving is as on asyncio: reading stops while ``max_queue`` messages or
 fragments wait, and resumes when the queue falls to a quarter of that. A peer's error is
