@@ -4,6 +4,7 @@ bounded, and other connections are unaffected."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -169,6 +170,30 @@ def test_ping_flood_from_a_peer_that_never_reads(start_sync_server: StartServer)
         assert ws.recv(timeout=5) == "others are fine"
     peer.close()
     assert sent > 0
+
+
+def test_ping_flood_against_keepalive_drops_the_connection(start_sync_server: StartServer) -> None:
+    """A peer that floods pings and never reads blocks the reader thread's pongs: after
+    ping_timeout the watchdog drops the connection (the reader can't time out itself)."""
+    accepted: list[wsend.sync.ServerConnection] = []
+
+    def handler(ws: wsend.sync.ServerConnection) -> None:
+        accepted.append(ws)
+        ws.wait_closed()
+
+    server = start_sync_server(handler, ping_timeout=0.3)
+    peer = raw_client(server.port)
+    from ..asyncio.helpers import frame
+
+    ping = frame(Opcode.PING, b"p" * 125, mask=True)
+    peer.sock.settimeout(0.5)
+    with contextlib.suppress(TimeoutError, OSError):
+        while True:
+            peer.sock.sendall(ping * 500)
+    wait_until(lambda: accepted)
+    assert accepted[0].wait_closed(10)
+    assert accepted[0].close_code == 1006
+    peer.close()
 
 
 def test_garbage_after_the_handshake(open_raw: OpenRaw) -> None:

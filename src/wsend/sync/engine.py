@@ -20,8 +20,8 @@ the backlog and return, unless the backlog exceeds the high-water mark of ``writ
 they wait until the writer has taken it. So a slow peer slows senders down instead of growing
 memory, and the reader thread can queue a pong without waiting behind a large message. When no
 other thread is writing, the reader thread writes what it produces itself (pongs, the answer to
-a close frame, keepalive pings): against a peer that stopped reading altogether it may then
-block there, until the close timeout or the peer's end drops the connection.
+a close frame, keepalive pings); should a peer that stopped reading block that write longer
+than ``ping_timeout``, the watchdog drops the connection.
 
 Flow control on receiving is as on asyncio: reading stops while ``max_queue`` messages or
 fragments wait, and resumes when the queue falls to a quarter of that. A peer's error is
@@ -208,7 +208,29 @@ class Engine:
             write = self._after_events(proto)
         self._settle_pings()
         if write:
+            self._reader_write()
+
+    def _reader_write(self) -> None:
+        """Write as the reader thread (no other thread was writing), within a deadline.
+
+        The reader reads nothing while it writes, so a peer that stopped reading could hold it
+        forever, keepalive included: if the write takes longer than ``ping_timeout`` (or
+        ``close_timeout`` without keepalive), the watchdog drops the connection.
+        """
+        limit = self.options.ping_timeout
+        if limit is None:
+            limit = self.options.close_timeout
+        handle = None if limit is None else watchdog.schedule(limit, self._write_stuck)
+        try:
             self._write_out()
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    def _write_stuck(self) -> None:
+        if not self._closed.is_set():
+            self.logger.debug("the peer doesn't read; dropping the connection")
+            self.abort()
 
     def _after_events(self, proto: Protocol) -> bool:
         """Under the lock: handle the parsed events; return whether to write now."""
@@ -244,7 +266,7 @@ class Engine:
                 write, timeout = self._reader_step()
             self._settle_pings()
             if write:
-                self._write_out()
+                self._reader_write()
             if timeout is _AGAIN:
                 continue
             if timeout is None or wait_readable(self._sock, cast(float, timeout)):
