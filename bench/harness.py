@@ -289,47 +289,59 @@ class Run:
         try:
             for n in self.opts.connections:
                 for lib in libs:
-                    self.say(f"  [{loop}] broadcast: {lib}, {n:,} clients")
+                    if lib == "floor" and "wsend" in libs:
+                        continue  # measured with wsend, on its connections, in turns
+                    paired = ["wsend", "floor"] if lib == "wsend" and "floor" in libs else [lib]
+                    self.say(f"  [{loop}] broadcast: {' and '.join(paired)}, {n:,} clients")
                     try:
-                        self.broadcast_one(loop, client, lib, n, rounds)
+                        self.broadcast_one(loop, client, paired, n, rounds)
                     except WorkerError as exc:
-                        self.record(
-                            scenario="broadcast", loop=loop, server=lib, n=n, error=str(exc)
-                        )
+                        for name in paired:
+                            self.record(
+                                scenario="broadcast", loop=loop, server=name, n=n, error=str(exc)
+                            )
                     finally:
                         client.request({"cmd": "close_all"})
         finally:
             client.close()
 
-    def broadcast_one(self, loop: str, client: Worker, lib: str, n: int, rounds: int) -> None:
-        server = self.server(lib, loop)
+    def broadcast_one(
+        self, loop: str, client: Worker, libs: list[str], n: int, rounds: int
+    ) -> None:
+        """Measure ``libs`` on one server: one library, or wsend and the floor in turns (the
+        floor writes to wsend's connections, so both see the same sockets and moments)."""
+        server = self.server(libs[0], loop)
         try:
             base = rss_bytes(server.pid)
-            self.crowd(client, server, lib, n, False)
+            self.crowd(client, server, libs[0], n, False)
             self.wait_count(server, n)
             connected = self.settled_rss(server)
+            count = 0
             for rep in range(rounds):
-                client.send({"cmd": "wait_messages", "count": n * (rep + 1), "timeout": 60})
-                time.sleep(0.05)  # let the client enter its wait
-                cpu0 = cpu_ns(server.pid)
-                sent = server.request({"cmd": "broadcast", "size": BROADCAST_SIZE})
-                arrived = client.read(90)
-                cpu1 = cpu_ns(server.pid)
-                if "error" in sent or "error" in arrived:
-                    raise WorkerError(str(sent.get("error") or arrived.get("error")))
-                self.record(
-                    scenario="broadcast",
-                    loop=loop,
-                    rep=rep,
-                    server=lib,
-                    n=n,
-                    latency=arrived["t_all"] - sent["t0"],
-                    send_time=sent["t1"] - sent["t0"],
-                    server_cpu_ns=cpu1 - cpu0,
-                    rss=rss_bytes(server.pid),
-                    rss_connected=connected,
-                    rss_base=base,
-                )
+                for lib in libs:
+                    count += n
+                    client.send({"cmd": "wait_messages", "count": count, "timeout": 60})
+                    time.sleep(0.05)  # let the client enter its wait
+                    cpu0 = cpu_ns(server.pid)
+                    cmd = {"cmd": "broadcast", "size": BROADCAST_SIZE, "floor": lib == "floor"}
+                    sent = server.request(cmd)
+                    arrived = client.read(90)
+                    cpu1 = cpu_ns(server.pid)
+                    if "error" in sent or "error" in arrived:
+                        raise WorkerError(str(sent.get("error") or arrived.get("error")))
+                    self.record(
+                        scenario="broadcast",
+                        loop=loop,
+                        rep=rep,
+                        server=lib,
+                        n=n,
+                        latency=arrived["t_all"] - sent["t0"],
+                        send_time=sent["t1"] - sent["t0"],
+                        server_cpu_ns=cpu1 - cpu0,
+                        rss=rss_bytes(server.pid),
+                        rss_connected=connected,
+                        rss_base=base,
+                    )
         finally:
             server.close()
 

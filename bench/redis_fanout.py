@@ -8,7 +8,7 @@ latency of each delivery (send to receipt, p50/p99). Clients run in this process
 
     python -m bench.redis_fanout [--receivers 100] [--messages 1000] [--redis-port 0]
 
-Needs ``redis-server`` and ``pip install 'python-socketio[asyncio_client]' aiohttp``. Writes
+Needs ``redis-server`` and the bench extra (``pip install -e '.[bench]'``). Writes
 ``bench/results/redis_fanout.md``. wsend's channel keeps history (size 100: offsets, streams),
 socketio has none, so wsend does more work per publication.
 """

@@ -383,6 +383,9 @@ def broadcast_rows(records: Records) -> list[dict[str, Any]]:
     for r in rows:
         ws = by_key.get((r["loop"], r["n"], "websockets"))
         r["vs_websockets"] = ws["latency"] / r["latency"] if ws and r["latency"] else None
+        floor = by_key.get((r["loop"], r["n"], "floor"))
+        r["vs_floor"] = r["latency"] / floor["latency"] if floor and floor["latency"] else None
+        r["cpu_vs_floor"] = r["cpu"] / floor["cpu"] if floor and floor["cpu"] else None
     return rows
 
 
@@ -477,22 +480,18 @@ def targets(records: Records, loops: list[str]) -> list[tuple[str, str, str]]:
             )
 
     rows = [r for r in broadcast_rows(records) if r["server"] == SUBJECT and r["n"] == 10_000]
-    if not rows:
-        out.append(
-            (
-                f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast",
-                "NOT MEASURED",
-                "run scenario 4 with 10,000 connections",
-            )
-        )
+    goal = f"Broadcast to 10,000 clients within 1.15{X} of the os.write floor (same run)"
+    if not rows or not all(r["vs_floor"] for r in rows):
+        out.append((goal, "NOT MEASURED", "run scenario 4 with 10,000 connections"))
     else:
-        worst_row = min(rows, key=lambda r: r["vs_websockets"] or 0)
-        ratio = worst_row["vs_websockets"]
+        worst_row = max(rows, key=lambda r: r["vs_floor"])
+        ratio = worst_row["vs_floor"]
         out.append(
             (
-                f"Broadcast to 10,000 clients ≥ 3{X} websockets.broadcast",
-                "MET" if ratio and ratio >= 3 else "MISSED",
-                f"{fmt_ratio(ratio)} websockets ({worst_row['loop']})",
+                goal,
+                "MET" if ratio <= 1.15 else "MISSED",
+                f"{fmt_ratio(ratio)} the floor's time ({worst_row['loop']}; server CPU "
+                f"{fmt_ratio(worst_row['cpu_vs_floor'])})",
             )
         )
     return out
@@ -665,17 +664,22 @@ def write(out: Path, data: dict[str, Any], readme: Path | None) -> Path:
             "the row's (above 1 = faster). wsend uses `wsend.broadcast`, websockets "
             "`websockets.broadcast`; picows and aiohttp loop over their connections. The floor "
             "row writes a prebuilt frame to each socket with `os.write` and nothing else: the "
-            "system calls alone, which bound every library.",
+            "system calls alone, which bound every library; it uses wsend's server and "
+            "connections, in turns with `wsend.broadcast` (one round each per repetition). "
+            f"`{X} floor`: the row's time (and server CPU) divided by the floor's (1.00 = the "
+            "floor).",
             "",
-            f"| loop | clients | server | time to all (ms) | {X} websockets | broadcast call "
-            "(ms) | server CPU (ms) | server RSS with clients (MiB) |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| loop | clients | server | time to all (ms) | {X} websockets | {X} floor "
+            f"(time) | {X} floor (CPU) | broadcast call (ms) | server CPU (ms) | server RSS "
+            "with clients (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in bc:
             lines.append(
                 f"| {r['loop']} | {r['n']:,} | {ROW_LABEL.get(r['server'], r['server'])} | "
                 f"{r['latency'] * 1000:,.1f} | "
-                f"{fmt_ratio(r['vs_websockets'])} | {r['send_time'] * 1000:,.1f} | "
+                f"{fmt_ratio(r['vs_websockets'])} | {fmt_ratio(r['vs_floor'])} | "
+                f"{fmt_ratio(r['cpu_vs_floor'])} | {r['send_time'] * 1000:,.1f} | "
                 f"{(r['cpu'] or 0) / 1e6:,.1f} | {r['rss'] / 2**20:,.1f} |"
             )
         lines.append("")

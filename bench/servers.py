@@ -4,7 +4,9 @@ Starts one server on 127.0.0.1 (free port), prints ``{"port": ..., "pid": ...}``
 answers JSON commands read from stdin, one per line:
 
 - ``{"cmd": "count"}``: number of open WebSocket connections;
-- ``{"cmd": "broadcast", "size": N}``: send one binary message to every connection; answers
+- ``{"cmd": "broadcast", "size": N, "floor": false}``: send one binary message to every
+  connection (with ``"floor": true``, the floor's way: ``os.write`` of a prebuilt frame to each
+  socket, whatever the library); answers
   ``{"t0": ..., "t1": ...}`` (``time.perf_counter()`` before and after, a system-wide
   monotonic clock on Linux, so comparable with the client process's);
 - ``{"cmd": "gc"}``: run the garbage collector;
@@ -234,20 +236,26 @@ async def broadcast_raw(conns: Conns, message: bytes) -> None:
 _floor_fds: dict[int, list[int]] = {}
 
 
-async def broadcast_floor(conns: Conns, message: bytes) -> None:
-    """The floor of any broadcast: one ``os.write`` of a prebuilt frame per socket.
-
-    The connections are wsend's (for the handshakes); the frame goes straight to each socket,
-    skipping every library layer: what remains is the system call, which no library avoids.
-    The file descriptors are looked up once, before the first (warm-up) round.
-    """
-    from wsend.protocol.frames import Opcode, serialize_frame
-
+def floor_fds(conns: Conns) -> list[int]:
+    """The connections' file descriptors, looked up once per number of connections."""
     fds = _floor_fds.get(len(conns))
     if fds is None:
         fds = [ws.transport.get_extra_info("socket").fileno() for ws in conns]
         _floor_fds.clear()
         _floor_fds[len(conns)] = fds
+    return fds
+
+
+async def broadcast_floor(conns: Conns, message: bytes) -> None:
+    """The floor of any broadcast: one ``os.write`` of a prebuilt frame per socket.
+
+    The connections are wsend's (for the handshakes); the frame goes straight to each socket,
+    skipping every library layer: what remains is the system call, which no library avoids.
+    The file descriptors are looked up once, before the first round is timed.
+    """
+    from wsend.protocol.frames import Opcode, serialize_frame
+
+    fds = floor_fds(conns)
     frame = b"".join(serialize_frame(Opcode.BINARY, message))
     write = os.write
     for fd in fds:
@@ -271,10 +279,13 @@ SERVERS: dict[str, tuple[Start, Broadcast]] = {
 def serve_commands(loop: asyncio.AbstractEventLoop, conns: Conns, broadcast: Broadcast) -> None:
     """Answer the harness's commands (runs in a thread; the loop thread does the work)."""
 
-    async def timed_broadcast(size: int) -> dict[str, float]:
+    async def timed_broadcast(size: int, floor: bool) -> dict[str, float]:
         message = os.urandom(size)
+        send = broadcast_floor if floor else broadcast
+        if floor:
+            floor_fds(conns)
         t0 = time.perf_counter()
-        await broadcast(conns, message)
+        await send(conns, message)
         t1 = time.perf_counter()
         return {"t0": t0, "t1": t1, "n": len(conns)}
 
@@ -296,7 +307,7 @@ def serve_commands(loop: asyncio.AbstractEventLoop, conns: Conns, broadcast: Bro
             if name == "count":
                 emit({"count": len(conns)})
             elif name == "broadcast":
-                coro = timed_broadcast(cmd["size"])
+                coro = timed_broadcast(cmd["size"], bool(cmd.get("floor")))
                 emit(asyncio.run_coroutine_threadsafe(coro, loop).result())
             elif name == "gc":
                 emit(asyncio.run_coroutine_threadsafe(collect(), loop).result())

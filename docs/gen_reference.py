@@ -29,7 +29,9 @@ from wsend.asyncio.connection import ConnectionOptions
 from wsend.asyncio.server import Server
 from wsend.protocol import connection as protocol_connection
 from wsend.protocol import deflate, frames
+from wsend.protocol.hosts import AllowedHosts
 from wsend.protocol.http import HTTPLimits
+from wsend.protocol.proxy import Proxy
 from wsend.sync import server as sync_server
 
 OUTPUT = Path(__file__).with_name("reference.md")
@@ -90,6 +92,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
 # Classes not exported by ``wsend`` but needed to use its parameters.
 EXTRA: list[tuple[str, Any]] = [
     ("wsend.asyncio.ConnectionOptions", ConnectionOptions),
+    ("wsend.protocol.proxy.Proxy", Proxy),
+    ("wsend.protocol.hosts.AllowedHosts", AllowedHosts),
 ]
 
 # Pointers to the guides, for classes whose docstrings don't describe each parameter.
@@ -99,6 +103,11 @@ NOTES = {
     "[Limits](howto/limits.md); see also [backpressure](howto/backpressure.md) and "
     "[keepalive](howto/keepalive.md).",
     "ServerDeflate": "Memory figures and guidance: [Compression](howto/compression.md).",
+    "wsend.protocol.proxy.Proxy": "`connect(proxy=...)` takes a URL or a `Proxy` "
+    "(`wsend.protocol.proxy.parse_proxy(url)` makes one). How the environment is read, "
+    "`no_proxy`, HTTPS and SOCKS proxies and their errors: [Proxies](howto/proxies.md).",
+    "wsend.protocol.hosts.AllowedHosts": "`serve(allowed_hosts=[...])` builds one from its "
+    "entries. Why and when to set it: [Host header validation](howto/host-header.md).",
 }
 
 SECTION_RE = re.compile(r"^(Args|Arguments|Returns|Raises|Attributes|Yields):\s*$")

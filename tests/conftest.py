@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ import wsend
 
 from .asyncio.helpers import echo
 from .reconnecting import Recorder
+
+# The suite's servers are on loopback: a developer's proxy settings must not reroute its clients
+# (wsend.connect reads them by default). The proxy tests set their own.
+for _name in list(os.environ):
+    if _name.lower() in {"http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy"}:
+        del os.environ[_name]
 
 
 @dataclass(frozen=True)

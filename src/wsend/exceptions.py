@@ -9,19 +9,27 @@ close frames sent and received, an :class:`InvalidStatus` holds the HTTP respons
 
     WebSocketError
     ├── InvalidURI                      (also ValueError)
+    ├── InvalidProxy                    (also ValueError) a proxy URL is invalid
     ├── InvalidHandshake                the opening handshake failed
+    │   ├── ProxyError                  the proxy did not open a tunnel to the server
+    │   │   ├── ProxyConnectionError    (also OSError) the proxy can't be reached (TCP or TLS)
+    │   │   ├── ProxyRefused            the proxy refused the tunnel (HTTP status, SOCKS reply)
+    │   │   │   └── ProxyAuthenticationRequired   407, or SOCKS authentication failed
+    │   │   └── InvalidProxyMessage     the proxy's answer isn't valid HTTP or SOCKS
     │   ├── InvalidMessage              malformed or oversized HTTP message
     │   ├── InvalidStatus               the server answered something other than 101
     │   ├── InvalidHeader               a header is missing or wrong
     │   │   ├── InvalidUpgrade          Upgrade / Connection are not a WebSocket upgrade
     │   │   ├── InvalidOrigin           Origin is not allowed
+    │   │   ├── InvalidHost             Host is not allowed (answered with 421)
     │   │   └── InvalidVersion          Sec-WebSocket-Version is not 13 (answered with 426)
     │   ├── NegotiationError            subprotocol or extension negotiation failed
     │   ├── RequestRejected             the server application refused the request
     │   └── TooManyRedirects
     ├── ProtocolError                   the peer broke RFC 6455 / 7692 (close code 1002)
     │   ├── InvalidPayload              invalid UTF-8 or close payload (close code 1007)
-    │   └── PayloadTooBig               a frame or message exceeds a limit (close code 1009)
+    │   ├── PayloadTooBig               a frame or message exceeds a limit (close code 1009)
+    │   └── InvalidYMessage             a malformed Yjs message (close code 1002, 1003 or 1007)
     ├── ConnectionClosed                the connection is closed (carries the close frames)
     │   ├── ConnectionClosedOK          ... with 1000, 1001 or no code on both sides
     │   └── ConnectionClosedError       ... abnormally, or with an error code
@@ -45,17 +53,25 @@ __all__ = [
     "ConnectionClosedOK",
     "InvalidHandshake",
     "InvalidHeader",
+    "InvalidHost",
     "InvalidMessage",
     "InvalidOrigin",
     "InvalidPayload",
+    "InvalidProxy",
+    "InvalidProxyMessage",
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
     "InvalidVersion",
+    "InvalidYMessage",
     "NegotiationError",
     "OpenTimeout",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyAuthenticationRequired",
+    "ProxyConnectionError",
+    "ProxyError",
+    "ProxyRefused",
     "RequestRejected",
     "TooManyRedirects",
     "UsageError",
@@ -74,6 +90,29 @@ class InvalidURI(WebSocketError, ValueError):
         self.uri = uri
         self.msg = msg
         super().__init__(f"{uri!r} isn't a valid WebSocket URI: {msg}")
+
+
+class InvalidProxy(WebSocketError, ValueError):
+    """A proxy URL is invalid or names an unsupported scheme.
+
+    The message never repeats the URL's password.
+    """
+
+    def __init__(self, proxy: str, msg: str) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        super().__init__(f"{_hide_password(proxy)!r} isn't a valid proxy URL: {msg}")
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password of its userinfo, if any, replaced by ``***``."""
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}{slash}{path}"
 
 
 class InvalidHandshake(WebSocketError):
@@ -133,6 +172,13 @@ class InvalidOrigin(InvalidHeader):
     status = 403
 
 
+class InvalidHost(InvalidHeader):
+    """The Host header names a host the server doesn't serve (a server answers 421
+    Misdirected Request, RFC 9110 section 15.5.20)."""
+
+    status = 421
+
+
 class InvalidVersion(InvalidHeader):
     """Sec-WebSocket-Version is not 13 (a server answers 426 naming version 13)."""
 
@@ -155,6 +201,53 @@ class TooManyRedirects(InvalidHandshake):
     """The client followed more redirects than allowed."""
 
 
+class ProxyError(InvalidHandshake):
+    """The proxy did not open a tunnel to the server; see the subclasses."""
+
+
+class ProxyConnectionError(ProxyError, OSError):
+    """The proxy can't be reached: the TCP connection or, for an ``https://`` proxy, the TLS
+    handshake with it failed (the cause is chained). Also an :class:`OSError`, as a failed
+    direct connection is.
+    """
+
+
+class ProxyRefused(ProxyError):
+    """The proxy answered but refused to open the tunnel.
+
+    Attributes:
+        status_code: the HTTP status of an HTTP proxy's answer to CONNECT (403, 502...), or
+            ``None`` for a SOCKS proxy.
+        headers: that answer's headers (``Proxy-Authenticate``...), or ``None``.
+        reply: a SOCKS proxy's reply code (RFC 1928 section 6: 2 not allowed by the rules,
+            5 connection refused...; SOCKS4: 91...), or ``None``.
+    """
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        status_code: int | None = None,
+        headers: Headers | None = None,
+        reply: int | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.reply = reply
+        super().__init__(msg)
+
+
+class ProxyAuthenticationRequired(ProxyRefused):
+    """The proxy wants credentials, or refused those given: an HTTP proxy answered 407
+    (``headers["Proxy-Authenticate"]`` says which scheme; some proxies answer 401), or a SOCKS5
+    proxy failed the username/password authentication (RFC 1929).
+    """
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's answer isn't valid HTTP or SOCKS, or it closed the connection without one."""
+
+
 class ProtocolError(WebSocketError):
     """The peer violated the WebSocket protocol. The connection is failed with code 1002."""
 
@@ -165,6 +258,21 @@ class InvalidPayload(ProtocolError):
 
 class PayloadTooBig(ProtocolError):
     """A frame or a message (after decompression) exceeds the configured limit (1009)."""
+
+
+class InvalidYMessage(ProtocolError):
+    """A message of the Yjs endpoint breaks the y-protocols format (``wsend.hub.yjs``).
+
+    Attributes:
+        code: the close code the server sends: 1002 for a malformed message (a truncated
+            varint, an unknown type, bytes left over), 1003 for a text message, 1007 for
+            content of the wrong kind (an awareness state that isn't JSON, an update Yjs
+            can't decode).
+    """
+
+    def __init__(self, reason: str, code: int = 1002) -> None:
+        self.code = code
+        super().__init__(reason)
 
 
 class ConnectionClosed(WebSocketError):

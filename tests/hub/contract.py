@@ -34,7 +34,9 @@ The fixture's duties:
 Deliveries are asynchronous in general, so tests wait for them (:meth:`Recorder.wait_for`). To
 check that something was *not* delivered, a test publishes to the :data:`BARRIER` channel and
 waits for that publication: a broker delivers one node's publications in the order they were
-published, across channels too.
+published within a channel, and across channels on one Redis (on a Redis Cluster, channels of
+different masters arrive over different connections, so tests wait for the publications they
+expect before flushing).
 """
 
 from __future__ import annotations
@@ -202,6 +204,7 @@ class EngineContract:
         await engine.broker.subscribe("news")
         await engine.broker.subscribe("news")
         await engine.broker.publish("news", Publication(data="once"), NO_HISTORY)
+        await recorder.wait_for("news", 1)
         await flush(engine.broker, recorder)
         assert recorder.data("news") == ["once"]
         await engine.broker.unsubscribe("news")
@@ -503,6 +506,7 @@ class EngineContract:
             await broker.subscribe("news")
         await other.unsubscribe("news")
         await engine.broker.publish("news", Publication(data="x"), NO_HISTORY)
+        await recorders[0].wait_for("news", 1)
         await flush(engine.broker, *recorders)
         assert [r.data("news") for r in recorders] == [["x"], []]
 

@@ -12,7 +12,7 @@ import sys
 import wsend
 from wsend.hub.node import Hub
 from wsend.hub.options import HubOptions, NamespaceOptions
-from wsend.hub.redis import RedisBroker, RedisPresence
+from wsend.hub.redis import RedisBroker, RedisClusterBroker, RedisPresence
 
 
 def options() -> HubOptions:
@@ -33,10 +33,13 @@ def make_hub(
     prefix: str = "wsend",
     fast: bool = True,
     presence_ttl: float = 60.0,
-    broker_class: type[RedisBroker] = RedisBroker,
+    broker_class: type[RedisBroker] | None = None,
 ) -> Hub:
     """A hub on ``url``; ``fast`` shortens the engine's timeouts for fault tests;
-    ``broker_class`` is a :class:`RedisBroker` or a test's subclass of it."""
+    ``broker_class`` is a :class:`RedisBroker` or a test's subclass of it (by default the
+    cluster's for a ``redis+cluster://`` URL)."""
+    if broker_class is None:
+        broker_class = RedisClusterBroker if "+cluster:" in url else RedisBroker
     timeouts = {"health_interval": 0.2, "health_timeout": 1.0, "socket_timeout": 1.0}
     broker = broker_class(url, prefix=prefix, **(timeouts if fast else {}))  # type: ignore[arg-type]
     presence = RedisPresence(

@@ -146,14 +146,46 @@ async def test_msgpack_data_others_cant_read_is_refused(data: bytes) -> None:
             assert "result" in await client.call("connect")
         assert "result" in await json_sub.call("subscribe", channel="x")
         await publisher.send_raw(_pack_publish(7, "x", data))
-        if not data.startswith(b"\x91\x91"):  # too deep to parse at all: no id, no reply
-            [reply] = await publisher.frames()
-            assert reply["id"] == 7
-            assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
+        [reply] = await publisher.frames()
+        assert reply["id"] == 7
+        assert reply["error"]["code"] == ErrorCode.BAD_REQUEST
         assert "result" in await publisher.call("publish", channel="x", data=b"\x00bin")
         pub = await _next_pub(json_sub)
         assert pub["offset"] == 1
         assert isinstance(pub["data"], str)
+
+
+async def test_data_nested_30000_levels_deep_is_answered_with_an_error() -> None:
+    # Too deep for the decoder to reach the frame's id: the hub finds it by scanning, answers
+    # each such frame with 107, and goes on with the rest of the batch and the connection.
+    deep_json = "[" * 30_000 + "]" * 30_000
+    deep_pack = b"\x91" * 30_000 + b"\xc0"
+    async with run_hub(open_options()) as running:
+        subscriber = await RawClient.open(running.url)
+        json_pub = await RawClient.open(running.url)
+        pack_pub = await PackClient.open(running.url)
+        for client in (subscriber, json_pub, pack_pub):
+            assert "result" in await client.call("connect")
+        assert "result" in await subscriber.call("subscribe", channel="x")
+        await json_pub.ws.send('{"data":' + deep_json + ',"id":8,"method":"publish","channel":"x"}')
+        [reply] = await json_pub.frames()
+        assert (reply["id"], error_code(reply)) == (8, ErrorCode.BAD_REQUEST)
+        publish = '{"id":9,"method":"publish","channel":"x","data":' + deep_json + "}"
+        await json_pub.ws.send(
+            '[{"id":10,"method":"ping"},' + publish + ',{"id":11,"method":"ping"}]'
+        )
+        frames = await json_pub.frames()
+        assert [(f["id"], error_code(f)) for f in frames] == [
+            (10, None),
+            (9, ErrorCode.BAD_REQUEST),
+            (11, None),
+        ]
+        await pack_pub.send_raw(_pack_publish(12, "x", deep_pack))
+        [reply] = await pack_pub.frames()
+        assert (reply["id"], reply["error"]["code"]) == (12, ErrorCode.BAD_REQUEST)
+        assert "result" in await pack_pub.call("publish", channel="x", data="after")
+        pub = await _next_pub(subscriber)
+        assert (pub["data"], pub["offset"]) == ("after", 1)  # nothing deep was published
 
 
 async def test_unencodable_rpc_result_is_error_100() -> None:
@@ -285,6 +317,27 @@ async def test_command_flood_is_rate_limited_then_4007() -> None:
                 "temporary": True,
             }
         assert "result" in await bystander.call("ping")
+
+
+async def test_steady_refusals_spread_over_more_than_the_window_close_at_the_limit() -> None:
+    # A client that stays over its limit at a slow, steady pace: its refusals never come
+    # `rate_limit_disconnect_after` at a time within one window, yet it is closed at its
+    # sixth refusal, right after that refusal is answered; every command gets an answer.
+    hub_options = open_options(
+        commands_rate=RateLimit(0.001, 1), rate_limit_disconnect_after=6, rate_limit_window=0.6
+    )
+    async with run_hub(hub_options) as running, raw(running.url) as client:
+        await client.connect()  # the burst of one token goes to connect
+        answered: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):
+            for id in range(2, 20):
+                await client.send({"id": id, "method": "ping"})
+                answered.extend(await client.frames())
+                await asyncio.sleep(0.25)  # six refusals span 1.25 s, twice the window
+        frames = answered + await _frames_until_closed(client)
+        assert client.ws.close_code == DisconnectCode.TOO_MANY_REQUESTS
+        assert [f["id"] for f in frames] == list(range(2, 8))
+        assert all(f["error"]["code"] == ErrorCode.TOO_MANY_REQUESTS for f in frames)
 
 
 async def test_reader_that_never_reads_is_dropped_and_memory_stays_bounded() -> None:

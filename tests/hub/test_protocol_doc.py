@@ -18,6 +18,7 @@ import pytest
 
 import wsend
 from wsend.exceptions import ConnectionClosed
+from wsend.hub import fossil
 from wsend.hub.auth import make_token
 from wsend.hub.codes import HubError
 from wsend.hub.memory import MemoryBroker
@@ -402,3 +403,43 @@ async def test_example_session_frames(running: Any) -> None:
         ["code", "message", "temporary"],
     ]
     assert (await client.push("pub"))["info"]["user"] == "alice"
+
+
+# -- section 5: delta compression ----------------------------------------------------------------
+
+
+def test_the_delta_example_of_section_11_applies() -> None:
+    """The example's delta turns the first payload into the second, as the text explains."""
+    text = DOC.read_text()
+    first = (
+        '{"bids":[[100.5,3],[100.4,7],[100.3,12]],"asks":[[100.6,5],[100.7,9],[100.8,4]],"seq":1}'
+    )
+    assert msgspec.json.encode(first).decode()[1:-1] in text  # the string, escaped, as shown
+    delta = "1O\nQ@0,1:8w@R,2:2}d0I43;"
+    assert msgspec.json.encode(delta).decode()[1:-1] in text
+    second = fossil.apply(first.encode(), delta.encode())
+    assert len(first) == 88
+    assert second == first.replace("[100.4,7]", "[100.4,8]").replace('"seq":1', '"seq":2').encode()
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_delta_compression_as_section_5_says(encoding: str) -> None:
+    ns = NamespaceOptions(publish=True, delta=True)
+    async with run_hub(hub_options(namespaces={"": NamespaceOptions(), "book": ns})) as running:
+        client = await DocClient.open(running.url, encoding)
+        await client.result("connect")
+        assert (await client.error("subscribe", channel="book:x", delta="vcdiff"))["code"] == 107
+        assert (await client.result("subscribe", channel="book:x", delta="fossil"))["delta"]
+        book = {"bids": [[100.5, 3], [100.4, 7], [100.3, 12]] * 4, "seq": 1}
+        await client.result("publish", channel="book:x", data=book)
+        full = await client.push("pub")
+        assert "delta" not in full
+        payload = full["data"] if client.binary else full["data"].encode()
+        assert (msgspec.msgpack if client.binary else msgspec.json).decode(payload) == book
+        book["seq"] = 2
+        await client.result("publish", channel="book:x", data=book)
+        push = await client.push("pub")
+        assert push["delta"] is True
+        delta = push["data"] if client.binary else push["data"].encode()
+        rebuilt = fossil.apply(payload, delta)
+        assert (msgspec.msgpack if client.binary else msgspec.json).decode(rebuilt) == book

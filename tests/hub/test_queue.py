@@ -151,3 +151,24 @@ def test_model(bound: int, ops: list[tuple[object, ...]]) -> None:
         assert len(queue) == len(model)
         keys = [k for _, k in model if k is not None]
         assert len(keys) == len(set(keys))  # only the latest per key
+        for channel in {str(op[2]) for op in ops if op[0] == "push"}:
+            assert queue.holds(channel) == any(k[0] == channel for k in keys)
+
+
+def test_holds_counts_conflatable_items_per_channel() -> None:
+    queue = OutgoingQueue(1000)
+    assert not queue.holds("a")
+    queue.push(b"x", channel="a")  # not conflatable: never replaced, not counted
+    assert not queue.holds("a")
+    queue.push(b"1", channel="a", key="k1", conflate=True)
+    queue.push(b"2", channel="a", key="k2", conflate=True)
+    queue.push(b"3", channel="a", key="k1", conflate=True)  # replaces "1"
+    assert queue.holds("a")
+    assert not queue.holds("b")
+    assert queue.pop_batch(2) == [b"x", b"3"]
+    assert queue.holds("a")  # "2" is still queued
+    assert queue.pop_batch(10) == [b"2"]
+    assert not queue.holds("a")
+    queue.push(b"4", channel="a", conflate=True)
+    queue.clear()
+    assert not queue.holds("a")

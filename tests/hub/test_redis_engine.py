@@ -15,7 +15,15 @@ from wsend.hub.redis import RedisBroker, RedisPresence, client_from_url, engine_
 from wsend.hub.redis_common import decode_publication, encode_publication
 from wsend.hub.wire import Encoded
 
-from .contract import HISTORY, NO_HISTORY, PRESENCE_TTL, Engine, EngineContract, Recorder, start
+from .contract import (
+    HISTORY,
+    NO_HISTORY,
+    PRESENCE_TTL,
+    Engine,
+    EngineContract,
+    Recorder,
+    start,
+)
 from .contract import wait_until as _wait_until
 from .redis_server import RedisServer, running
 
@@ -32,23 +40,30 @@ def fresh_prefix() -> str:
     return f"t{next(_prefixes)}"
 
 
+async def redis_engine(
+    url: str, prefix: str, broker_class: type[RedisBroker] = RedisBroker
+) -> AsyncIterator[Engine]:
+    """An engine fixture's body: brokers of ``broker_class`` and a presence on ``url``."""
+    made: list[RedisBroker] = []
+
+    async def new_broker() -> Broker:
+        made.append(broker_class(url, prefix=prefix))
+        return made[-1]
+
+    presence = RedisPresence(url, prefix=prefix, ttl=PRESENCE_TTL)
+    yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
+    for broker in made:
+        await broker.close()
+    await presence.close()
+
+
 class TestRedisEngine(EngineContract):
     """The contract, with two brokers on one Redis as two nodes."""
 
     @pytest.fixture
     async def engine(self, redis_server: RedisServer) -> AsyncIterator[Engine]:
-        prefix = fresh_prefix()
-        made: list[RedisBroker] = []
-
-        async def new_broker() -> Broker:
-            made.append(RedisBroker(redis_server.url, prefix=prefix))
-            return made[-1]
-
-        presence = RedisPresence(redis_server.url, prefix=prefix, ttl=PRESENCE_TTL)
-        yield Engine(await new_broker(), presence, asyncio.sleep, new_broker)
-        for broker in made:
-            await broker.close()
-        await presence.close()
+        async for engine in redis_engine(redis_server.url, fresh_prefix()):
+            yield engine
 
 
 @pytest.fixture
@@ -260,6 +275,25 @@ class TestRedisBroker:
             assert (broker.lost_signals, broker.reconnections) == (0, 0)
         finally:
             await broker.close()
+
+    async def test_key_unsubscribed_by_redis_is_subscribed_again(
+        self, broker: RedisBroker, redis_server: RedisServer
+    ) -> None:
+        # What a cluster master does when it gives a slot up; the link reports it, and a
+        # single Redis's broker subscribes the key again (then checks what was missed).
+        recorder = await start(broker)
+        await broker.subscribe("d")
+        await broker.publish("d", Publication(data=0), HISTORY)
+        await recorder.wait_for("d", 1)
+        key = f"{broker.prefix}:{{d}}:p".encode()
+        [link] = broker._links()
+        link._unsubscribed(key)  # as if Redis had sent the unsubscribe reply by itself
+        assert key not in link.keys
+        await _wait_until(lambda: key in link.keys)
+        await broker.publish("d", Publication(data=1), HISTORY)
+        await recorder.wait_for("d", 2)
+        assert recorder.data("d") == [0, 1]
+        assert broker.lost_signals == 0
 
     async def test_negative_limit(self, broker: RedisBroker) -> None:
         with pytest.raises(ValueError, match="limit"):

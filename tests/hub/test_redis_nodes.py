@@ -1,4 +1,6 @@
-"""Several hub nodes sharing one Redis: chat across nodes, one presence list, moving clients."""
+"""Several hub nodes sharing one Redis: chat across nodes, one presence list, moving clients.
+
+Every test runs on a single Redis and on a Redis Cluster (3 masters, 3 replicas)."""
 
 from __future__ import annotations
 
@@ -22,15 +24,40 @@ from wsend.hub.redis import RedisBroker
 
 from .contract import wait_until
 from .node_proc import make_hub
+from .redis_cluster import Cluster
 from .redis_server import RedisServer, free_port, running
 
 ROOT = Path(__file__).resolve().parents[2]
 _prefixes = itertools.count()
 
 
+class Backend:
+    """A single Redis or a Redis Cluster, as the nodes' engine."""
+
+    def __init__(self, server: RedisServer | Cluster) -> None:
+        self.server = server
+        self.url = server.url
+
+    def pubsub_channels(self, pattern: str) -> list[str]:
+        """The pub/sub channels (shard channels on a cluster) matching ``pattern``."""
+        if isinstance(self.server, RedisServer):
+            return self.server.cli("PUBSUB", "CHANNELS", pattern).split()
+        return sorted(
+            name
+            for node in self.server.running()
+            for name in node.cli("PUBSUB", "SHARDCHANNELS", pattern).split()
+        )
+
+
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
+def single_redis() -> Iterator[RedisServer]:
     yield from running()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_server(request: pytest.FixtureRequest) -> Backend:
+    name = "single_redis" if request.param == "redis" else "redis_cluster"
+    return Backend(request.getfixturevalue(name))
 
 
 class Nodes:
@@ -59,7 +86,7 @@ class Nodes:
 
 
 @pytest.fixture
-async def nodes(redis_server: RedisServer) -> AsyncIterator[Nodes]:
+async def nodes(redis_server: Backend) -> AsyncIterator[Nodes]:
     async with AsyncExitStack() as stack:
         yield Nodes(redis_server.url, stack)
 
@@ -114,7 +141,7 @@ async def start_node_process(
 
 
 async def test_client_moves_from_killed_node_and_recovers(
-    nodes: Nodes, redis_server: RedisServer
+    nodes: Nodes, redis_server: Backend
 ) -> None:
     port = free_port()
     doomed = await start_node_process(port, redis_server.url, nodes.prefix)
@@ -142,7 +169,7 @@ async def test_client_moves_from_killed_node_and_recovers(
         doomed.wait()
 
 
-async def test_killed_nodes_clients_leave_presence(nodes: Nodes, redis_server: RedisServer) -> None:
+async def test_killed_nodes_clients_leave_presence(nodes: Nodes, redis_server: Backend) -> None:
     # Presence entries outlive their node by the presence ttl at most; live nodes refresh
     # theirs (several times per ttl), so only the crashed node's clients vanish.
     ttl = 2.0
@@ -202,7 +229,7 @@ async def test_disconnect_and_send_reach_every_node(nodes: Nodes) -> None:
         other_hub.disconnect("", 5000)
 
 
-async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: RedisServer) -> None:
+async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: Backend) -> None:
     url = await nodes.add()
     hub = nodes.hubs[0]
     broker = hub.broker
@@ -224,11 +251,7 @@ async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: R
     assert hub._channels == {}
     assert (broker._channels, broker._by_key, broker._last, broker._confirm) == ({}, {}, {}, {})
     pattern = f"{nodes.prefix}:*"
-    await wait_until(
-        lambda: (
-            redis_server.cli("PUBSUB", "CHANNELS", pattern).split() == [f"{nodes.prefix}:control"]
-        )
-    )
+    await wait_until(lambda: redis_server.pubsub_channels(pattern) == [f"{nodes.prefix}:control"])
     present = await hub.presence_of("chat:shared")
     assert present == {}
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsend.hub import fossil
 from wsend.hub.broker import ClientInfo, Publication
 from wsend.hub.codes import ErrorCode, HubError
 from wsend.hub.wire import (
@@ -371,3 +372,49 @@ def test_arbitrary_structures_never_raise(value: Any) -> None:
         for frame in frames:
             if isinstance(frame, BadFrame):
                 assert frame.id is None or 1 <= frame.id < 2**53
+
+
+# -- payloads and deltas (docs/protocol.md section 5) -------------------------------------------
+
+
+def test_payloads_are_the_data_encoded_alone() -> None:
+    raw = b'{"b": 1,  "a": [1.50]}'
+    data = JSON.data(msgspec.Raw(raw))
+    assert JSON.payload(data) == raw  # the publisher's text, byte for byte
+    assert MSGPACK.payload(data) == msgspec.msgpack.encode({"b": 1, "a": [1.5]})
+    assert JSON.payload({"x": None}) == b'{"x":null}'
+    assert JSON.wrap(b'{"x":1}') == '{"x":1}'
+    assert MSGPACK.wrap(b"\x81") == b"\x81"
+    frames = PubFrames("c", Publication(data=data, offset=3))
+    full = msgspec.json.decode(frames.full_for(JSON))
+    assert full == {"push": "pub", "channel": "c", "data": raw.decode(), "offset": 3}
+    full = msgspec.msgpack.decode(frames.full_for(MSGPACK))
+    assert full["data"] == MSGPACK.payload(data)
+    assert frames.full_for(JSON) is frames.full_for(JSON)  # encoded once per codec
+
+
+def test_deltas_from_the_previous_publication() -> None:
+    first = PubFrames("c", Publication(data={"rows": list(range(100)), "n": 1}))
+    assert first.delta_for(JSON) is None  # no previous publication
+    second = PubFrames("c", Publication(data={"rows": list(range(100)), "n": 2}), first)
+    assert second.serial > first.serial
+    delta = second.delta_for(JSON)
+    assert delta is not None
+    assert second.delta_for(JSON) is delta  # computed once per codec
+    push = msgspec.json.decode(delta)
+    assert push["delta"] is True
+    assert len(delta) < len(second.full_for(JSON))
+    rebuilt = fossil.apply(first.payload(JSON), push["data"].encode())
+    assert msgspec.json.decode(rebuilt) == {"rows": list(range(100)), "n": 2}
+    push = msgspec.msgpack.decode(second.delta_for(MSGPACK) or b"")
+    rebuilt = fossil.apply(first.payload(MSGPACK), push["data"])
+    assert msgspec.msgpack.decode(rebuilt) == {"rows": list(range(100)), "n": 2}
+    unrelated = PubFrames("c", Publication(data="no resemblance at all"), second)
+    assert unrelated.delta_for(JSON) is None  # not smaller than the full push
+
+
+def test_no_delta_from_a_previous_publication_this_codec_cannot_carry() -> None:
+    huge = Encoded("json", b"[18446744073709551616]")  # 2**64: beyond MessagePack
+    first = PubFrames("c", Publication(data=huge))
+    second = PubFrames("c", Publication(data=[1]), first)
+    assert second.delta_for(MSGPACK) is None

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        # The Yjs documents go to a temporary directory, kept across restart_server().
+        settings_kwargs.setdefault("data_dir", tempfile.mkdtemp(prefix="wsend-web-"))
         self.settings = ServeSettings(port=0, api_key=API_KEY, **settings_kwargs)
         self.server: HubServer = self.call(self._make(self.settings))
         self.url = self.server.url.rstrip("/")
@@ -118,6 +121,8 @@ class LiveServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+        if self.settings.data_dir is not None:
+            shutil.rmtree(self.settings.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

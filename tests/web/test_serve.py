@@ -197,3 +197,29 @@ def test_keyfile_needs_certfile() -> None:
     result = run_wsend("serve", "--keyfile", __file__)
     assert result.code == 2
     assert result.err == "error: --keyfile needs --certfile\n"
+
+
+def test_allowed_hosts(tmp_path: Path) -> None:
+    server = start_serve("--allowed-hosts", "localhost, 127.0.0.1", "--allowed-hosts", "[::1]")
+    try:
+        assert get(server.url + "healthz")[:3:2] == (200, b"OK\n")
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: rebound.example\r\n\r\n")
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 421 Misdirected Request\r\n")
+    finally:
+        stop_cleanly(server)
+    config = tmp_path / "hub.toml"
+    config.write_text('[server]\nallowed_hosts = "chat.example.com"\n')
+    server = start_serve("--config", str(config))
+    try:
+        assert get(server.url + "healthz")[0] == 421
+    finally:
+        stop_cleanly(server)
+
+
+def test_invalid_allowed_hosts_exit_2() -> None:
+    result = run_wsend("serve", "--port", "0", "--allowed-hosts", "exa mple.com")
+    assert result.code == 2
+    assert "invalid allowed host: 'exa mple.com'" in result.err

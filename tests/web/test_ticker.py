@@ -1,4 +1,5 @@
-"""The stock ticker in real headless Chromium: the watchlist updates live and can be edited."""
+"""The stock ticker in real headless Chromium: the watchlist updates live and can be edited;
+the board arrives as deltas."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def test_watchlist_updates_and_edits(new_page: Any, live_server: LiveServer) -> 
         arg=before,
     )
     page.wait_for_selector("td.last span.flash-up, td.last span.flash-down")
+
+    # The board comes as Fossil deltas: the page asks, the namespace offers them.
+    board = "window.ticker.client.subscriptions.get('ticker-board:all')"
+    assert page.evaluate(f"{board}.deltaOn")
+    page.wait_for_function(f"{board}.deltas >= 1", timeout=15000)
 
     # Add a symbol from the market map, another by typing; remove one.
     tile = page.locator("#heatmap button:not(.watched)").first

@@ -36,6 +36,10 @@ And optionally:
     below).
 ``ORDER: int``
     Position on the landing page (smaller first; default 100).
+``def yjs_document(room: str) -> bytes | None``
+    The first Yjs update of a new document of the y-websocket endpoint (``/yjs/<room>``;
+    ``room`` is its channel, e.g. ``yjs:collab.pad``), or ``None`` for an empty one. It must
+    be the same bytes on every node (write it with a fixed Yjs client id).
 
 What the server does for every app
 ==================================
@@ -108,6 +112,7 @@ class App:
     start: Callable[[Hub], Awaitable[None]] | None = None
     setup: Callable[[Hub], None] | None = None
     order: int = 100
+    yjs_document: Callable[[str], bytes | None] | None = None
     module: ModuleType | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -131,6 +136,7 @@ class App:
             start=getattr(module, "start", None),
             setup=getattr(module, "setup", None),
             order=int(getattr(module, "ORDER", 100)),
+            yjs_document=getattr(module, "yjs_document", None),
             module=module,
         )
 

@@ -11,6 +11,11 @@ The channel design, chosen to keep the browser fast:
 - Both namespaces conflate: when a tab is slow (a phone on a bad network, a busy laptop), its
   queue on the hub keeps only the latest quote per symbol and the latest board, so it shows
   the current market instead of replaying a stale backlog.
+- The board offers delta compression (the page asks for it): each second's board goes out as
+  a Fossil delta against the previous one when that is smaller. The quotes don't: a quote is
+  a ~100-byte object whose fields mostly change from one trade to the next, so a delta is
+  rarely smaller, and a delta subscription's JSON payloads travel as escaped strings (about
+  15% larger). ``bench/results/delta.md`` has the numbers.
 - Static data comes by RPC: ``ticker.listing`` (symbols, names, sectors) and
   ``ticker.details`` ``{"symbols": [...]}`` (quote, day range and the last two minutes of
   prices for the sparklines).
@@ -51,7 +56,7 @@ _markets: weakref.WeakKeyDictionary[Hub, Market] = weakref.WeakKeyDictionary()
 def namespaces() -> dict[str, NamespaceOptions]:
     return {
         "ticker": NamespaceOptions(slow_consumer="conflate"),
-        "ticker-board": NamespaceOptions(slow_consumer="conflate"),
+        "ticker-board": NamespaceOptions(slow_consumer="conflate", delta=True),
     }
 
 

@@ -63,7 +63,7 @@ def broadcast(
             or transport is None
             or proto.state is not open_
             or conn._connection_lost
-            or proto.fragmenting
+            or proto._out_opcode is not None  # fragmenting (without the property's call)
         ):
             continue
         if max_buffered is not None and conn.buffered_amount > max_buffered:
@@ -93,3 +93,34 @@ def broadcast(
     if errors and raise_exceptions:
         raise ExceptionGroup("errors while broadcasting", errors)
     return sent
+
+
+def write_prepared(conn: Connection, frame: bytes) -> bool:
+    """Write ``frame``, a whole message already framed for a server connection, at once.
+
+    For senders that frame a message once for many connections (the hub's fan-out): the
+    frame must be unmasked and, unless its RSV1 bit says otherwise, uncompressed (RFC 6455
+    section 5.2). It is written only if that is what :meth:`Connection.send` would come to
+    now: the connection is open, no streamed message is under way, nothing waits corked, and
+    the transport is under its high-water mark (so the caller's own backpressure applies to
+    slow peers). The frame bypasses permessage-deflate: call it for connections without it,
+    or for messages below its threshold.
+
+    Returns:
+        Whether the frame was written; ``False`` asks the caller to send it the usual way.
+    """
+    proto = conn.proto
+    transport = conn.transport
+    if (
+        proto is None
+        or transport is None
+        or proto.state is not State.OPEN
+        or conn._connection_lost
+        or conn._paused_writing
+        or conn._cork_scheduled
+        or proto.fragmenting
+        or transport.is_closing()
+    ):
+        return False
+    transport.write(frame)
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl as ssl_module
 import urllib.parse
@@ -25,9 +26,11 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..reconnect import Backoff, ProcessException, process_exception
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
+from .proxy import create_proxied_connection
 from .reconnect import reconnecting
 
 __all__ = ["ClientConnection", "WebSocketURI", "connect", "follow_redirect", "parse_uri"]
@@ -222,6 +225,18 @@ class connect:
         limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
         fast_transport: run on aiofastnet's C transports: ``None`` (default) when installed,
             ``True`` to require them, ``False`` for asyncio's (see :mod:`wsend.asyncio.transports`).
+        proxy: ``True`` (default) to use the proxy the environment names for the URI
+            (``wss_proxy``/``ws_proxy``, ``https_proxy``, ``http_proxy``, ``all_proxy``,
+            except for servers in ``no_proxy``: see
+            :func:`~wsend.protocol.proxy.proxy_from_environment`); ``None`` or ``False`` to
+            connect directly; or a proxy URL: ``http://[user:password@]host[:port]``,
+            ``https://...`` (TLS to the proxy), ``socks5://``, ``socks5h://`` (the proxy
+            resolves the server's name), ``socks4://``, ``socks4a://`` (SOCKS needs
+            ``pip install 'wsend[socks]'``). Ignored with ``path`` or ``sock``.
+        proxy_ssl: the TLS context for an ``https://`` proxy (default: verify its certificate
+            with the system's CAs).
+        proxy_headers: more headers for an HTTP proxy's CONNECT request (its credentials,
+            from the proxy URL, go in ``Proxy-Authorization`` and never to the server).
         backoff: with ``async for``, the delays between attempts (:class:`~wsend.Backoff`).
         process_exception: with ``async for``, ``f(exc)`` returning ``None`` to retry after a
             failed attempt or the exception to raise; the default retries network errors,
@@ -229,6 +244,10 @@ class connect:
 
     Raises:
         InvalidURI: the URI is invalid.
+        InvalidProxy: the proxy URL is invalid (raised at once).
+        ProxyError: the proxy can't be reached (:class:`ProxyConnectionError`, also an
+            ``OSError``), refused the tunnel (:class:`ProxyRefused`,
+            :class:`ProxyAuthenticationRequired` for 407) or answered nonsense.
         OSError: the TCP connection failed.
         InvalidHandshake: the server refused or botched the opening handshake
             (:class:`InvalidStatus` carries its response).
@@ -252,6 +271,9 @@ class connect:
         user_agent: str | None = handshake.USER_AGENT,
         limits: HTTPLimits | None = None,
         fast_transport: bool | None = None,
+        proxy: str | Proxy | bool | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
+        proxy_headers: HeadersLike | None = None,
         backoff: Backoff | None = None,
         process_exception: ProcessException = process_exception,
         **kwargs: Any,
@@ -259,6 +281,9 @@ class connect:
         self.uri = parse_uri(uri)
         self.backoff = backoff or Backoff()
         self.process_exception = process_exception
+        self.proxy = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        self.proxy_ssl = proxy_ssl
+        self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
         self.fast = transports.use_fast(fast_transport)
         self.options = ConnectionOptions(**kwargs)
         if compression == "deflate":
@@ -335,14 +360,38 @@ class connect:
         def factory() -> ClientConnection:
             return ClientConnection(self.options, self.limits)
 
-        if self.sock is not None:
-            kwargs["sock"] = self.sock
-        elif self.path is None:
-            kwargs.update(host=uri.host, port=uri.port)
-        _, conn = await transports.create_connection(self.fast, factory, self.path, **kwargs)
+        proxy = self._proxy_for(uri)
+        if proxy is not None:
+            _, conn = await create_proxied_connection(
+                self.fast,
+                factory,
+                proxy,
+                uri.host,
+                uri.port,
+                **kwargs,
+                proxy_ssl=self.proxy_ssl,
+                proxy_headers=self.proxy_headers,
+                user_agent=self.user_agent,
+                limits=self.limits,
+            )
+        else:
+            if self.sock is not None:
+                kwargs["sock"] = self.sock
+            elif self.path is None:
+                kwargs.update(host=uri.host, port=uri.port)
+            _, conn = await transports.create_connection(self.fast, factory, self.path, **kwargs)
         assert isinstance(conn, ClientConnection)
         self.connection = conn
         return conn
+
+    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        """The proxy to reach ``uri`` through, or ``None`` (see the ``proxy`` argument)."""
+        if self.sock is not None or self.path is not None:
+            return None
+        if self.proxy is True:
+            url = proxy_from_environment(uri.secure, uri.host, uri.port, os.environ)
+            return None if url is None else parse_proxy(url)
+        return self.proxy if isinstance(self.proxy, Proxy) else None
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect().__await__()

@@ -11,12 +11,19 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
-from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, NegotiationError
+from ..exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidMessage,
+    NegotiationError,
+)
 from ..protocol import handshake
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Side, State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
+from ..protocol.hosts import AllowedHosts, HostPattern, check_host
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
@@ -166,7 +173,17 @@ class ServerConnection(Connection):
     async def _process(self, request: Request) -> Response:
         """Decide the answer to ``request``: a 101 upgrade or a refusal or an HTTP response."""
         server = self.server
-        if not any("websocket" in value.lower() for value in request.headers.get_all("Upgrade")):
+        upgrade = any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
+        if server.allowed_hosts is not None:
+            assert self.transport is not None
+            secure = self.transport.get_extra_info("ssl_object") is not None
+            try:
+                check_host(request, server.allowed_hosts, secure=secure)
+            except InvalidHeader as exc:
+                if upgrade:
+                    raise
+                return handshake.build_reject(exc.status)
+        if not upgrade:
             return await default_response(request, server.router)
         key = handshake.check_request(request)
         if server.origins is not None:
@@ -241,6 +258,7 @@ class Server:
         options: ConnectionOptions,
         compression: str | ServerDeflate | None = "deflate",
         origins: Origins | None = None,
+        allowed_hosts: Sequence[HostPattern] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: Callable[[ServerConnection, list[str]], str | None] | None = None,
         require_subprotocol: bool = False,
@@ -260,6 +278,7 @@ class Server:
         else:
             raise ValueError(f"unsupported compression: {compression!r}")
         self.origins = origins
+        self.allowed_hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
         self.subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.require_subprotocol = require_subprotocol
@@ -421,6 +440,14 @@ class serve:
             it, or a :class:`~wsend.protocol.deflate.ServerDeflate` with custom settings.
         origins: allowed Origin values (``str``, ``re.Pattern`` or ``None`` for no Origin);
             others get 403. ``None`` (the default) accepts any origin.
+        allowed_hosts: the Host values this server answers to (``"example.com"``,
+            ``"example.com:8443"``, ``"*.example.com"``, ``"[::1]:8765"``, ``re.Pattern``;
+            see :class:`~wsend.protocol.hosts.AllowedHosts`), for WebSocket handshakes and
+            HTTP routes alike: a missing, repeated or malformed Host gets 400, one not listed
+            421 Misdirected Request. ``None`` (the default) checks nothing: behind a reverse
+            proxy, or reached by many names or addresses, any list would be wrong until
+            configured; set it for a server that browsers can reach on localhost or a
+            private network (DNS rebinding) and in production with the names you serve.
         subprotocols: supported subprotocols, in order of preference.
         select_subprotocol: ``f(ws, offered) -> str | None`` to choose instead.
         require_subprotocol: refuse clients that offer none of ``subprotocols`` (400).

@@ -16,13 +16,21 @@ aiofastnet a write is one C call and TLS skips asyncio's pure-Python ``SSLProtoc
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import inspect
 import os
 from types import ModuleType
 from typing import Any
 
 from ..exceptions import UsageError
 
-__all__ = ["create_connection", "create_server", "fast_transport_available", "use_fast"]
+__all__ = [
+    "create_connection",
+    "create_server",
+    "fast_transport_available",
+    "start_tls",
+    "use_fast",
+]
 
 #: Set to a non-empty value to keep asyncio's transports even when aiofastnet is installed.
 DISABLE_ENV = "WSEND_NO_FAST_TRANSPORT"
@@ -89,3 +97,49 @@ async def create_connection(fast: bool, factory: Any, path: str | None, **kwargs
     if module is not None:
         return await module.create_connection(loop, factory, **kwargs)
     return await loop.create_connection(factory, **kwargs)
+
+
+async def start_tls(
+    fast: bool, transport: asyncio.Transport, protocol: Any, context: Any, **kwargs: Any
+) -> asyncio.Transport:
+    """``loop.start_tls``, maybe on aiofastnet: TLS over an open transport, which may itself be
+    a TLS transport (TLS inside TLS, through an ``https://`` proxy).
+
+    As ``loop.start_tls``, this does not call ``protocol.connection_made``: the caller does,
+    with the returned transport.
+    """
+    loop = asyncio.get_running_loop()
+    module = _aiofastnet() if fast else None
+    if module is not None:
+        new: asyncio.Transport | None = await module.start_tls(
+            loop, transport, protocol, context, **kwargs
+        )
+    else:
+        _repair_force_close(transport)
+        new = await loop.start_tls(transport, protocol, context, **kwargs)
+    assert new is not None  # None only from a loop without TLS at all
+    return new
+
+
+def _repair_force_close(transport: asyncio.Transport) -> None:
+    """Let asyncio's TLS inside TLS fail cleanly on Python 3.11.
+
+    When the inner TLS session fails (a server certificate that doesn't verify, a fatal
+    alert), it closes the outer TLS transport with ``_force_close(exc)``, which on 3.11 calls
+    ``SSLProtocol._abort(exc)``, a method taking no argument there: a ``TypeError`` replaces
+    the TLS error and the connection is left open. Python 3.12 passes the error along; on
+    3.11 this transport gets a ``_force_close`` that does what 3.12's does.
+    """
+    if not isinstance(transport, asyncio.sslproto._SSLProtocolTransport):
+        return
+    # typeshed describes 3.12's signature whatever the version: go untyped.
+    protocol: Any = transport._ssl_protocol
+    fixed = protocol is None or "exc" in inspect.signature(protocol._abort).parameters
+    if fixed:  # pragma: no cover - Python 3.12 and later
+        return
+
+    def force_close(exc: BaseException | None) -> None:
+        transport._closed = True
+        protocol._abort()
+
+    setattr(transport, "_force_close", force_close)  # noqa: B010 - replaces a method

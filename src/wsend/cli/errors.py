@@ -15,7 +15,17 @@ from typing import IO, Any
 import click
 
 from ..asyncio.client import WebSocketURI, parse_uri
-from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI, OpenTimeout
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxy,
+    InvalidStatus,
+    InvalidURI,
+    OpenTimeout,
+    ProxyAuthenticationRequired,
+    ProxyConnectionError,
+    ProxyError,
+)
 
 __all__ = ["EXIT_CODES_HELP", "CliError", "ExitCode", "check_url", "open_error"]
 
@@ -39,7 +49,7 @@ Exit codes:
   0  success
   1  other failure (a benchmark finished with errors, a server could not start)
   2  usage error (bad option, bad URL, invalid JSON), nothing was sent
-  3  could not connect (DNS, connection refused, TLS, timeout, no HTTP answer)
+  3  could not connect (DNS, connection refused, TLS, timeout, no HTTP answer, proxy)
   4  the server refused the WebSocket handshake (the HTTP status is printed)
   5  the connection closed with an error code (code and meaning are printed)
   6  timed out waiting for replies
@@ -81,9 +91,14 @@ def open_error(url: str, exc: BaseException) -> CliError:
 
     Returns:
         A :class:`CliError` with exit code 4 when the server answered the handshake but
-        refused it (an HTTP status other than 101, or a wrong 101), 3 otherwise, including
-        when no HTTP answer came (the connection closed, or the reply isn't HTTP).
+        refused it (an HTTP status other than 101, or a wrong 101), 2 for an invalid proxy
+        URL, 3 otherwise, including when no HTTP answer came (the connection closed, or the
+        reply isn't HTTP) and when a proxy failed.
     """
+    if isinstance(exc, InvalidProxy):
+        return CliError(f"invalid proxy: {exc}", ExitCode.USAGE)
+    if isinstance(exc, ProxyError):
+        return CliError(_proxy(exc), ExitCode.CONNECT)
     if isinstance(exc, InvalidStatus):
         return CliError(_refused(exc), ExitCode.HANDSHAKE)
     if isinstance(exc, InvalidMessage):
@@ -109,6 +124,15 @@ def _refused(exc: InvalidStatus) -> str:
     if body and (exc.headers.get("Content-Type") or "").startswith("text/"):
         message += f" ({' '.join(body.split())})"
     return message
+
+
+def _proxy(exc: ProxyError) -> str:
+    if isinstance(exc, ProxyAuthenticationRequired):
+        return f"{exc} (give credentials: --proxy http://USER:PASSWORD@HOST:PORT)"
+    cause = exc.__cause__
+    if isinstance(exc, ProxyConnectionError) and isinstance(cause, ssl.SSLCertVerificationError):
+        return f"{exc} (use --proxy-cacert FILE to trust its CA)"
+    return str(exc)
 
 
 def _network(url: str, exc: BaseException) -> str:

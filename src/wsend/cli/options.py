@@ -3,8 +3,8 @@ connection with them.
 
 :func:`client_options` adds ``-H/--header``, ``--subprotocol``, ``--origin``, ``--token``,
 ``--insecure``, ``--cacert``, ``--compress/--no-compress``, ``--ping-interval``,
-``--open-timeout`` and ``--max-size`` to a command, and hands it one :class:`ClientSettings`
-as the ``client`` argument.
+``--open-timeout``, ``--max-size``, ``--proxy``, ``--no-proxy`` and ``--proxy-cacert`` to a
+command, and hands it one :class:`ClientSettings` as the ``client`` argument.
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ class ClientSettings:
         open_timeout: seconds allowed to connect and complete the opening handshake.
         max_size: the largest message accepted, in bytes; ``None`` for the library default,
             ``0`` for no limit.
+        proxy: a proxy URL; ``None`` for the one the environment names (``https_proxy``...).
+        no_proxy: connect directly, whatever the environment says.
+        proxy_cacert: a PEM file of CA certificates for an ``https://`` proxy.
     """
 
     headers: tuple[tuple[str, str], ...] = ()
@@ -86,6 +89,9 @@ class ClientSettings:
     ping_interval: float | None = None
     open_timeout: float = 10.0
     max_size: int | None = None
+    proxy: str | None = None
+    no_proxy: bool = False
+    proxy_cacert: str | None = None
 
     def connect_kwargs(self, url: str) -> dict[str, Any]:
         """Return the keyword arguments of :func:`wsend.connect` for ``url``."""
@@ -102,6 +108,12 @@ class ClientSettings:
             kwargs["max_message_size"] = self.max_size or None
         if check_url(url).secure:
             kwargs["ssl"] = self.ssl_context()
+        if self.no_proxy:
+            kwargs["proxy"] = None
+        elif self.proxy is not None:
+            kwargs["proxy"] = self.proxy
+        if self.proxy_cacert is not None:
+            kwargs["proxy_ssl"] = _context(self.proxy_cacert, "--proxy-cacert")
         return kwargs
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -110,16 +122,20 @@ class ClientSettings:
         Raises:
             CliError: the CA file can't be loaded (exit code 2).
         """
-        try:
-            context = ssl.create_default_context(cafile=self.cacert)
-        except (OSError, ssl.SSLError) as exc:
-            from .errors import CliError, ExitCode
-
-            raise CliError(f"cannot load --cacert {self.cacert}: {exc}", ExitCode.USAGE) from exc
+        context = _context(self.cacert, "--cacert")
         if self.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def _context(cafile: str | None, option: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        from .errors import CliError, ExitCode
+
+        raise CliError(f"cannot load {option} {cafile}: {exc}", ExitCode.USAGE) from exc
 
 
 def parse_header(value: str) -> tuple[str, str]:
@@ -209,6 +225,22 @@ def _options(compress: bool) -> list[Callable[[F], F]]:
             **SIZE,
             help="Largest message accepted, e.g. 64k, 16M; 0 for no limit (default: 1M).",
         ),
+        click.option(
+            "--proxy",
+            metavar="URL",
+            help="Connect through this proxy: http://[user:password@]host:port, https://..., "
+            "socks5://, socks5h://, socks4:// (default: https_proxy, http_proxy, all_proxy "
+            "and no_proxy from the environment).",
+        ),
+        click.option(
+            "--no-proxy", is_flag=True, help="Connect directly, ignoring proxy variables."
+        ),
+        click.option(
+            "--proxy-cacert",
+            type=click.Path(exists=True, dir_okay=False),
+            metavar="FILE",
+            help="Trust the CA certificates in this PEM file for an https:// proxy.",
+        ),
     ]
 
 
@@ -227,6 +259,9 @@ def _settings(kwargs: dict[str, Any]) -> ClientSettings:
         ping_interval=kwargs.pop("ping_interval"),
         open_timeout=kwargs.pop("open_timeout"),
         max_size=kwargs.pop("max_size"),
+        proxy=kwargs.pop("proxy"),
+        no_proxy=kwargs.pop("no_proxy"),
+        proxy_cacert=kwargs.pop("proxy_cacert"),
     )
 
 

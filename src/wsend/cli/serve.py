@@ -4,7 +4,8 @@ What one port serves:
 
 - ``/``: the landing page; ``/chat/``, ``/game/``, ``/ticker/``, ``/collab/``: the demo apps;
   ``/wsend.js``: the browser client; ``/style.css``: the shared styles (all from ``wsend/web``).
-- ``/ws``: the hub's WebSocket endpoint; ``/api/<method>``: its HTTP API (with ``--api-key``);
+- ``/ws``: the hub's WebSocket endpoint; ``/yjs/<room>``: its y-websocket endpoint (Yjs
+  documents kept in ``--data-dir``); ``/api/<method>``: its HTTP API (with ``--api-key``);
   ``/metrics``: Prometheus metrics; ``/healthz``: the health check; ``/apps.json``: the apps
   this server runs.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import ssl
 import time
 import tomllib
@@ -30,11 +32,13 @@ import click
 from .. import serve
 from ..apps import App, AppRunner, hub_options, load_apps
 from ..asyncio.routes import Router
-from ..asyncio.server import Server
+from ..asyncio.server import Server, ServerConnection
 from ..hub.broker import Broker, Presence
 from ..hub.codes import DisconnectCode
 from ..hub.node import Hub
-from ..hub.options import ConfigError, HubOptions, JwtOptions
+from ..hub.options import ConfigError, HubOptions, JwtOptions, NamespaceOptions
+from ..hub.yjs import MemoryStore, SQLiteStore, YjsOptions, YjsServer, YStore
+from ..protocol.hosts import AllowedHosts
 from ..protocol.http import Headers, Request, Response
 from .errors import CliError, ExitCode
 from .options import on_stop_signals
@@ -57,6 +61,7 @@ Examples:
   wsend serve --jwt-secret "$SECRET"    # require connection tokens (HS256)
   wsend serve --api-key "$KEY"          # enable the HTTP API: POST /api/publish ...
   wsend serve --config hub.toml         # [server] and [hub] tables, see docs/serve.md
+  wsend serve --host 0.0.0.0 --allowed-hosts chat.example.com,localhost
 
 Without --jwt-secret or --jwt-public-key anyone may connect anonymously (fine for the demos
 on your machine; give a key before exposing the server). Logs one line when listening, with
@@ -69,8 +74,30 @@ Exit codes:
   2  usage error
 """
 
+#: The namespace of the Yjs documents (``/yjs/<room>`` is the channel ``yjs:<room>``), added
+#: unless the ``[hub]`` table configures it.
+YJS_NAMESPACE = "yjs"
+
+
+def yjs_namespace() -> NamespaceOptions:
+    """The default options of :data:`YJS_NAMESPACE`: every client may write; presence and
+    join/leave show who is in a document; a short history lets the Redis engine fill gaps in
+    the updates relayed between nodes (60 s, 200 updates)."""
+    return NamespaceOptions(
+        publish=True, presence=True, join_leave=True, history_size=200, history_ttl=60.0
+    )
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/wsend``, or ``~/.local/share/wsend``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wsend"
+
+
 # Keys of the [server] table of a configuration file (command-line options win over them).
 _SERVER_KEYS = (
+    "data_dir",
+    "yjs_store",
     "host",
     "port",
     "certfile",
@@ -80,6 +107,7 @@ _SERVER_KEYS = (
     "jwt_public_key",
     "redis",
     "workers",
+    "allowed_hosts",
 )
 
 
@@ -98,6 +126,13 @@ class ServeSettings:
         redis: a Redis URL: the hub shares channels, history and presence through it.
         workers: processes sharing the port (SO_REUSEPORT); more than one needs ``redis``.
         worker: this process's index among the workers (0 runs the apps' background tasks).
+        allowed_hosts: the Host values the server answers to (others get 421), or ``None``
+            to answer any (see :class:`~wsend.protocol.hosts.AllowedHosts`).
+        data_dir: where the Yjs documents are kept (``yjs.sqlite3``); by default
+            ``$XDG_DATA_HOME/wsend`` (``~/.local/share/wsend``).
+        yjs_store: ``"sqlite"`` (in ``data_dir``), ``"redis"`` (in ``redis``, for nodes on
+            several machines) or ``"memory"`` (forgotten at exit).
+        yjs: the ``[yjs]`` table of the configuration file (:class:`YjsOptions` fields).
     """
 
     host: str = "127.0.0.1"
@@ -112,6 +147,10 @@ class ServeSettings:
     redis: str | None = None
     workers: int = 1
     worker: int = 0
+    allowed_hosts: list[str] | None = None
+    data_dir: str | None = None
+    yjs_store: str = "sqlite"
+    yjs: dict[str, Any] = field(default_factory=dict)
 
     def hub_options(self, apps: list[App]) -> HubOptions:
         """The hub's options: the ``[hub]`` table, the apps' namespaces and the JWT keys.
@@ -120,6 +159,9 @@ class ServeSettings:
             ConfigError: a bad ``[hub]`` table.
         """
         base = HubOptions.from_dict(self.hub)
+        if YJS_NAMESPACE not in base.namespaces:
+            namespaces = {**base.namespaces, YJS_NAMESPACE: yjs_namespace()}
+            base = dataclasses.replace(base, namespaces=namespaces)
         jwt = base.jwt
         if self.jwt_secret or self.jwt_public_key:
             jwt = jwt or JwtOptions()
@@ -148,10 +190,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise CliError(f"cannot read the configuration {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise CliError(f"{path}: the configuration must be a table/object")
-    unknown = set(data) - {"server", "hub"}
+    unknown = set(data) - {"server", "hub", "yjs"}
     if unknown:
-        raise CliError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected server, hub)")
-    for table in ("server", "hub"):
+        raise CliError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected server, hub, yjs)")
+    for table in ("server", "hub", "yjs"):
         if not isinstance(data.get(table, {}), dict):
             raise CliError(f"{path}: [{table}] must be a table")
     bad = set(data.get("server", {})) - set(_SERVER_KEYS)
@@ -176,6 +218,26 @@ def make_engines(settings: ServeSettings) -> tuple[Broker | None, Presence | Non
         raise CliError(f"bad --redis URL: {exc}", ExitCode.USAGE) from exc
 
 
+def make_yjs_store(settings: ServeSettings) -> YStore:
+    """The Yjs documents' store: SQLite in the data directory, Redis or memory.
+
+    Raises:
+        CliError: an unknown store, or ``redis`` without ``--redis``.
+    """
+    kind = settings.yjs_store
+    if kind == "sqlite":
+        return SQLiteStore(settings.data_dir or default_data_dir())
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "redis":
+        if settings.redis is None:
+            raise CliError("--yjs-store redis needs --redis", ExitCode.USAGE)
+        from ..hub.yjs.redis_store import RedisStore
+
+        return RedisStore.from_url(settings.redis)
+    raise CliError(f"unknown Yjs store {kind!r} (sqlite, redis, memory)", ExitCode.USAGE)
+
+
 class HubServer:
     """The hub, the apps and the web pages on one server, in the running event loop.
 
@@ -194,6 +256,10 @@ class HubServer:
             api_key=settings.api_key,
         )
         self.runner = AppRunner(self.hub, self.apps)
+        yjs_options = YjsOptions.from_dict(settings.yjs)
+        self.yjs = YjsServer(
+            self.hub, yjs_options, store=make_yjs_store(settings), initial=self._yjs_document
+        )
         self.server: Server | None = None
 
     def router(self) -> Router:
@@ -220,15 +286,21 @@ class HubServer:
             CliError: the server could not listen or load the certificate.
         """
         s = self.settings
+        kwargs = self.hub.serve_kwargs(self.router())
+        kwargs["process_request"] = [self._process_request]
+        kwargs["max_message_size"] = max(
+            kwargs["max_message_size"], self.yjs.options.max_message_size
+        )
         try:
             self.server = await serve(
-                self.hub.handler,
+                self._handler,
                 s.host,
                 s.port,
                 certfile=s.certfile,
                 keyfile=s.keyfile,
                 reuse_port=True if s.workers > 1 else None,
-                **self.hub.serve_kwargs(self.router()),
+                allowed_hosts=s.allowed_hosts,
+                **kwargs,
             )
         except ssl.SSLError as exc:
             raise CliError(f"cannot load the certificate: {exc}") from exc
@@ -239,6 +311,27 @@ class HubServer:
         if s.worker == 0:
             # Background tasks (the ticker's feed, the game's loop) run once, in worker 0.
             self.runner.start()
+
+    def _yjs_document(self, room: str) -> bytes | None:
+        """A new Yjs document's first update, from the first app that has one."""
+        for app in self.apps:
+            if app.yjs_document is not None:
+                update = app.yjs_document(room)
+                if update is not None:
+                    return update
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        """The hub's endpoint, or the Yjs endpoint for ``/yjs/...``."""
+        if self.yjs.handles(ws.request.path if ws.request is not None else ""):
+            await self.yjs.handler(ws)
+        else:
+            await self.hub.handler(ws)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self.yjs.handles(request.path):
+            return None
+        return self.hub.process_request(ws, request)
 
     @property
     def port(self) -> int:
@@ -263,6 +356,12 @@ class HubServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_TIMEOUT
         await self.runner.stop()
+        # The Yjs documents are compacted and stored before the engines close.
+        try:
+            async with asyncio.timeout(max(1.0, deadline - loop.time() - 2.0)):
+                await self.yjs.close()
+        except TimeoutError:
+            log("the Yjs documents were not all stored in time")
         # Let the connections end (and leave their channels) before the engines close:
         # ``Hub.close`` alone closes the engines under connections still cleaning up.
         hub = self.hub
@@ -362,12 +461,31 @@ def _read_key(path: str | None) -> str | None:
     "--redis",
     metavar="URL",
     help="Share the hub through Redis: redis://HOST:PORT/DB (also rediss://, "
-    "redis+sentinel://HOST:PORT/MASTER).",
+    "redis+sentinel://HOST:PORT/MASTER, redis+cluster://HOST:PORT,HOST:PORT).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Where the Yjs documents are kept.  [default: ~/.local/share/wsend]",
+)
+@click.option(
+    "--yjs-store",
+    type=click.Choice(["sqlite", "redis", "memory"]),
+    help="Where the Yjs documents are kept: sqlite (in --data-dir), redis (in --redis, for "
+    "nodes on several machines) or memory.  [default: sqlite]",
 )
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
     help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --redis.  [default: 1]",
+)
+@click.option(
+    "--allowed-hosts",
+    metavar="HOSTS",
+    multiple=True,
+    help="Answer only requests for these hosts, comma-separated (example.com, "
+    "example.com:8443, *.example.com, [::1]); others get 421.  [default: any]",
 )
 @click.pass_context
 def command(
@@ -381,7 +499,10 @@ def command(
     api_key: str | None,
     config: str | None,
     redis: str | None,
+    data_dir: str | None,
+    yjs_store: str | None,
     workers: int | None,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Run the hub with the demo apps (chat, game, ticker, collab) and the browser client."""
     data = load_config(config) if config else {}
@@ -394,7 +515,10 @@ def command(
         "jwt_public_key": _read_key(jwt_public_key),
         "api_key": api_key,
         "redis": redis,
+        "data_dir": data_dir,
+        "yjs_store": yjs_store,
         "workers": workers,
+        "allowed_hosts": _split_hosts(allowed_hosts) if allowed_hosts else None,
     }
     server_table = dict(data.get("server", {}))
     if "jwt_public_key" in server_table:  # a file name in the configuration too
@@ -402,7 +526,11 @@ def command(
     values = {**server_table, **{k: v for k, v in given.items() if v is not None}}
     if values.get("keyfile") and not values.get("certfile"):
         raise CliError("--keyfile needs --certfile", ExitCode.USAGE)
+    if isinstance(values.get("allowed_hosts"), str):  # one string in the configuration file
+        values["allowed_hosts"] = _split_hosts((values["allowed_hosts"],))
+    _check_hosts(values.get("allowed_hosts"))
     settings = ServeSettings(**values, hub=dict(data.get("hub", {})))
+    settings = ServeSettings(**values, hub=dict(data.get("hub", {})), yjs=dict(data.get("yjs", {})))
     if settings.workers > 1:
         if settings.redis is None:
             raise CliError(
@@ -413,6 +541,19 @@ def command(
 
         ctx.exit(run_workers(settings.workers, _worker_main, settings))
     ctx.exit(asyncio.run(run(settings)))
+
+
+def _split_hosts(values: tuple[str, ...]) -> list[str]:
+    return [host.strip() for value in values for host in value.split(",") if host.strip()]
+
+
+def _check_hosts(hosts: list[str] | None) -> None:
+    if hosts is None:
+        return
+    try:
+        AllowedHosts(hosts)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CliError(f"--allowed-hosts: {exc}", ExitCode.USAGE) from exc
 
 
 def _worker_main(index: int, settings: ServeSettings) -> None:

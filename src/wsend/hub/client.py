@@ -59,6 +59,7 @@ from ..asyncio.connection import Connection
 from ..exceptions import ConnectionClosed, UsageError, WebSocketError
 from . import wire
 from .codes import DisconnectCode, ErrorCode, HubError, should_reconnect
+from .fossil import DeltaError
 from .subscription import (
     Callback,
     History,
@@ -86,6 +87,9 @@ TokenGetter = Callable[[], Awaitable[str]]
 
 #: Seconds a command waits for its reply (as centrifuge-js and centrifuge-python).
 DEFAULT_TIMEOUT: Final = 10.0
+
+# What a subscribe attempt without a reply in time counts as: a temporary error.
+_SUBSCRIBE_TIMED_OUT: Final = HubError(ErrorCode.INTERNAL, "subscribe timed out", temporary=True)
 #: Publications buffered per subscription for a slow consumer.
 DEFAULT_MAX_QUEUE: Final = 1024
 #: ``unsubscribe`` push codes from this one up mean "subscribe again with recovery" (centrifuge).
@@ -555,7 +559,15 @@ class HubClient:
         if sub is None or sub.state != "subscribed":
             return
         if isinstance(push, wire.PubPush):
-            if not sub._accept(_publication(push.channel, push)):
+            try:
+                pub = sub._publication(push)
+            except DeltaError as exc:
+                # Lost track of the channel's payloads: deliver nothing, start over (with
+                # recovery where the channel keeps history, so nothing is missed).
+                self._report(exc)
+                self._start_subscribe(sub, unsubscribe_first=True)
+                return
+            if not sub._accept(pub):
                 self._start_subscribe(sub, unsubscribe_first=True)
         elif isinstance(push, wire.JoinPush):
             self._invoke(sub.on_join, push.info)
@@ -605,19 +617,29 @@ class HubClient:
         sub._task = self._spawn(self._subscribe_flow(sub, unsubscribe_first))
 
     async def _subscribe_flow(self, sub: Subscription, unsubscribe_first: bool) -> None:
-        """Subscribe until it works, is refused, or the connection drops (then it restarts)."""
+        """Subscribe until it works, is refused, or the connection drops (then it restarts).
+
+        After an attempt that timed out, the next one unsubscribes first: the hub may still
+        complete the late one, and would answer the retry "already subscribed" (105). An
+        attempt answered 105 (a late one from a cancelled flow completed first) is retried the
+        same way.
+        """
         try:
-            if unsubscribe_first:
-                with contextlib.suppress(HubError, CommandTimeout):
-                    await self._request(
-                        wire.UnsubscribeCommand, dict, wait=False, channel=sub.channel
-                    )
             attempt = 0
             while sub.state != "unsubscribed":
+                if unsubscribe_first:
+                    with contextlib.suppress(HubError, CommandTimeout):
+                        await self._request(
+                            wire.UnsubscribeCommand, dict, wait=False, channel=sub.channel
+                        )
                 error = await self._subscribe_once(sub)
                 if error is None:
                     return
-                if not error.temporary:
+                # The hub has it already (a late attempt completed): unsubscribe, then again.
+                unsubscribe_first = (
+                    error is _SUBSCRIBE_TIMED_OUT or error.code == ErrorCode.ALREADY_SUBSCRIBED
+                )
+                if not error.temporary and not unsubscribe_first:
                     if self._subs.get(sub.channel) is sub:
                         del self._subs[sub.channel]
                     sub._end(error)
@@ -642,10 +664,10 @@ class HubClient:
                 wire.SubscribeCommand, wire.SubscribeResult, wait=False,
                 hook=lambda result: sub._subscribed(result, position is not None),
                 channel=sub.channel, token=sub.token, recover=True if position else None,
-                epoch=epoch, offset=offset, data=self._raw(sub.data),
+                epoch=epoch, offset=offset, data=self._raw(sub.data), delta=sub.delta,
             )  # fmt: skip
         except CommandTimeout:
-            return HubError(ErrorCode.INTERNAL, "subscribe timed out", temporary=True)
+            return _SUBSCRIBE_TIMED_OUT
         except HubError as exc:
             if exc.code == ErrorCode.TOKEN_EXPIRED and sub.get_token is not None:
                 sub.token = None

@@ -1,11 +1,12 @@
 """A hub node on asyncio: the WebSocket endpoint, fan-out to local sessions, the server API.
 
 :class:`Hub` glues the sans-I/O :class:`~.session.Session` to real connections. For each
-WebSocket it creates a session, feeds it every message, and drains its outgoing queue with one
-writer task (so a slow client backs up into its own bounded queue, never into the hub). It keeps
-the channel -> local sessions registry, subscribes its broker to channels while they have local
-subscribers, and hands every publication the broker delivers to those sessions, encoded once
-per codec.
+WebSocket it creates a session, feeds it every message, and drains its outgoing queue with a
+writer task while anything is queued (so a slow client backs up into its own bounded queue,
+never into the hub). It keeps the channel -> local sessions registry, subscribes its broker to
+channels while they have local subscribers, and hands every publication the broker delivers to
+those sessions, encoded once per codec and framed once as a WebSocket message: written straight
+to every subscriber's socket that can take it at once, queued for the others.
 
 It also offers the server-side Python API (:meth:`Hub.publish`, :meth:`Hub.disconnect`,
 presence and history queries), the HTTP API (:mod:`.httpapi`) and ``/metrics``.
@@ -22,6 +23,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from ..asyncio.broadcast import write_prepared
+from ..asyncio.connection import Connection
 from ..asyncio.routes import Router
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
@@ -42,7 +45,7 @@ from .codes import DisconnectCode, HubError
 from .memory import MemoryBroker, MemoryPresence
 from .metrics import CONTENT_TYPE, HubMetrics
 from .options import HubOptions, parse_channel
-from .seams import Socket
+from .seams import Socket, Subscriber
 from .session import RpcHandler, Session
 from .wire import JSON, MSGPACK, SUBPROTOCOLS, Encoded, PubFrames, check_both
 
@@ -69,30 +72,80 @@ _CLOSE_WAIT = 3.0
 class _Link:
     """The node's side of one connection: the session's :class:`~.session.Sink`.
 
+    The writer task that drains the session's queue runs only while there is something to
+    send or a close to carry out: :meth:`wakeup` starts it, and it ends once the queue is
+    empty. An idle subscriber, whose publications go out by :meth:`write_now`, holds no task.
+
     ``sending`` is true while the writer awaits ``ws.send``: past the transport's high-water
     mark, that is, while the peer doesn't read. A slow-consumer close can't wait for it: the
     close frame is then written at once (the transport buffers it) and the connection's close
     timeout drops a peer that never reads again.
     """
 
-    __slots__ = ("closer", "closing", "event", "sending", "ws")
+    __slots__ = (
+        "closer",
+        "closing",
+        "conn",
+        "done",
+        "hub",
+        "sending",
+        "session",
+        "stats",
+        "writer",
+        "ws",
+    )
 
-    def __init__(self, ws: Socket) -> None:
+    def __init__(self, hub: Hub, ws: Socket, stats: _Written) -> None:
+        self.hub = hub
         self.ws = ws
-        self.event = asyncio.Event()
+        self.session: Session | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.done = False  # the writer closed the connection or found it closed
         self.closing: tuple[int, str] | None = None
         self.sending = False
         self.closer: asyncio.Task[None] | None = None
+        self.stats = stats
+        # Shared publication frames are written straight to wsend's own connections, when
+        # they negotiated no compression (a compressed connection frames each message itself).
+        conn = ws if isinstance(ws, Connection) else None
+        plain = conn is not None and conn.proto is not None and conn.proto.deflate is None
+        self.conn: Connection | None = conn if plain else None
 
     def wakeup(self) -> None:
-        self.event.set()
+        if self.writer is None and not self.done and self.session is not None:
+            self.writer = asyncio.get_running_loop().create_task(
+                self.hub._write(self.session, self)
+            )
+
+    def write_now(self, message: bytes) -> bool:
+        conn = self.conn
+        if conn is None or self.writer is not None or self.closing is not None:
+            return False
+        if not write_prepared(conn, message):
+            return False
+        stats = self.stats
+        stats.messages += 1
+        size = len(message)  # counted as the writer counts: the payload, not the frame header
+        stats.bytes += size - (2 if size < 128 else 4 if size < 65540 else 10)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            self.event.set()
             if self.sending and code == DisconnectCode.SLOW_CONSUMER:
                 self.closer = asyncio.ensure_future(self.ws.close(code, reason))
+            self.wakeup()
+
+
+class _Written:
+    """Messages written by :meth:`_Link.write_now` since the metrics last counted them (one
+    counter update per publication instead of one per subscriber)."""
+
+    __slots__ = ("bytes", "messages")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
 
 
 class Hub:
@@ -139,9 +192,13 @@ class Hub:
         self._rpc: dict[str, RpcHandler] = {}
         self._connect_cb: ConnectCallback | None = None
         self._subscribe_cb: SubscribeCallback | None = None
-        self._channels: dict[str, set[Session]] = {}
+        self._channels: dict[str, set[Subscriber]] = {}
+        # Per channel with delta subscribers here: its latest publication, the base of the
+        # next one's delta (docs/protocol.md section 5; .delta).
+        self._previous: dict[str, PubFrames] = {}
         self._locks: dict[str, list[Any]] = {}  # channel -> [lock, users]
         self._links: dict[Session, _Link] = {}
+        self._written = _Written()
         #: The WebSocket endpoint's path (set by :meth:`routes`).
         self.path = "/ws"
         self._started = False
@@ -190,7 +247,7 @@ class Hub:
             return False
         return bool(await _maybe_await(self._subscribe_cb(session, channel, data)))
 
-    async def add_subscription(self, session: Session, channel: str) -> None:
+    async def add_subscription(self, session: Subscriber, channel: str) -> None:
         async with self._lock(channel):
             sessions = self._channels.get(channel)
             if sessions is None:
@@ -207,7 +264,7 @@ class Hub:
                 sessions.add(session)
             self.metrics.subscriptions.inc()
 
-    async def remove_subscription(self, session: Session, channel: str) -> None:
+    async def remove_subscription(self, session: Subscriber, channel: str) -> None:
         async with self._lock(channel):
             sessions = self._channels.get(channel)
             if sessions is None or session not in sessions:
@@ -216,6 +273,7 @@ class Hub:
             self.metrics.subscriptions.dec()
             if not sessions:
                 del self._channels[channel]
+                self._previous.pop(channel, None)
                 self.metrics.channels.dec()
                 if self._started:
                     await self._broker.unsubscribe(channel)
@@ -364,18 +422,28 @@ class Hub:
         local = self._channels.get(channel)
         if not local:
             return
+        previous = self._previous.pop(channel, None)
         if publication is None:
             # The engine lost publications of the channel: its subscribers resubscribe with
             # recovery (and learn ``recovered: false`` if the history can't fill the gap).
             lagging = list(local)
         else:
-            frames = PubFrames(channel, publication)
+            frames = PubFrames(channel, publication, previous)
             lagging = [
                 session
                 for session in list(local)
                 if not session.deliver_publication(channel, publication, frames)
             ]
-            self.metrics.publications.inc(len(local))
+            frames.previous = None  # deltas are computed: don't keep a chain of publications
+            if frames.keep:
+                self._previous[channel] = frames
+            metrics = self.metrics
+            metrics.publications.inc(len(local))
+            written = self._written
+            if written.messages:
+                metrics.messages_out.inc(written.messages)
+                metrics.bytes_out.inc(written.bytes)
+                written.messages = written.bytes = 0
         for session in lagging:
             await session.unsubscribe(channel, 2500, "resubscribe")
 
@@ -401,14 +469,13 @@ class Hub:
         """
         await self.start()
         codec = MSGPACK if ws.protocol == MSGPACK.subprotocol else JSON
-        link = _Link(ws)
-        session = Session(
+        link = _Link(self, ws, self._written)
+        session = link.session = Session(
             self, link, codec, self._observe, url_token=_url_token(ws), credentials=credentials
         )
         session.queue.on_replaced = self.metrics.drops.labels("conflated").inc
         self._links[session] = link
         self.metrics.connections.inc()
-        writer = asyncio.get_running_loop().create_task(self._write(session, link))
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -419,7 +486,8 @@ class Hub:
             link.close(DisconnectCode.SERVER_ERROR, "server error")
         finally:
             link.close(1000, "")
-            if not writer.done():
+            writer = link.writer
+            if writer is not None and not writer.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(writer), 1.0)
                 writer.cancel()
@@ -453,38 +521,39 @@ class Hub:
             pass
 
     async def _write(self, session: Session, link: _Link) -> None:
+        """Send what the session queued, in batches, then carry out a requested close; end
+        when nothing is left (the link starts a new writer for what comes later)."""
         ws = link.ws
         metrics = self.metrics
         try:
             while True:
-                await link.event.wait()
-                link.event.clear()
                 closing = link.closing
-                slow = closing is not None and closing[0] == DisconnectCode.SLOW_CONSUMER
-                while not slow:
-                    message = session.pop_message(_BATCH_BYTES)
-                    if message is None:
-                        break
-                    link.sending = True
-                    try:
-                        await ws.send(message)
-                    finally:
-                        link.sending = False
-                    metrics.messages_out.inc()
-                    metrics.bytes_out.inc(len(message))
-                    if link.closing is not None and link.closing[0] == DisconnectCode.SLOW_CONSUMER:
-                        break
-                if link.closing is not None:
-                    await ws.close(*link.closing)
-                    return
+                if closing is not None and closing[0] == DisconnectCode.SLOW_CONSUMER:
+                    break
+                message = session.pop_message(_BATCH_BYTES)
+                if message is None:
+                    break
+                link.sending = True
+                try:
+                    await ws.send(message)
+                finally:
+                    link.sending = False
+                metrics.messages_out.inc()
+                metrics.bytes_out.inc(len(message))
+            if link.closing is not None:
+                link.done = True
+                await ws.close(*link.closing)
         except ConnectionClosed:
-            return
+            link.done = True
         except Exception:
             # A bug must not leave the connection open without a writer: end it (4003).
             logger.exception("hub writer failed")
+            link.done = True
             link.closing = (DisconnectCode.SERVER_ERROR, "server error")
             with contextlib.suppress(Exception):
                 await ws.close(*link.closing)
+        finally:
+            link.writer = None
 
     # -- server-side API ----------------------------------------------------------------------
 

@@ -133,6 +133,9 @@ class NamespaceOptions:
         recovery: whether clients may recover missed publications (needs history).
         slow_consumer: on queue overflow, ``"disconnect"`` (4002) or ``"conflate"``.
         queue_max_bytes: the connection's outgoing queue bound while subscribed here.
+        delta: whether subscribers may ask for delta compression (``subscribe`` with
+            ``delta: "fossil"``): each publication then reaches them as a Fossil delta against
+            the previous one when that is smaller (``docs/protocol.md`` section 5).
     """
 
     subscribe: SubscribePolicy = "anyone"
@@ -146,6 +149,9 @@ class NamespaceOptions:
     slow_consumer: SlowConsumerPolicy = "disconnect"
     # 1 MiB, as Centrifugo's client.queue_max_size.
     queue_max_bytes: int = 1 << 20
+    # Off, as Centrifugo's allowed_delta_types: deltas cost the hub CPU (one delta per
+    # publication and encoding) and only pay where publications resemble each other.
+    delta: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("subscribe", self.subscribe, _SUBSCRIBE_POLICIES)

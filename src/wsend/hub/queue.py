@@ -13,7 +13,7 @@ but starves a key updated faster than the queue drains (the hottest ticker symbo
 be sent). The price of in-place replacement: across different keys of one channel, offsets may
 arrive out of order; conflated channels carry "latest state", not a log to recover.
 
-Items are opaque bytes; their size is ``len(item)``.
+Items are opaque, non-empty bytes; their size is ``len(item)``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ class OutgoingQueue:
         max_bytes: the bound on the sum of the queued items' sizes (> 0).
     """
 
-    __slots__ = ("_items", "_keys", "_next", "_size", "max_bytes", "on_replaced", "replaced")
+    __slots__ = (
+        "_channels",
+        "_items",
+        "_keys",
+        "_next",
+        "max_bytes",
+        "on_replaced",
+        "replaced",
+        "size_bytes",
+    )
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
@@ -41,7 +50,9 @@ class OutgoingQueue:
         self.max_bytes = max_bytes
         self._items: OrderedDict[int, tuple[bytes, ConflationKey | None]] = OrderedDict()
         self._keys: dict[ConflationKey, int] = {}
-        self._size = 0
+        self._channels: dict[str, int] = {}  # conflatable items queued, by channel
+        #: The bytes queued (0 exactly when nothing is: items are never empty).
+        self.size_bytes = 0
         self._next = 0
         #: Items dropped because a conflatable item with the same key replaced them.
         self.replaced = 0
@@ -49,13 +60,12 @@ class OutgoingQueue:
         #: in a metric as it happens), or ``None``.
         self.on_replaced: Callable[[], object] | None = None
 
-    @property
-    def size_bytes(self) -> int:
-        """The bytes queued."""
-        return self._size
-
     def __len__(self) -> int:
         return len(self._items)
+
+    def holds(self, channel: str) -> bool:
+        """Whether a conflatable item of ``channel`` is queued (one a later push may replace)."""
+        return channel in self._channels
 
     def push(
         self,
@@ -79,9 +89,9 @@ class OutgoingQueue:
         seq = self._keys.get(ckey) if ckey is not None else None
         old = len(self._items[seq][0]) if seq is not None else 0
         bound = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
-        if self._size - old + len(item) > bound:
+        if self.size_bytes - old + len(item) > bound:
             return False
-        self._size += len(item) - old
+        self.size_bytes += len(item) - old
         if seq is not None:
             self.replaced += 1
             if self.on_replaced is not None:
@@ -91,6 +101,7 @@ class OutgoingQueue:
             self._next += 1
             if ckey is not None:
                 self._keys[ckey] = seq
+                self._channels[ckey[0]] = self._channels.get(ckey[0], 0) + 1
         self._items[seq] = (item, ckey)
         return True
 
@@ -111,13 +122,22 @@ class OutgoingQueue:
             items.popitem(last=False)
             if ckey is not None:
                 del self._keys[ckey]
+                self._forget(ckey[0])
             batch.append(item)
             total += len(item)
-        self._size -= total
+        self.size_bytes -= total
         return batch
+
+    def _forget(self, channel: str) -> None:
+        left = self._channels[channel] - 1
+        if left:
+            self._channels[channel] = left
+        else:
+            del self._channels[channel]
 
     def clear(self) -> None:
         """Drop every queued item."""
         self._items.clear()
         self._keys.clear()
-        self._size = 0
+        self._channels.clear()
+        self.size_bytes = 0

@@ -1,13 +1,11 @@
 """Rate limiting with an injected clock (``docs/protocol.md`` section 10).
 
 :class:`TokenBucket` admits ``rate`` events per second on average and ``burst`` at once;
-:class:`RejectionWindow` counts refusals in a sliding window, so that a client that keeps
-exceeding its limit can be disconnected (4007) instead of answered forever.
+:class:`RejectionWindow` counts a run of refusals, so that a client that keeps exceeding its
+limit is disconnected (4007) at once instead of answered forever.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 from .broker import Clock
 
@@ -61,12 +59,15 @@ class TokenBucket:
 
 
 class RejectionWindow:
-    """Counts events within the last ``window`` seconds; says when ``limit`` is reached.
+    """Counts a run of events; says when it reaches ``limit``.
 
-    Memory is bounded by ``limit``: older events beyond it are dropped.
+    A run is a sequence of events none of which came more than ``window`` seconds after the
+    previous one: a client refused steadily, however slowly, reaches the limit at its
+    ``limit``-th refusal, while one refused now and then (a pause of ``window`` seconds
+    between refusals) starts again from zero. Memory is constant.
     """
 
-    __slots__ = ("_clock", "_times", "limit", "window")
+    __slots__ = ("_clock", "_count", "_last", "limit", "window")
 
     def __init__(self, limit: int, window: float, clock: Clock) -> None:
         if limit < 1 or window <= 0:
@@ -74,10 +75,14 @@ class RejectionWindow:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._times: deque[float] = deque(maxlen=limit)
+        self._count = 0
+        self._last = 0.0
 
     def record(self) -> bool:
-        """Record one event now; return True when ``limit`` events fell within the window."""
+        """Record one event now; return True when the run reaches ``limit`` events."""
         now = self._clock()
-        self._times.append(now)
-        return len(self._times) == self.limit and now - self._times[0] < self.window
+        if self._count and now - self._last > self.window:
+            self._count = 0
+        self._count += 1
+        self._last = now
+        return self._count >= self.limit

@@ -1,25 +1,28 @@
 """The Redis broker: fan-out through Redis pub/sub, history in Redis Streams.
 
 Keys of a channel ``ch`` (``prefix`` defaults to ``wsend``), all in one hash slot thanks to the
-``{ch}`` hash tag, so that one Lua script may touch them all (and Redis Cluster could serve them
-from one shard)::
+``{ch}`` hash tag, so that one Lua script may touch them all (and a Redis Cluster serves them
+from one shard, see :mod:`.redis_cluster`)::
 
-    wsend:{ch}:m    HASH    e = epoch, s = top offset, t = history ttl (ms)     PEXPIRE meta_ttl
+    wsend:{ch}:m    HASH    e = epoch, s = top offset, t = history ttl (ms),    PEXPIRE meta_ttl
+                            n = the master that wrote it (on a cluster)
     wsend:{ch}:s    STREAM  id "<offset>-0", fields d = payload, t = time (ms)  MAXLEN size
     wsend:{ch}:p    pub/sub channel: one SUBSCRIBE per channel with local subscribers
 
-Publishing to a channel with history runs one Lua script: create the meta hash with a new epoch
-when it is missing (deleting a stale stream), ``HINCRBY`` the offset, ``XADD`` with
-``id = offset``, set the expiries and ``PUBLISH`` the payload with its offset and epoch. Offsets
-are therefore assigned atomically with the append and published in offset order.
+Publishing to a channel with history runs one Lua script (:mod:`.redis_scripts`): create the
+meta hash with a new epoch when it is missing (deleting a stale stream), ``HINCRBY`` the offset,
+``XADD`` with ``id = offset``, set the expiries and ``PUBLISH`` the payload with its offset and
+epoch. Offsets are therefore assigned atomically with the append and published in offset order.
 
 Pub/sub is at-most-once, so the broker never trusts it alone. It remembers, per subscribed
 channel, the position last delivered. A publication whose offset skips ahead is preceded by the
 missing ones, read from the stream; if they are gone (or the epoch changed) the handler gets
 ``handler(channel, None)`` (the hub then makes its sessions resubscribe, and clients get
 ``recovered: false``). After a lost connection the broker reconnects with backoff, subscribes
-again, and compares every channel's position in Redis with the last delivered one, the same way.
-A health check (``PING`` on the pub/sub connection) notices a Redis that stopped answering.
+again, and compares every channel's position in Redis with the last delivered one, the same way
+(a position behind it counts as a loss too). The pub/sub connection is a
+:class:`~.redis_link.PubSubLink`, whose health check (``PING``) notices a Redis that stopped
+answering; on a cluster there is one per master.
 Messages received wait in a queue for delivery; past :data:`BACKLOG_MAX` bytes the broker stops
 reading, so that an overloaded node's backlog stays in Redis (bounded there by
 ``client-output-buffer-limit pubsub``, after which Redis drops the connection and the node
@@ -47,16 +50,13 @@ import contextvars
 import inspect
 import logging
 import math
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, cast
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
 
 from ..exceptions import UsageError
 from .broker import (
@@ -68,6 +68,7 @@ from .broker import (
     StreamPosition,
 )
 from .redis_common import (
+    ENGINE_ERRORS,
     SOCKET_TIMEOUT,
     client_from_url,
     decode_info,
@@ -76,6 +77,8 @@ from .redis_common import (
     encode_publication,
     engine_error,
 )
+from .redis_link import PubSubLink
+from .redis_scripts import broker_scripts
 
 __all__ = [
     "SOCKET_TIMEOUT",
@@ -97,11 +100,6 @@ ControlHandler = Callable[[Any], Awaitable[None] | None]
 #: the connection is considered dead (Centrifuge pings its pub/sub connections every second).
 HEALTH_INTERVAL: Final = 1.0
 HEALTH_TIMEOUT: Final = 5.0
-#: Reconnection delays: full jitter between the floor and an exponential cap.
-BACKOFF_MIN: Final = 0.05
-BACKOFF_MAX: Final = 2.0
-#: Channels per SUBSCRIBE command when subscribing again after a reconnection.
-SUBSCRIBE_BATCH: Final = 512
 #: Bytes of pub/sub messages received but not yet delivered past which the broker stops
 #: reading them: the backlog then waits in Redis, whose ``client-output-buffer-limit pubsub``
 #: drops a node that stays behind (the node reconnects and recovers from the streams).
@@ -110,83 +108,6 @@ BACKLOG_MAX: Final = 16 * 1024 * 1024
 # Set while delivering a join/leave relayed from another node, so that the hub's announce()
 # calling back into this broker does not relay it again.
 _relaying: contextvars.ContextVar[bool] = contextvars.ContextVar("wsend_redis_relay", default=False)
-
-PUBLISH_LUA: Final = """
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-end
-local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
-redis.call('HSET', KEYS[1], 't', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 't', ms)
--- Lifetimes stay strings: Lua 5.1 would print large numbers as 1e+14, which Redis refuses.
-local stream_ttl = tonumber(ARGV[3]) > 0 and ARGV[3] or ARGV[4]
-for i, life in ipairs({ARGV[4], stream_ttl}) do
-  if tonumber(life) > 0 then redis.call('PEXPIRE', KEYS[i], life)
-  else redis.call('PERSIST', KEYS[i]) end
-end
-redis.call('PUBLISH', KEYS[3], 'p:' .. offset .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[1])
-return {offset, epoch, ms}
-"""
-
-HISTORY_LUA: Final = """
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local meta = redis.call('HMGET', KEYS[1], 'e', 's', 't')
-local epoch, top, ttl = meta[1], meta[2], tonumber(meta[3] or '0')
-if not epoch then
-  epoch, top = ARGV[1], '0'
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-end
-if tonumber(ARGV[7]) >= 0 then ttl = tonumber(ARGV[7]) end
-if ttl > 0 then
-  local cutoff, start = ms - ttl, '-'
-  while true do
-    local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 64)
-    if #batch == 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', 0) break end
-    local found = false
-    for i = 1, #batch do
-      if tonumber(batch[i][2][4]) > cutoff then
-        redis.call('XTRIM', KEYS[2], 'MINID', batch[i][1])
-        found = true
-        break
-      end
-    end
-    if found then break end
-    start = '(' .. batch[#batch][1]
-  end
-end
--- ARGV[3]: the first stream id to return ('-': all); ARGV[5]: the count (string, -1: all).
-local low, limit = ARGV[3], tonumber(ARGV[5])
-if (low ~= '-' and ARGV[4] ~= epoch) or limit == 0 then return {epoch, top, {}} end
-local pubs
-if ARGV[6] == '1' then
-  if limit > 0 then pubs = redis.call('XREVRANGE', KEYS[2], '+', low, 'COUNT', ARGV[5])
-  else pubs = redis.call('XREVRANGE', KEYS[2], '+', low) end
-else
-  if limit > 0 then pubs = redis.call('XRANGE', KEYS[2], low, '+', 'COUNT', ARGV[5])
-  else pubs = redis.call('XRANGE', KEYS[2], low, '+') end
-end
-return {epoch, top, pubs}
-"""
-
-
-async def _hmget(client: aioredis.Redis, key: str, *fields: str) -> list[Any]:
-    """HMGET on the asyncio client (redis 5 types its result as sync-or-async: go through Any)."""
-    pending: Any = client.hmget(key, list(fields))
-    values: list[Any] = await pending
-    return values
-
-
-def _backoff(attempt: int) -> float:
-    return random.uniform(BACKOFF_MIN, min(BACKOFF_MAX, BACKOFF_MIN * 2**attempt))
-
 
 # -- the broker -----------------------------------------------------------------------------
 
@@ -204,13 +125,20 @@ class RedisBroker:
             By default, when the handler given to :meth:`start` is a bound method of a hub, the
             hub's ``announce`` is called (without relaying it again).
 
+    Raises:
+        ValueError: the URL is malformed, or names a Redis Cluster (use
+            :class:`~wsend.hub.redis_cluster.RedisClusterBroker`).
+
     Errors of Redis are raised as :class:`~wsend.hub.codes.HubError` 100 (temporary), chained
     to the Redis exception.
     """
 
+    #: Whether this broker talks to a Redis Cluster (shard channels, per-master links).
+    cluster: bool = False
+
     def __init__(
         self,
-        redis: str | aioredis.Redis = "redis://localhost:6379/0",
+        redis: Any = "redis://localhost:6379/0",
         *,
         prefix: str = "wsend",
         health_interval: float = HEALTH_INTERVAL,
@@ -219,22 +147,21 @@ class RedisBroker:
         on_event: EventHandler | None = None,
     ) -> None:
         self._own = isinstance(redis, str)
-        self.redis = (
-            client_from_url(redis, socket_timeout=socket_timeout)
-            if isinstance(redis, str)
-            else redis
-        )
+        self.redis = self._client(redis, socket_timeout) if isinstance(redis, str) else redis
         self.prefix = prefix
         self.node_id = secrets.token_hex(6)
         self.health_interval, self.health_timeout = health_interval, health_timeout
         self.socket_timeout = socket_timeout
         self.on_event = on_event
-        #: How many times the pub/sub connection was established again after a loss.
+        #: How many times a pub/sub connection was established again after a loss.
         self.reconnections = 0
         #: How many times the broker told its handler that messages were lost.
         self.lost_signals = 0
-        self._publish = self.redis.register_script(PUBLISH_LUA)
-        self._history = self.redis.register_script(HISTORY_LUA)
+        scripts = broker_scripts(cluster=self.cluster)
+        self._publish = self.redis.register_script(scripts.publish)
+        self._history = self.redis.register_script(scripts.history)
+        self._position = self.redis.register_script(scripts.position)
+        self._publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self._handler: BrokerEventHandler | None = None
         self._closed = False
         self._channels: dict[str, bytes] = {}  # channel -> its pub/sub channel name
@@ -248,12 +175,13 @@ class RedisBroker:
         self._backlog = 0  # bytes of messages in the queue
         self._room = asyncio.Event()  # set while the backlog is under BACKLOG_MAX
         self._room.set()
-        self._conn: AbstractConnection | None = None
-        self._live = asyncio.Event()  # set while the pub/sub connection is subscribed
-        self._seen = 0.0
+        self._route: dict[bytes, PubSubLink] = {}  # pub/sub channel -> the link holding it
+        self._live_changed = asyncio.Event()  # set when a link gets live
         self._tasks: list[asyncio.Task[None]] = []
-        self._was_live = False  # the current pub/sub connection got subscribed
-        self._ever_live = False  # some pub/sub connection did: the next one resumes
+
+    @staticmethod
+    def _client(url: str, socket_timeout: float) -> Any:
+        return client_from_url(url, socket_timeout=socket_timeout)
 
     # -- keys
 
@@ -264,8 +192,9 @@ class RedisBroker:
 
     @property
     def connected(self) -> bool:
-        """Whether the pub/sub connection is up and subscribed."""
-        return self._live.is_set()
+        """Whether every pub/sub connection is up and subscribed."""
+        links = self._links()
+        return bool(links) and all(link.live.is_set() for link in links)
 
     async def start(self, handler: BrokerEventHandler) -> None:
         """Connect the pub/sub connection and begin delivering to ``handler``.
@@ -278,16 +207,19 @@ class RedisBroker:
             raise UsageError("broker already started")
         self._handler = handler
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._deliver_loop())]
+        self._tasks = [loop.create_task(self._deliver_loop())]
+        await self._start_links([self._control_key, *self._channels.values()])
 
     async def close(self) -> None:
-        """Stop delivering, drop the pub/sub connection and (for a URL) the pool. Idempotent."""
+        """Stop delivering, drop the pub/sub connections and (for a URL) the pool. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._handler = None
         for task in self._tasks:
             task.cancel()
+        for link in self._links():
+            await link.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -298,9 +230,83 @@ class RedisBroker:
             await self.redis.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until the pub/sub connection is up (after :meth:`start`)."""
+        """Wait until every pub/sub connection is up (after :meth:`start`)."""
         async with asyncio.timeout(timeout):
-            await self._live.wait()
+            while not self.connected:
+                self._live_changed.clear()
+                await self._live_changed.wait()
+
+    # -- the pub/sub links (one on a single Redis; see RedisClusterBroker for a cluster)
+
+    def _links(self) -> list[PubSubLink]:
+        """The links that exist (and are not done)."""
+        return list(dict.fromkeys(self._route.values()))
+
+    async def _start_links(self, keys: list[bytes]) -> None:
+        """Make the link(s) and give them ``keys`` (new subscriptions)."""
+        link = PubSubLink(self, "redis", self._connect_pubsub)
+        for key in keys:
+            self._route[key] = link
+            await link.add(key, resumed=False)
+
+    async def _connect_pubsub(self) -> AbstractConnection:
+        # redis-py types these two calls in some versions and not in others: go through Any.
+        pool: Any = self.redis.connection_pool
+        conn: AbstractConnection = pool.make_connection()
+        await cast(Any, conn).connect()
+        return conn
+
+    async def _place(self, key: bytes) -> None:
+        """Subscribe ``key`` (a new subscription) on the link that should hold it."""
+        link = next(iter(self._route.values()))
+        self._route[key] = link
+        await link.add(key, resumed=False)
+
+    # LinkOwner: what the links call.
+
+    def reading_paused(self) -> bool:
+        return not self._room.is_set()
+
+    async def link_message(self, link: PubSubLink, key: bytes, payload: bytes) -> None:
+        if key == self._control_key:
+            self._queue.put_nowait(("ctl", "", payload))
+            return
+        channel = self._by_key.get(key)
+        if channel is None:
+            return
+        self._queue.put_nowait(("msg", channel, payload))
+        self._backlog += len(payload)
+        if self._backlog > BACKLOG_MAX:
+            self._room.clear()
+            await self._room.wait()
+
+    def link_confirmed(self, link: PubSubLink, key: bytes, resumed: bool) -> None:
+        for future in self._confirm.pop(key, ()):
+            if not future.done():
+                future.set_result(None)
+        channel = self._by_key.get(key)
+        if resumed and channel is not None:
+            # Subscribed again (a new connection, another master): check what was missed.
+            self._queue.put_nowait(("check", channel))
+
+    def link_dropped(self, link: PubSubLink, key: bytes) -> None:
+        """Redis unsubscribed ``key`` by itself (a single Redis doesn't): subscribe it again,
+        checking what was missed once confirmed."""
+        if key == self._control_key or key in self._by_key:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._readd(link, key)))
+
+    @staticmethod
+    async def _readd(link: PubSubLink, key: bytes) -> None:
+        with contextlib.suppress(*ENGINE_ERRORS):  # the link resubscribes as it reconnects
+            await link.add(key, resumed=True)
+
+    def link_live(self, link: PubSubLink, again: bool) -> None:
+        self._live_changed.set()
+        if again:
+            self.reconnections += 1
+
+    async def link_lost(self, link: PubSubLink) -> None:
+        """A link's connection failed (it reconnects by itself on a single Redis)."""
 
     # -- subscriptions
 
@@ -322,41 +328,45 @@ class RedisBroker:
         future = asyncio.get_running_loop().create_future()
         self._confirm.setdefault(key, []).append(future)
         try:
-            conn = self._conn
-            if conn is not None and self._live.is_set():
-                await conn.send_command("SUBSCRIBE", key)
+            await self._place(key)
             await asyncio.wait_for(asyncio.shield(future), self.socket_timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._forget(channel)
+        except (*ENGINE_ERRORS, TimeoutError) as exc:
+            await self.unsubscribe(channel)
             raise engine_error(exc) from exc
         await self._note_position(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop delivering ``channel``'s publications (idempotent; never waits for Redis)."""
         self._check_open()
-        key = self._forget(channel)
-        conn = self._conn
-        if key is not None and conn is not None and self._live.is_set():
-            with contextlib.suppress(RedisError, OSError):
-                await conn.send_command("UNSUBSCRIBE", key)
-
-    def _forget(self, channel: str) -> bytes | None:
         key = self._channels.pop(channel, None)
-        if key is not None:
-            self._by_key.pop(key, None)
-            self._last.pop(channel, None)
-            for future in self._confirm.pop(key, ()):
-                future.cancel()
-        return key
+        if key is None:
+            return
+        self._by_key.pop(key, None)
+        self._last.pop(channel, None)
+        for future in self._confirm.pop(key, ()):
+            future.cancel()
+        link = self._route.pop(key, None)
+        if link is not None:
+            await link.discard(key)
 
     async def _note_position(self, channel: str) -> None:
         """Queue the channel's current position as its baseline (unless a message came first)."""
         try:
-            epoch, top = await _hmget(self.redis, self._key(channel, "m"), "e", "s")
-        except (RedisError, OSError):
+            epoch, top, _ = await self._read_position(channel)
+        except ENGINE_ERRORS:
             return
         if epoch is not None:
-            self._queue.put_nowait(("base", channel, _text(epoch), int(top or 0)))
+            self._queue.put_nowait(("base", channel, epoch, top))
+
+    async def _read_position(
+        self, channel: str, low: int = 0, high: int = 0
+    ) -> tuple[str | None, int, list[Any]]:
+        """The channel's position in Redis (epoch ``None``: it has none) and, when ``low`` is
+        positive, its stream entries from offset ``low`` to ``high``."""
+        keys = [self._key(channel, "m"), self._key(channel, "s")]
+        args: list[Any] = [_epoch(), f"{low}-0", f"{high}-0"] if low > 0 else [_epoch()]
+        epoch, top, entries = await self._position(keys, args)
+        return (None if epoch is None else _text(epoch)), int(top or 0), entries
 
     # -- publishing and history
 
@@ -379,7 +389,7 @@ class RedisBroker:
             if history.size <= 0:
                 now = int(time.time() * 1000)
                 message = b"p:0::%d:%b" % (now, payload)
-                await self.redis.publish(self._key(channel, "p"), message)
+                await self._send(self._key(channel, "p"), message)
                 return StreamPosition(0, "")
             keys = [self._key(channel, s) for s in ("m", "s", "p")]
             args: list[Any] = [
@@ -390,7 +400,7 @@ class RedisBroker:
                 _epoch(),
             ]
             offset, epoch, _ = await self._publish(keys, args)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return StreamPosition(int(offset), epoch.decode())
 
@@ -431,7 +441,7 @@ class RedisBroker:
             raw_epoch, top, entries = await self._history(
                 [self._key(channel, "m"), self._key(channel, "s")], args
             )
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         epoch = raw_epoch.decode()
         publications = [_from_entry(entry, epoch) for entry in entries]
@@ -442,7 +452,7 @@ class RedisBroker:
         self._check_open()
         try:
             await self.redis.delete(self._key(channel, "m"), self._key(channel, "s"))
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def announce(
@@ -456,8 +466,8 @@ class RedisBroker:
             return
         message = b"%b:%b:%b" % (kind[:1].encode(), self.node_id.encode(), encode_info(info))
         try:
-            await self.redis.publish(self._key(channel, "p"), message)
-        except (RedisError, OSError) as exc:
+            await self._send(self._key(channel, "p"), message)
+        except ENGINE_ERRORS as exc:
             logger.warning("relaying %s in %r failed: %s", kind, channel, exc)
 
     async def control(self, message: Any) -> None:
@@ -469,8 +479,8 @@ class RedisBroker:
             return
         payload = b"%b:%b" % (self.node_id.encode(), msgspec.msgpack.encode(message))
         try:
-            await self.redis.publish(self._control_key, payload)
-        except (RedisError, OSError) as exc:
+            await self._send(self._control_key, payload)
+        except ENGINE_ERRORS as exc:
             logger.warning("relaying a control message failed: %s", exc)
 
     async def _on_control(self, raw: bytes) -> None:
@@ -485,121 +495,13 @@ class RedisBroker:
         except Exception:
             logger.exception("control message failed")
 
+    async def _send(self, key: str | bytes, message: bytes) -> None:
+        """Publish ``message`` on the pub/sub channel ``key`` (a shard channel on a cluster)."""
+        await self.redis.execute_command(self._publish_command, key, message)
+
     def _check_open(self) -> None:
         if self._closed:
             raise UsageError("broker is closed")
-
-    # -- the pub/sub connection
-
-    async def _run(self) -> None:
-        """Keep a pub/sub connection subscribed to every channel, reconnecting with backoff."""
-        attempt = 0
-        while True:
-            # redis-py types these two calls in some versions and not in others: go through Any.
-            pool: Any = self.redis.connection_pool
-            conn: AbstractConnection = pool.make_connection()
-            self._was_live = False
-            try:
-                await cast(Any, conn).connect()
-                self._conn, self._seen = conn, asyncio.get_running_loop().time()
-                await self._session(conn)
-            except (RedisError, OSError, TimeoutError) as exc:
-                logger.warning("redis pub/sub connection lost: %s", exc)
-            finally:
-                self._conn = None
-                self._live.clear()
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            if self._was_live:
-                attempt = 0  # it worked: start the backoff over
-            await asyncio.sleep(_backoff(attempt))
-            attempt += 1
-
-    async def _session(self, conn: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        reader = loop.create_task(self._read(conn))
-        health = loop.create_task(self._health(conn))
-        try:
-            subscribed = await self._subscribe_all(conn, reader)
-            self._live.set()
-            # Channels added while SUBSCRIBE was in flight (their subscribe() didn't send it).
-            late = [key for key in self._channels.values() if key not in subscribed]
-            if late:
-                await conn.send_command("SUBSCRIBE", *late)
-            if self._ever_live:
-                self.reconnections += 1
-                for channel in list(self._channels):
-                    self._queue.put_nowait(("check", channel))
-            self._was_live = self._ever_live = True
-            done, _ = await asyncio.wait([reader, health], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-        finally:
-            for task in (reader, health):
-                task.cancel()
-            await asyncio.gather(reader, health, return_exceptions=True)
-
-    async def _subscribe_all(
-        self, conn: AbstractConnection, reader: asyncio.Task[None]
-    ) -> set[bytes]:
-        """SUBSCRIBE to every channel in batches, wait for Redis to confirm them all; return
-        the pub/sub channels subscribed."""
-        keys = [self._control_key, *self._channels.values()]
-        futures: list[asyncio.Future[None]] = []
-        loop = asyncio.get_running_loop()
-        for key in keys:
-            future = loop.create_future()
-            self._confirm.setdefault(key, []).append(future)
-            futures.append(future)
-        for i in range(0, len(keys), SUBSCRIBE_BATCH):
-            await conn.send_command("SUBSCRIBE", *keys[i : i + SUBSCRIBE_BATCH])
-        if futures:
-            waiter = asyncio.gather(*futures, return_exceptions=True)
-            both: list[asyncio.Future[Any]] = [waiter, reader]
-            done, _ = await asyncio.wait(
-                both, timeout=self.health_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if reader in done:
-                reader.result()
-            if waiter not in done:
-                waiter.cancel()
-                raise TimeoutError("redis did not confirm the subscriptions")
-        return set(keys)
-
-    async def _read(self, conn: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            response = await conn.read_response(timeout=math.inf, push_request=True)
-            self._seen = loop.time()
-            if not isinstance(response, list) or len(response) < 2:
-                continue
-            kind = response[0]
-            if kind == b"message" and response[1] == self._control_key:
-                self._queue.put_nowait(("ctl", "", response[2]))
-            elif kind == b"message":
-                channel = self._by_key.get(response[1])
-                if channel is not None:
-                    self._queue.put_nowait(("msg", channel, response[2]))
-                    self._backlog += len(response[2])
-                    if self._backlog > BACKLOG_MAX:
-                        self._room.clear()
-                        await self._room.wait()
-            elif kind == b"subscribe":
-                for future in self._confirm.pop(response[1], ()):
-                    if not future.done():
-                        future.set_result(None)
-
-    async def _health(self, conn: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.health_interval)
-            if not self._room.is_set():
-                # Not reading (a backlog to deliver first): Redis's silence means nothing.
-                self._seen = loop.time()
-                continue
-            if loop.time() - self._seen > self.health_timeout:
-                raise TimeoutError(f"redis silent for {self.health_timeout} s")
-            await conn.send_command("PING")
 
     # -- delivery
 
@@ -663,15 +565,12 @@ class RedisBroker:
     async def _fill(self, channel: str, epoch: str, after: int, upto: int) -> bool:
         """Deliver publications ``after + 1 .. upto`` from the stream; False if any is gone."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hget(self._key(channel, "m"), "e")
-                pipe.xrange(self._key(channel, "s"), f"{after + 1}-0", f"{upto}-0")
-                current, entries = await pipe.execute()
-        except (RedisError, OSError):
+            current, _, entries = await self._read_position(channel, after + 1, upto)
+        except ENGINE_ERRORS:
             return False
         publications = [_from_entry(entry, epoch) for entry in entries]
         offsets = [p.offset for p in publications]
-        if current is None or current.decode() != epoch or offsets != [*range(after + 1, upto + 1)]:
+        if current != epoch or offsets != [*range(after + 1, upto + 1)]:
             return False
         for publication in publications:
             if self._advance(channel, epoch, publication.offset):
@@ -679,22 +578,25 @@ class RedisBroker:
         return True
 
     async def _check(self, channel: str) -> None:
-        """After a reconnection: deliver what was missed from the stream, or signal a loss."""
+        """After a resubscription: deliver what was missed from the stream, or signal a loss.
+
+        A position behind the one delivered (a failover lost acknowledged publications, the
+        new master will hand their offsets out again) is a loss too.
+        """
         last = self._last.get(channel)
         try:
-            epoch_b, top_b = await _hmget(self.redis, self._key(channel, "m"), "e", "s")
-        except (RedisError, OSError):
+            epoch, top, _ = await self._read_position(channel)
+        except ENGINE_ERRORS:
             if last is not None:
                 await self._lost(channel)
                 self._last.pop(channel, None)
             return
-        if epoch_b is None:
+        if epoch is None:
             if last is not None and last[1] > 0:
                 await self._lost(channel)
             self._last.pop(channel, None)
             return
-        epoch, top = _text(epoch_b), int(top_b or 0)
-        if last is None or last[0] != epoch:
+        if last is None or last[0] != epoch or top < last[1]:
             if last is not None or top > 0:
                 await self._lost(channel)
             self._advance(channel, epoch, top)

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisClusterException, RedisError
 
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
 from .wire import Encoded
 
 __all__ = [
+    "CLUSTER_SCHEMES",
+    "ENGINE_ERRORS",
     "SOCKET_TIMEOUT",
     "client_from_url",
+    "cluster_client_from_url",
     "decode_info",
     "decode_publication",
     "encode_info",
@@ -33,6 +38,12 @@ __all__ = [
 SOCKET_TIMEOUT: Final = 5.0
 
 _ENCODED_EXT: Final = 1
+
+#: What a failing Redis raises (a cluster's client raises more than ``RedisError``).
+ENGINE_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+
+#: URL schemes of a Redis Cluster: plain and TLS.
+CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
 
 
 # -- payloads -------------------------------------------------------------------------------
@@ -107,13 +118,16 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     address is asked from the sentinels at every connection, so a failover is followed).
 
     Raises:
-        ValueError: the URL is malformed.
+        ValueError: the URL is malformed, or names a Redis Cluster (see
+            :func:`cluster_client_from_url`).
     """
     timeouts: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
     }
     parts = urlsplit(url)
+    if parts.scheme in CLUSTER_SCHEMES:
+        raise ValueError(f"{url!r} is a Redis Cluster: use RedisClusterBroker or engine_from_url")
     if parts.scheme != "redis+sentinel":
         direct: aioredis.Redis = aioredis.Redis.from_url(url, **timeouts)  # Any in redis 5
         return direct
@@ -131,3 +145,45 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     sentinel = make_sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
     client: aioredis.Redis = sentinel.master_for(path[0], db=db, **auth)
     return client
+
+
+def cluster_client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> RedisCluster:
+    """A Redis Cluster client for ``url``; nothing connects until its first command.
+
+    ``url`` is ``redis+cluster://[[user]:password@]host:port[,host:port...][?option=value...]``
+    or ``rediss+cluster://...`` (TLS). The nodes listed are where the client first asks for
+    the cluster's layout (one is enough, more survive one being down). Options are redis-py's
+    connection options (for TLS: ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+    ``ssl_cert_reqs=none``...); a path, if any, must be ``/0``: a cluster has one database.
+
+    Raises:
+        ValueError: the URL is malformed.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"a Redis Cluster URL starts with redis+cluster://: {url!r}")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    nodes = [_node(item, url) for item in hosts.split(",")]
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0: {url!r}")
+    host = f"[{nodes[0].host}]" if ":" in nodes[0].host else nodes[0].host
+    first = f"{userinfo}{at}{host}:{nodes[0].port}"
+    single = urlunsplit((parts.scheme.partition("+")[0], first, "", parts.query, ""))
+    client: RedisCluster = RedisCluster.from_url(
+        single,
+        startup_nodes=nodes[1:],
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+    )
+    return client
+
+
+def _node(item: str, url: str) -> ClusterNode:
+    """``host:port`` (``[v6]:port``; the port defaults to 6379) as a startup node."""
+    host, colon, port = item.rpartition(":")
+    if not colon or host.endswith(":"):
+        host, port = item, ""
+    host = host.strip("[]")
+    if not host or not (port or "6379").isdigit():
+        raise ValueError(f"bad node {item!r} in {url!r}")
+    return ClusterNode(host, int(port or 6379))

@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from .broker import ClientInfo, PresenceStats
-from .redis_common import SOCKET_TIMEOUT, client_from_url, decode_info, encode_info, engine_error
+from .redis_common import (
+    CLUSTER_SCHEMES,
+    ENGINE_ERRORS,
+    SOCKET_TIMEOUT,
+    client_from_url,
+    cluster_client_from_url,
+    decode_info,
+    encode_info,
+    engine_error,
+)
 
 __all__ = ["RedisPresence"]
 
@@ -51,13 +61,19 @@ end
 return redis.call('HGETALL', KEYS[2])
 """
 
+REMOVE_LUA: Final = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+
 
 class RedisPresence:
     """A :class:`~wsend.hub.broker.Presence` shared by every node through Redis.
 
     Args:
-        redis: a URL (see :func:`~wsend.hub.redis_broker.client_from_url`) or a client (then
-            left open by :meth:`close`).
+        redis: a URL (see :func:`~.redis_common.client_from_url`; for a Redis Cluster,
+            :func:`~.redis_common.cluster_client_from_url`) or a client, ``redis.asyncio.Redis``
+            or ``RedisCluster`` (then left open by :meth:`close`).
         prefix: the key prefix, the broker's.
         ttl: seconds an entry lives without refresh; must be positive.
         socket_timeout: for a URL, seconds before a command fails.
@@ -70,7 +86,7 @@ class RedisPresence:
 
     def __init__(
         self,
-        redis: str | aioredis.Redis = "redis://localhost:6379/0",
+        redis: str | aioredis.Redis | RedisCluster = "redis://localhost:6379/0",
         *,
         prefix: str = "wsend",
         ttl: float = PRESENCE_TTL,
@@ -79,15 +95,12 @@ class RedisPresence:
         if not ttl > 0:
             raise ValueError(f"presence ttl must be positive, got {ttl}")
         self._own = isinstance(redis, str)
-        self.redis = (
-            client_from_url(redis, socket_timeout=socket_timeout)
-            if isinstance(redis, str)
-            else redis
-        )
+        self.redis = _client(redis, socket_timeout) if isinstance(redis, str) else redis
         self.prefix = prefix
         self.ttl = ttl
         self._add = self.redis.register_script(ADD_LUA)
         self._get = self.redis.register_script(GET_LUA)
+        self._remove = self.redis.register_script(REMOVE_LUA)
 
     def _keys(self, channel: str) -> list[str]:
         return [f"{self.prefix}:{{{channel}}}:pz", f"{self.prefix}:{{{channel}}}:ph"]
@@ -97,37 +110,44 @@ class RedisPresence:
         args: list[Any] = [info.client, encode_info(info), max(1, math.ceil(self.ttl * 1000))]
         try:
             await self._add(self._keys(channel), args)
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def add_many(self, entries: Iterable[tuple[str, ClientInfo]]) -> None:
         """:meth:`add` for each ``(channel, info)``, in one pipeline (one round trip)."""
         ttl = max(1, math.ceil(self.ttl * 1000))
+        batch = [
+            (self._keys(channel), [info.client, encode_info(info), ttl])
+            for channel, info in entries
+        ]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for channel, info in entries:
-                    args: list[Any] = [info.client, encode_info(info), ttl]
-                    await self._add(self._keys(channel), args, client=pipe)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            try:
+                await self._add_batch(batch)
+            except NoScriptError:
+                # A cluster's pipeline doesn't load scripts: load it on every master, again.
+                await self.redis.script_load(ADD_LUA)
+                await self._add_batch(batch)
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
+
+    async def _add_batch(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in batch:
+                await self._add(keys, args, client=cast(Any, pipe))
+            await pipe.execute()
 
     async def remove(self, channel: str, client: str) -> None:
         """Remove ``client`` from ``channel``'s presence (no error if absent)."""
-        zset, hash_ = self._keys(channel)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(zset, client)
-                pipe.hdel(hash_, client)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await self._remove(self._keys(channel), [client])
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def get(self, channel: str) -> dict[str, ClientInfo]:
         """The clients present in ``channel`` (expired entries are dropped first)."""
         try:
             flat = await self._get(self._keys(channel), [])
-        except (RedisError, OSError) as exc:
+        except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return {flat[i].decode(): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
 
@@ -140,3 +160,9 @@ class RedisPresence:
         """Release the connections (of a pool made from a URL). Entries stay until they expire."""
         if self._own:
             await self.redis.aclose()
+
+
+def _client(url: str, socket_timeout: float) -> aioredis.Redis | RedisCluster:
+    if url.partition(":")[0] in CLUSTER_SCHEMES:
+        return cluster_client_from_url(url, socket_timeout=socket_timeout)
+    return client_from_url(url, socket_timeout=socket_timeout)

@@ -19,7 +19,7 @@ from .options import HubOptions
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["CommandObserver", "Node", "RpcHandler", "Sink", "Socket"]
+__all__ = ["CommandObserver", "Node", "RpcHandler", "Sink", "Socket", "Subscriber"]
 
 #: An RPC handler: ``handler(session, data) -> result`` (sync or async). It may raise
 #: :class:`HubError` to answer an error; any other exception answers error 100.
@@ -38,11 +38,43 @@ class Sink(Protocol):
         Called after every batch of queued frames; must be cheap and idempotent.
         """
 
+    def write_now(self, message: bytes) -> bool:
+        """Write ``message``, a whole WebSocket message already framed, if it can go at once.
+
+        The session calls it for a live publication when nothing of its own is queued: a
+        publication's frame is built once and shared by every subscriber
+        (:meth:`~.wire.PubFrames.message_for`). Returns ``False`` when the message can't be
+        written as is now (a write in progress, a peer that doesn't read, compression, another
+        kind of socket): the session then queues it. Must not write anything then.
+        """
+
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket with ``code`` (section 7), sending queued frames first if it can.
 
         Called at most once per session; the node then calls :meth:`Session.on_close`.
         """
+
+
+class Subscriber(Protocol):
+    """What the node's channel registry delivers to: a :class:`~.session.Session`, or a Yjs
+    room (:class:`~.yjs.room.Room`) following its document's channel.
+
+    ``client`` identifies it in join/leave (a subscriber isn't told its own).
+    """
+
+    @property
+    def client(self) -> str: ...
+
+    def deliver_publication(self, channel: str, publication: Any, frames: Any = None) -> bool:
+        """Take a live publication; ``False`` when it can't follow the channel any more
+        (the node then calls :meth:`unsubscribe`)."""
+
+    def deliver_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    def deliver_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    async def unsubscribe(self, channel: str, code: int = 2500, reason: str = "") -> None:
+        """Publications of ``channel`` were lost (the engine says so, or it can't follow)."""
 
 
 class Socket(Protocol):

@@ -30,6 +30,8 @@ Invariants:
    publications at or below the last delivered offset of the same epoch are dropped as
    duplicates.
 4. Once a close is requested, nothing more is executed or queued.
+5. On a delta subscription, a publication is queued as a delta only against the publication
+   queued just before it for that client, which the client will have read (:mod:`.delta`).
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ from typing import Any, Final, Literal
 from .auth import ConnectionClaims
 from .broker import ClientInfo, Publication, StreamPosition
 from .codes import DisconnectCode, ErrorCode, HubError
+from .delta import DeltaChain, negotiate
 from .options import Channel, NamespaceOptions, parse_channel, static_access
 from .queue import OutgoingQueue
 from .ratelimit import RejectionWindow, TokenBucket
+from .recovery import subscribe_position
 from .seams import CommandObserver, Node, RpcHandler, Sink
 from .wire import (
     DATA_ERRORS,
@@ -105,6 +109,7 @@ class _Pending:
     epoch: str
     key: str | None
     frame: bytes
+    serial: int = 0  # the PubFrames' serial
 
 
 @dataclass(slots=True, eq=False)
@@ -116,6 +121,7 @@ class _Subscription:
     pending_bytes: int = 0
     epoch: str = ""
     offset: int = 0
+    chain: DeltaChain | None = None  # with delta compression
 
 
 _REPLIED: Final = object()
@@ -235,17 +241,32 @@ class Session:
             return True
         if frames is None:
             frames = PubFrames(channel, publication)
+        codec = self.codec
         try:
-            frame = frames.for_codec(self.codec)
+            if sub.chain is None:
+                frame = frames.for_codec(codec)
+            else:
+                frames.keep = True
+                frame = frames.full_for(codec)
         except DATA_ERRORS:
-            logger.warning("can't encode a publication of %r for %s", channel, self.codec.name)
+            logger.warning("can't encode a publication of %r for %s", channel, codec.name)
             return not sub.ns.history_size  # with offsets, the client would see a gap
-        item = _Pending(publication.offset, publication.epoch, publication.key, frame)
-        if sub.pending is None:
-            followed = self._deliver(sub, item)
-            self.sink.wakeup()
-            return followed
-        sub.pending.append(item)
+        pending = sub.pending
+        if pending is None:
+            if sub.chain is None and (not sub.ns.history_size or not publication.offset):
+                # No position to follow and no delta (the common case): the shared message,
+                # if it can go at once (see _deliver), else the queue.
+                if not self.queue.size_bytes and self.sink.write_now(frames.message_for(codec)):
+                    return True
+                self._push(sub, publication.key, frame)
+                return True
+            item = _Pending(
+                publication.offset, publication.epoch, publication.key, frame, frames.serial
+            )
+            return self._deliver(sub, item, frames)
+        pending.append(
+            _Pending(publication.offset, publication.epoch, publication.key, frame, frames.serial)
+        )
         sub.pending_bytes += len(frame)
         if sub.pending_bytes > sub.ns.queue_max_bytes:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
@@ -452,13 +473,15 @@ class Session:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED)
         if len(self._subs) >= self.options.max_subscriptions_per_client:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions")
+        chain = DeltaChain() if negotiate(command.delta, ns) else None
         info = await self._authorize(channel, ns, command)
-        sub = self._subs[channel.full] = _Subscription(channel, ns, info)
+        sub = self._subs[channel.full] = _Subscription(channel, ns, info, chain=chain)
         present = False
         try:
             await self.node.add_subscription(self, channel.full)
             self._check_still(sub)
             result = await self._position(sub, command)
+            result.delta = True if chain is not None else None
             if ns.presence:
                 present = True
                 await self.node.presence.add(channel.full, info)
@@ -545,32 +568,16 @@ class Session:
 
     async def _position(self, sub: _Subscription, command: SubscribeCommand) -> SubscribeResult:
         """Read the channel's position (and missed publications); set ``sub``'s position."""
-        ns, name = sub.ns, sub.channel.full
-        if not ns.history_size:
-            return SubscribeResult(recoverable=False, recovered=False if command.recover else None)
-        since = None
-        if (
-            command.recover
-            and ns.recovery
-            and command.epoch is not None
-            and command.offset is not None
-        ):
-            since = StreamPosition(command.offset, command.epoch)
-        limit = self.options.recovery_max_publications + 1 if since else 0
-        read = await self.node.broker.history(name, since=since, limit=limit, history=ns.history)
-        position = read.position
-        sub.epoch, sub.offset = position.epoch, position.offset
-        result = SubscribeResult(
-            recoverable=ns.recovery, epoch=position.epoch, offset=position.offset
+        result = await subscribe_position(
+            self.node.broker,
+            sub.ns,
+            sub.channel.full,
+            command,
+            self.options.recovery_max_publications,
+            payload=sub.chain is not None,
         )
-        if command.recover:
-            result.recovered = (
-                since is not None
-                and len(read.publications) <= self.options.recovery_max_publications
-                and _complete(since, position, read.publications)
-            )
-            if result.recovered:
-                result.publications = [publication_frame(p) for p in read.publications]
+        if result.epoch is not None:
+            sub.epoch, sub.offset = result.epoch, result.offset or 0
         return result
 
     async def _unsubscribe(self, command: UnsubscribeCommand) -> dict[str, Any]:
@@ -682,13 +689,19 @@ class Session:
         pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
         return all(self._deliver(sub, item) for item in pending)
 
-    def _deliver(self, sub: _Subscription, item: _Pending) -> bool:
-        """Queue a live publication; ``False`` (queueing nothing) when the client can't follow.
+    def _deliver(self, sub: _Subscription, item: _Pending, frames: PubFrames | None = None) -> bool:
+        """Send or queue a live publication; ``False`` (doing neither) when the client can't
+        follow.
 
         On channels with history, the client tracks the epoch of its subscribe reply and the
         offsets that follow it; a publication of another epoch (the history was lost or
         expired) or one that skips offsets would leave it with a wrong position. Duplicates
-        (an offset already delivered) are dropped.
+        (an offset already delivered) are dropped. On a delta subscription, ``frames`` (given
+        for publications that weren't buffered) may supply a delta instead of ``item.frame``.
+
+        Otherwise, with ``frames`` and nothing queued, the publication's shared WebSocket
+        message is offered to :meth:`Sink.write_now` first: written at once, it needs no queue
+        entry and no wakeup of the writer. Else (or when the sink refuses) it is queued.
         """
         if sub.ns.history_size and item.offset:
             if item.epoch != sub.epoch or item.offset > sub.offset + 1:
@@ -696,17 +709,40 @@ class Session:
             if item.offset <= sub.offset:
                 return True  # a duplicate
             sub.offset = item.offset
+        chain = sub.chain
+        if chain is None:
+            if (
+                frames is not None
+                and not self.queue.size_bytes
+                and self.sink.write_now(frames.message_for(self.codec))
+            ):
+                return True
+            self._push(sub, item.key, item.frame)
+            return True
+        frame = item.frame
+        if frames is not None:
+            conflate = sub.ns.slow_consumer == "conflate"
+            frame = chain.frame(frames, self.codec, self.queue, conflate)
+        replaced = self.queue.replaced
+        pushed = self._push(sub, item.key, frame)
+        chain.queued(item.serial, pushed and self.queue.replaced == replaced)
+        return True
+
+    def _push(self, sub: _Subscription, key: str | None, frame: bytes) -> bool:
+        """Queue a publication's frame under ``sub``'s namespace's slow-consumer policy;
+        ``False`` when it didn't fit (the session then closes with 4002)."""
         ns = sub.ns
         pushed = self.queue.push(
-            item.frame,
+            frame,
             channel=sub.channel.full,
-            key=item.key,
+            key=key,
             conflate=ns.slow_consumer == "conflate",
             max_bytes=ns.queue_max_bytes,
         )
         if not pushed and not self.closed:
             self._close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
-        return True
+        self.sink.wakeup()
+        return pushed
 
     def _deliver_event(self, channel: str, push: JoinPush | LeavePush) -> None:
         sub = self._subs.get(channel)
@@ -771,16 +807,6 @@ async def _logged(awaitable: Awaitable[None], channel: str) -> None:
         await awaitable
     except Exception:
         logger.exception("cleaning up the subscription to %r failed", channel)
-
-
-def _complete(since: StreamPosition, position: StreamPosition, pubs: list[Publication]) -> bool:
-    """Whether ``pubs`` are exactly the publications after ``since`` up to ``position``."""
-    if since.epoch != position.epoch or since.offset > position.offset:
-        return False
-    missed = position.offset - since.offset
-    if len(pubs) != missed:
-        return False
-    return not pubs or (pubs[0].offset == since.offset + 1 and pubs[-1].offset == position.offset)
 
 
 _Handler = Callable[[Session, Any], Awaitable[Any]]

@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+import msgspec
+
 from ..exceptions import UsageError
-from . import wire
+from . import fossil, wire
 
 if TYPE_CHECKING:
     from .client import HubClient
@@ -68,6 +70,9 @@ class SubscribeOptions(TypedDict, total=False):
       (before subscribing without ``token``, and after error 109).
     - ``data``: passed to the hub application's subscribe callback.
     - ``max_queue``: publications buffered for the consumer (default: the client's).
+    - ``delta``: ``"fossil"`` to ask for delta compression (``docs/protocol.md`` section 5):
+      where the namespace allows it, publications arrive as deltas against the previous one
+      and are rebuilt before delivery (the application sees whole data).
     """
 
     on_publication: Callback | None
@@ -82,10 +87,18 @@ class SubscribeOptions(TypedDict, total=False):
     get_token: ChannelTokenGetter | None
     data: Any
     max_queue: int
+    delta: Literal["fossil"] | None
 
 
-def _publication(channel: str, frame: wire.PublicationFrame | wire.PubPush) -> Publication:
-    return Publication(channel, frame.data, frame.offset, frame.key, frame.info)
+_FRAME_DATA: Any = object()
+
+
+def _publication(
+    channel: str, frame: wire.PublicationFrame | wire.PubPush, data: Any = _FRAME_DATA
+) -> Publication:
+    """A publication of ``frame``, with ``data`` instead of the frame's when given."""
+    value = frame.data if data is _FRAME_DATA else data
+    return Publication(channel, value, frame.offset, frame.key, frame.info)
 
 
 def _quiet_future() -> asyncio.Future[None]:
@@ -112,6 +125,8 @@ class Subscription:
             ``None`` before any recovery.
         dropped: publications dropped because the consumer fell ``max_queue`` behind.
         error: why the subscription ended, if the hub refused it or the client closed.
+        delta_on: whether the hub granted delta compression at the last subscribe.
+        deltas: publications received as deltas (and rebuilt) so far.
     """
 
     def __init__(self, client: HubClient, channel: str, options: SubscribeOptions) -> None:
@@ -135,6 +150,10 @@ class Subscription:
         self.get_token = options.get("get_token")
         self.data = options.get("data")
         self.max_queue = options.get("max_queue", client.max_queue)
+        self.delta = options.get("delta")
+        self.delta_on = False
+        self.deltas = 0
+        self._base: bytes | None = None  # the payload of the last push (delta compression)
         self._client = client
         self._queue: collections.deque[Publication] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -191,10 +210,12 @@ class Subscription:
     def _subscribed(self, result: wire.SubscribeResult, recovering: bool) -> None:
         """Apply a subscribe result (synchronously, before any push that follows it)."""
         self.recoverable = result.recoverable
-        if recovering and result.recovered:
+        self.delta_on, self._base = bool(result.delta), None
+        recovered = self._recovered(result) if recovering and result.recovered else None
+        if recovered is not None:
             self.recovered = True
-            for frame in result.publications or ():
-                self._accept(_publication(self.channel, frame), gaps=False)
+            for pub in recovered:
+                self._accept(pub, gaps=False)
         else:
             if recovering:
                 self.recovered = False
@@ -203,9 +224,54 @@ class Subscription:
         self.state = "subscribed"
         if not self._ready.done():
             self._ready.set_result(None)
-        if recovering and not result.recovered:
+        if recovering and recovered is None:
             self._client._invoke(self.on_unrecovered, self)
         self._client._invoke(self.on_subscribed, self)
+
+    def _recovered(self, result: wire.SubscribeResult) -> list[Publication] | None:
+        """The recovered publications; ``None`` (recovery failed) if a payload is malformed."""
+        frames = result.publications or []
+        if not self.delta_on:
+            return [_publication(self.channel, frame) for frame in frames]
+        try:
+            data = [self._decode(self._payload(frame.data)) for frame in frames]
+        except fossil.DeltaError as exc:
+            self._client._report(exc)
+            return None
+        return [_publication(self.channel, f, d) for f, d in zip(frames, data, strict=True)]
+
+    def _publication(self, push: wire.PubPush) -> Publication:
+        """A ``pub`` push as the application sees it: on a delta subscription, its payload
+        (rebuilt from the previous one for a delta) decoded; the payload becomes the base.
+
+        Raises:
+            DeltaError: the payload is malformed, or the delta can't be applied.
+        """
+        if not self.delta_on:
+            return _publication(self.channel, push)
+        payload = self._payload(push.data)
+        if push.delta:
+            if self._base is None:
+                raise fossil.DeltaError("a delta before any full publication")
+            payload = fossil.apply(self._base, payload)
+            self.deltas += 1
+        self._base = payload
+        return _publication(self.channel, push, self._decode(payload))
+
+    def _payload(self, data: Any) -> bytes:
+        if isinstance(data, str) and not self._client.codec.binary:
+            return data.encode()
+        if isinstance(data, bytes) and self._client.codec.binary:
+            return data
+        raise fossil.DeltaError(
+            f"a payload must be {'bin' if self._client.codec.binary else 'a string'}"
+        )
+
+    def _decode(self, payload: bytes) -> Any:
+        try:
+            return self._client.codec.decode_data(payload)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise fossil.DeltaError(f"undecodable payload: {exc}") from exc
 
     def _accept(self, pub: Publication, gaps: bool = True) -> bool:
         """Deliver a publication unless it's a duplicate; ``False`` on a gap (not delivered).

@@ -19,11 +19,14 @@ joined into one WebSocket message per batch (:meth:`Codec.join`): a ``str`` for 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
+from ..protocol.frames import Opcode, serialize_frame
+from . import fossil, scan
 from .broker import ClientInfo, Publication
 from .codes import ErrorCode, HubError
 
@@ -46,6 +49,7 @@ __all__ = [
     "JoinPush",
     "LeavePush",
     "MessagePush",
+    "Payload",
     "PingCommand",
     "PresenceCommand",
     "PresenceEntry",
@@ -139,6 +143,7 @@ class SubscribeCommand(_Command, tag="subscribe"):
     epoch: str | None = None
     offset: Offset | None = None
     data: msgspec.Raw = _NO_DATA
+    delta: str | None = None
 
 
 class UnsubscribeCommand(_Command, tag="unsubscribe"):
@@ -268,6 +273,7 @@ class SubscribeResult(_Frame):
     offset: int | None = None
     recovered: bool | None = None
     publications: list[PublicationFrame] | None = None
+    delta: bool | None = None
 
 
 class PublishResult(_Frame):
@@ -314,6 +320,7 @@ class PubPush(_Push, tag="pub"):
     offset: int | None = None
     key: str | None = None
     info: InfoFrame | None = None
+    delta: bool | None = None  # ``data`` is a Fossil delta (delta subscriptions only)
 
 
 class JoinPush(_Push, tag="join"):
@@ -343,10 +350,24 @@ def info_frame(info: ClientInfo | None) -> InfoFrame | None:
     return InfoFrame(client=info.client, user=info.user, info=info.info)
 
 
-def publication_frame(publication: Publication) -> PublicationFrame:
-    """The wire form of a publication in ``subscribe`` recovery and ``history`` results."""
+class Payload:
+    """Application data to send as its payload: encoded alone, then carried as a JSON string
+    or a MessagePack ``bin`` (the data of delta subscriptions, ``docs/protocol.md`` section 5).
+
+    Encoded when the frame holding it is, so that data the codec can't carry fails there.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+
+def publication_frame(publication: Publication, *, payload: bool = False) -> PublicationFrame:
+    """The wire form of a publication in ``subscribe`` recovery and ``history`` results;
+    with ``payload``, its data as a :class:`Payload` (for a delta subscription)."""
     return PublicationFrame(
-        data=publication.data,
+        data=Payload(publication.data) if payload else publication.data,
         offset=publication.offset or None,
         key=publication.key,
         info=info_frame(publication.info),
@@ -376,7 +397,11 @@ class Codec:
         self._probe = self._make_decoder(_IdProbe)
         self._batch = self._make_decoder(list[msgspec.Raw])
 
-    # Subclasses provide these five.
+    # Subclasses provide these five, and the two scanners of scan.py for their format
+    # (splitting a batch, finding a frame's id) where elements are too deep to decode.
+    _scan_elements: staticmethod[[bytes], list[bytes] | None]
+    _scan_id: staticmethod[[bytes], object]
+
     def _make_encoder(self) -> msgspec.json.Encoder | msgspec.msgpack.Encoder:
         raise NotImplementedError
 
@@ -394,13 +419,35 @@ class Codec:
         """Decode application data encoded with this codec."""
         raise NotImplementedError
 
+    def wrap(self, payload: bytes) -> str | bytes:
+        """How a payload (or a delta) travels as ``data``: a JSON string holding its UTF-8
+        text, or a MessagePack ``bin``.
+
+        Raises:
+            UnicodeDecodeError: (JSON) ``payload`` isn't valid UTF-8.
+        """
+        raise NotImplementedError
+
+    def payload(self, data: Any) -> bytes:
+        """Application data encoded alone with this codec (no re-encoding of
+        :class:`Encoded` data in this encoding).
+
+        Raises:
+            Any of :data:`DATA_ERRORS`: the data can't be encoded in this encoding.
+        """
+        if isinstance(data, Encoded):
+            if data.codec == self.name:
+                return data.raw
+            if data.other is None:
+                data.other = self._encoder.encode(data.value())
+            return data.other
+        return self._encoder.encode(data)
+
     def _enc_hook(self, obj: Any) -> Any:
         if isinstance(obj, Encoded):
-            if obj.codec == self.name:
-                return msgspec.Raw(obj.raw)
-            if obj.other is None:
-                obj.other = self._encoder.encode(obj.value())
-            return msgspec.Raw(obj.other)
+            return msgspec.Raw(self.payload(obj))
+        if isinstance(obj, Payload):
+            return self.wrap(self.payload(obj.data))
         raise TypeError(f"can't encode {type(obj).__name__}")
 
     def data(self, raw: msgspec.Raw) -> Encoded | None:
@@ -477,7 +524,12 @@ class Codec:
                 elements: list[msgspec.Raw] = self._batch.decode(message)
             else:
                 elements = [msgspec.Raw(message.encode() if isinstance(message, str) else message)]
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError) as exc:
+        except RecursionError as exc:  # an element too deep for the decoder: split by scanning
+            found = self._scan_elements(message.encode() if isinstance(message, str) else message)
+            if found is None:
+                return [BadFrame(None, f"undecodable message: {exc}")]
+            elements = [msgspec.Raw(element) for element in found]
+        except (msgspec.MsgspecError, ValueError, TypeError) as exc:
             return [BadFrame(None, f"undecodable message: {exc}")]
         if not elements or len(elements) > MAX_BATCH:
             return [BadFrame(None, f"batch of {len(elements)} frames")]
@@ -491,9 +543,12 @@ class Codec:
         return command
 
     def _probe_id(self, element: msgspec.Raw) -> int | None:
+        found: object
         try:
             found = self._probe.decode(element).id
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        except RecursionError:  # too deep to skip over by recursion: scan for the id instead
+            found = self._scan_id(bytes(memoryview(element)))
+        except (msgspec.MsgspecError, ValueError, TypeError):
             return None
         if type(found) is int and 1 <= found < 2**53:
             return found
@@ -521,6 +576,12 @@ class _JsonCodec(Codec):
 
     def decode_data(self, raw: bytes) -> Any:
         return msgspec.json.decode(raw)
+
+    def wrap(self, payload: bytes) -> str:
+        return payload.decode()
+
+    _scan_elements = staticmethod(scan.json_elements)
+    _scan_id = staticmethod(scan.json_id)
 
 
 _MSGPACK_ARRAY_BYTES = frozenset({*range(0x90, 0xA0), 0xDC, 0xDD})
@@ -557,6 +618,12 @@ class _MsgpackCodec(Codec):
     def decode_data(self, raw: bytes) -> Any:
         return msgspec.msgpack.decode(raw)
 
+    def wrap(self, payload: bytes) -> bytes:
+        return payload
+
+    _scan_elements = staticmethod(scan.msgpack_elements)
+    _scan_id = staticmethod(scan.msgpack_id)
+
 
 #: The JSON codec (``wsend.v1.json``, text frames): the default.
 JSON: Final[Codec] = _JsonCodec()
@@ -590,19 +657,54 @@ def codec_for_subprotocol(subprotocol: str | None) -> Codec:
     raise ValueError(f"unsupported subprotocol: {subprotocol}")
 
 
+_serials = itertools.count(1)
+_NOT_SMALLER: Final = b""
+
+
 class PubFrames:
     """A publication's ``pub`` push, encoded at most once per codec and shared by subscribers.
 
     The node makes one per live publication and passes it to every subscribed session's
-    :meth:`~wsend.hub.session.Session.deliver_publication`.
+    :meth:`~wsend.hub.session.Session.deliver_publication`. For delta subscriptions it also
+    holds the push with the payload (:meth:`full_for`) and, when the node gives it the
+    channel's ``previous`` publication, the push with the Fossil delta from that one's payload
+    (:meth:`delta_for`): each is computed once per codec, for every subscriber whose client
+    holds the previous payload. A session that needs them sets ``keep``: the node then keeps
+    this publication as the channel's previous one.
+
+    Attributes:
+        serial: unique among the node's publications: what a session records as the payload
+            its client holds.
+        previous: the publication of the same channel delivered just before (or ``None``).
+        keep: whether a delta subscriber received this publication.
     """
 
-    __slots__ = ("_cache", "channel", "publication")
+    __slots__ = (
+        "_cache",
+        "_deltas",
+        "_full",
+        "_messages",
+        "_payloads",
+        "channel",
+        "keep",
+        "previous",
+        "publication",
+        "serial",
+    )
 
-    def __init__(self, channel: str, publication: Publication) -> None:
+    def __init__(
+        self, channel: str, publication: Publication, previous: PubFrames | None = None
+    ) -> None:
         self.channel = channel
         self.publication = publication
+        self.previous = previous
+        self.serial = next(_serials)
+        self.keep = False
         self._cache: dict[str, bytes] = {}
+        self._payloads: dict[str, bytes] = {}
+        self._full: dict[str, bytes] = {}
+        self._deltas: dict[str, bytes] = {}
+        self._messages: dict[str, bytes] = {}
 
     def for_codec(self, codec: Codec) -> bytes:
         """The encoded push for ``codec`` (encoded on first use)."""
@@ -611,13 +713,63 @@ class PubFrames:
             frame = self._cache[codec.name] = codec.encode_one(self.push())
         return frame
 
-    def push(self) -> PubPush:
-        """The push as a frame object."""
+    def payload(self, codec: Codec) -> bytes:
+        """The publication's data encoded alone with ``codec`` (its payload)."""
+        payload = self._payloads.get(codec.name)
+        if payload is None:
+            payload = self._payloads[codec.name] = codec.payload(self.publication.data)
+        return payload
+
+    def full_for(self, codec: Codec) -> bytes:
+        """The push for a delta subscription, with the full payload as ``data``."""
+        frame = self._full.get(codec.name)
+        if frame is None:
+            push = self.push(codec.wrap(self.payload(codec)))
+            frame = self._full[codec.name] = codec.encode_one(push)
+        return frame
+
+    def delta_for(self, codec: Codec) -> bytes | None:
+        """The push with a delta from :attr:`previous`'s payload, or ``None`` when there is
+        no previous publication or the delta isn't smaller than :meth:`full_for`."""
+        frame = self._deltas.get(codec.name)
+        if frame is None:
+            frame = self._deltas[codec.name] = self._delta(codec)
+        return frame or None
+
+    def _delta(self, codec: Codec) -> bytes:
+        full = self.full_for(codec)
+        if self.previous is None:
+            return _NOT_SMALLER
+        try:
+            source = self.previous.payload(codec)
+        except DATA_ERRORS:
+            return _NOT_SMALLER
+        delta = fossil.create(source, self.payload(codec), text=not codec.binary)
+        try:
+            frame = codec.encode_one(self.push(codec.wrap(delta), delta=True))
+        except UnicodeDecodeError:  # pragma: no cover - text deltas of UTF-8 are UTF-8
+            return _NOT_SMALLER
+        return frame if len(frame) < len(full) else _NOT_SMALLER
+
+    def message_for(self, codec: Codec) -> bytes:
+        """The push as a whole WebSocket message on the wire, for ``codec``: one unmasked,
+        uncompressed frame (text for JSON, binary for MessagePack; RFC 6455 section 5.2),
+        built on first use and shared by every server connection that can take it as is."""
+        message = self._messages.get(codec.name)
+        if message is None:
+            opcode = Opcode.BINARY if codec.binary else Opcode.TEXT
+            message = b"".join(serialize_frame(opcode, self.for_codec(codec)))
+            self._messages[codec.name] = message
+        return message
+
+    def push(self, data: Any = _NO_DATA, delta: bool | None = None) -> PubPush:
+        """The push as a frame object; ``data`` replaces the publication's own."""
         pub = self.publication
         return PubPush(
             channel=self.channel,
-            data=pub.data,
+            data=pub.data if data is _NO_DATA else data,
             offset=pub.offset or None,
             key=pub.key,
             info=info_frame(pub.info),
+            delta=delta,
         )

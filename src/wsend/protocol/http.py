@@ -674,15 +674,20 @@ class ResponseParser(_Parser):
     Args:
         limits: the size limits; see :class:`HTTPLimits` (``max_request_line`` bounds the
             reason phrase; ``max_body_size`` truncates the body).
+        head_only: complete every response at the end of its head, whatever its status and
+            headers say of a body: for the answer to CONNECT, where a 2xx starts the tunnel
+            and a body is ignored (RFC 9110 section 9.3.6); the body of a refusal isn't read.
 
     Attributes:
         leftover: once the response is complete, the bytes received after it (after a 101
-            response, the first WebSocket frames; empty when the body was truncated).
+            response, the first WebSocket frames; after a 2xx to CONNECT, the first bytes
+            through the tunnel; empty when the body was truncated).
     """
 
-    def __init__(self, limits: HTTPLimits = HTTPLimits()) -> None:
+    def __init__(self, limits: HTTPLimits = HTTPLimits(), *, head_only: bool = False) -> None:
         super().__init__(limits)
         self._reason = bytearray()
+        self._head_only = head_only
         self._parser = httptools.HttpResponseParser(self)
 
     def feed(self, data: builtins.bytes | bytearray | memoryview) -> Response | None:
@@ -735,6 +740,9 @@ class ResponseParser(_Parser):
         assert isinstance(self._parser, httptools.HttpResponseParser)
         if not 100 <= self._parser.get_status_code() <= 999:  # llhttp accepts "000"
             self._fail("invalid status code", 400)
+        if self._head_only:
+            # Input is fed in segments ending after each CRLF CRLF: this one ends here.
+            self._complete = True
 
     def _is_chunked(self) -> bool:
         codings = ",".join(self._headers.get_all("Transfer-Encoding")).lower()

@@ -28,17 +28,21 @@ export function pageToken() {
 /** Show a bar at the top of the page when the hub refuses this page's token (or its lack). */
 export function explainRefusals(client) {
   client.on("error", (err) => {
-    if (err?.code !== 101 && err?.code !== 109) return;
-    const bar = document.getElementById("refusal") ?? document.createElement("div");
-    bar.id = "refusal";
-    bar.className = "refusal";
-    bar.setAttribute("role", "alert");
-    const token = sessionStorage.getItem(KEY);
-    bar.textContent = !token
-      ? "This server requires a sign-in token: open this page with ?token=<JWT> in its address."
-      : err.code === 109
-        ? "Your token has expired: open this page with a new ?token=<JWT>."
-        : `The server refused your token (${err.message}): open this page with another ?token=<JWT>.`;
-    document.body.prepend(bar);
+    if (err?.code === 101 || err?.code === 109) showRefusal(err.code === 109, err.message);
   });
+}
+
+/** The bar saying why the server refused this page: no token, an expired or a refused one. */
+export function showRefusal(expired, reason) {
+  const bar = document.getElementById("refusal") ?? document.createElement("div");
+  bar.id = "refusal";
+  bar.className = "refusal";
+  bar.setAttribute("role", "alert");
+  const token = sessionStorage.getItem(KEY);
+  bar.textContent = !token
+    ? "This server requires a sign-in token: open this page with ?token=<JWT> in its address."
+    : expired
+      ? "Your token has expired: open this page with a new ?token=<JWT>."
+      : `The server refused your token (${reason}): open this page with another ?token=<JWT>.`;
+  document.body.prepend(bar);
 }

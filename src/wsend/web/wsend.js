@@ -17,6 +17,10 @@
 // event says whether it recovered (ctx.recovered); when it couldn't (history too short, epoch
 // changed), reload the state, e.g. with sub.history().
 //
+// Delta compression: subscribe(channel, { delta: "fossil" }) asks the hub to send each
+// publication as a Fossil delta against the previous one where the namespace allows it; the
+// client rebuilds the data, so "publication" listeners see whole values either way.
+//
 // Full reference: docs/web.md.
 
 export const VERSION = "0.1.0";
@@ -161,7 +165,8 @@ export class Client extends Emitter {
    * Subscribe to a channel; returns its Subscription (the same one if already subscribed).
    * `handlers` may hold listeners by event name (publication, join, leave, subscribed,
    * unsubscribed, error) and options: recover (default true), recoverGaps (default true;
-   * false for conflated channels whose offsets skip on purpose), data, token.
+   * false for conflated channels whose offsets skip on purpose), data, token, delta ("fossil"
+   * for delta compression where the namespace offers it).
    */
   subscribe(channel, handlers = {}) {
     let sub = this.subscriptions.get(channel);
@@ -457,6 +462,9 @@ export class Subscription extends Emitter {
     this.epoch = null;
     this.offset = null;
     this.recoverable = false;
+    this.deltaOn = false; // the hub granted delta compression at the last subscribe
+    this.deltas = 0; // publications received as deltas (and rebuilt)
+    this._base = null; // the payload (bytes) of the last publication push, with deltas on
     this.options = { recover: true, recoverGaps: true };
     this._wanted = true;
     this._addHandlers(handlers);
@@ -506,6 +514,7 @@ export class Subscription extends Emitter {
     this._buffer = [];
     const params = { channel: this.channel, data: this.options.data, token: this.options.token };
     if (recovering) Object.assign(params, { recover: true, epoch: this.epoch, offset: this.offset });
+    if (this.options.delta) params.delta = this.options.delta;
     let result;
     try {
       result = await this.client._send("subscribe", params);
@@ -519,9 +528,20 @@ export class Subscription extends Emitter {
     if (!this._wanted) return;
     this.state = "subscribed";
     this.recoverable = !!result.recoverable;
-    const recovered = recovering ? !!result.recovered : false;
+    this.deltaOn = !!result.delta;
+    this._base = null; // the first publication after a subscribe is whole
+    let recovered = recovering ? !!result.recovered : false;
+    let missed = result.publications ?? [];
+    if (recovered && this.deltaOn) {
+      try {
+        missed = missed.map((pub) => ({ ...pub, data: decodePayload(textBytes(pub.data)) }));
+      } catch (err) {
+        this.emit("error", err);
+        recovered = false; // never show what can't be decoded: reload instead
+      }
+    }
     if (recovered) {
-      for (const pub of result.publications ?? []) this._deliver({ ...pub, channel: this.channel });
+      for (const pub of missed) this._deliver({ ...pub, channel: this.channel });
     }
     if (this.recoverable && (!recovering || !recovered || result.epoch !== this.epoch)) {
       // A fresh start (or a lost stretch): continue from the channel's current position.
@@ -575,6 +595,17 @@ export class Subscription extends Emitter {
   }
 
   _onPublication(pub) {
+    if (this.deltaOn) {
+      try {
+        pub = this._rebuild(pub);
+      } catch (err) {
+        // Lost track of the channel's payloads: deliver nothing, start over (recovering what
+        // this publication carried where the channel keeps history).
+        this.emit("error", err);
+        this._resubscribe();
+        return;
+      }
+    }
     const offset = pub.offset;
     if (typeof offset === "number" && this.offset !== null) {
       if (offset <= this.offset) return; // a duplicate (already delivered by recovery)
@@ -586,6 +617,20 @@ export class Subscription extends Emitter {
     this._deliver(pub);
   }
 
+  // A publication push of a delta subscription, with its data rebuilt and decoded; its payload
+  // becomes the base of the next delta (docs/protocol.md section 5).
+  _rebuild(pub) {
+    let payload = textBytes(pub.data);
+    if (pub.delta) {
+      if (!this._base) throw new DeltaError("a delta before any whole publication");
+      payload = applyDelta(this._base, payload);
+      this.deltas += 1;
+    }
+    const data = decodePayload(payload);
+    this._base = payload;
+    return { ...pub, data, delta: undefined };
+  }
+
   _deliver(pub) {
     if (typeof pub.offset === "number") {
       if (this.offset !== null && pub.offset <= this.offset) return;
@@ -593,6 +638,98 @@ export class Subscription extends Emitter {
     }
     this.emit("publication", pub);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fossil deltas (https://fossil-scm.org/home/doc/tip/www/delta_format.wiki)
+// ---------------------------------------------------------------------------------------------
+
+/** A delta that can't be applied: malformed, made for another base, or corrupt. */
+export class DeltaError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "DeltaError";
+  }
+}
+
+const DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~";
+const DIGIT_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) DIGIT_VALUES[DIGITS.charCodeAt(i)] = i;
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function textBytes(data) {
+  if (typeof data !== "string") throw new DeltaError("a payload must be a string");
+  return utf8.encode(data);
+}
+
+function decodePayload(bytes) {
+  try {
+    return JSON.parse(strictUtf8.decode(bytes));
+  } catch (err) {
+    throw new DeltaError(`undecodable payload: ${err.message}`);
+  }
+}
+
+// Fossil's checksum: the sum of the big-endian 32-bit words (the last padded with zeros).
+function checksum(data) {
+  const whole = data.length & ~3;
+  let sum = 0;
+  for (let i = 0; i < whole; i += 4) {
+    sum = (sum + ((data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3])) >>> 0;
+  }
+  let tail = 0;
+  for (let i = whole; i < data.length; i++) tail |= data[i] << (24 - 8 * (i - whole));
+  return (sum + tail) >>> 0;
+}
+
+/**
+ * Apply a Fossil delta to `source` (both Uint8Array); returns the target (Uint8Array). Every
+ * command is checked against the source, the delta and the declared size (at most `maxSize`),
+ * and the result against the checksum; anything wrong throws a DeltaError.
+ */
+export function applyDelta(source, delta, maxSize = 64 * 1024 * 1024) {
+  let pos = 0;
+  const number = () => {
+    let value = 0;
+    const start = pos;
+    while (pos < delta.length && delta[pos] < 128 && DIGIT_VALUES[delta[pos]] >= 0) {
+      if (pos - start === 6) throw new DeltaError(`number too large at byte ${start}`);
+      value = value * 64 + DIGIT_VALUES[delta[pos++]];
+    }
+    return value;
+  };
+  const size = number();
+  if (delta[pos++] !== 0x0a) throw new DeltaError("the size is not followed by a newline");
+  if (size > maxSize) throw new DeltaError(`the target would be ${size} bytes, over ${maxSize}`);
+  const out = new Uint8Array(size);
+  let total = 0;
+  while (pos < delta.length) {
+    const count = number();
+    const command = delta[pos++];
+    if (command === 0x40 /* @ */) {
+      const offset = number();
+      if (delta[pos++] !== 0x2c) throw new DeltaError("copy command not ended by ','");
+      if (offset + count > source.length) throw new DeltaError("a copy reaches past the source");
+      if (total + count > size) throw new DeltaError("more bytes than declared");
+      out.set(source.subarray(offset, offset + count), total);
+      total += count;
+    } else if (command === 0x3a /* : */) {
+      if (pos + count > delta.length) throw new DeltaError("an insert reaches past the delta");
+      if (total + count > size) throw new DeltaError("more bytes than declared");
+      out.set(delta.subarray(pos, pos + count), total);
+      total += count;
+      pos += count;
+    } else if (command === 0x3b /* ; */) {
+      if (pos !== delta.length) throw new DeltaError("bytes after the checksum");
+      if (total !== size) throw new DeltaError(`${total} bytes produced, ${size} declared`);
+      if (count !== checksum(out)) throw new DeltaError("checksum mismatch");
+      return out;
+    } else {
+      throw new DeltaError(`unknown command at byte ${pos - 1}`);
+    }
+  }
+  throw new DeltaError("the delta ends without a checksum");
 }
 
 // ---------------------------------------------------------------------------------------------

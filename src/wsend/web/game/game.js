@@ -69,7 +69,7 @@ function onState(data) {
         color: event.value > 1 ? "#ffd43b" : "#ffffff",
         born: now + RENDER_DELAY,
       });
-      if (event.player === me && navigator.vibrate && event.value > 1) navigator.vibrate(30);
+      if (event.player === me && event.value > 1) buzz();
     }
   }
   lastSize = JSON.stringify(data).length;
@@ -479,3 +479,10 @@ window.game = {
   },
   player: (id = me) => latest?.players.get(id) ?? null,
 };
+
+// A short vibration on phones for a big score. Browsers refuse (and log) it until the player
+// has touched or clicked the page, so it waits for that: keyboard-only play stays silent.
+function buzz() {
+  const active = navigator.userActivation ? navigator.userActivation.hasBeenActive : false;
+  if (active && typeof navigator.vibrate === "function") navigator.vibrate(30);
+}

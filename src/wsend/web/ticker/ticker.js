@@ -28,6 +28,7 @@ explainRefusals(client);
 
 client.subscribe("ticker-board:all", {
   recoverGaps: false,
+  delta: "fossil", // the board changes in part from one second to the next
   publication: (pub) => onBoard(pub.data.board),
 });
 
