@@ -120,6 +120,36 @@ def test_fatal(exc: Exception) -> None:
     assert process_exception(exc) is exc
 
 
+def test_proxy_errors() -> None:
+    from wsend.exceptions import (
+        InvalidProxyMessage,
+        ProxyAuthenticationRequired,
+        ProxyConnectionError,
+        ProxyRefused,
+    )
+
+    retried = [
+        ProxyConnectionError("proxy unreachable"),
+        ProxyRefused("bad gateway", status_code=502),
+        ProxyRefused("unavailable", status_code=503),
+        ProxyRefused("socks: connection refused", reply=5),
+        ProxyRefused("socks: host unreachable", reply=4),
+    ]
+    for exc in retried:
+        assert process_exception(exc) is None, exc
+    cut = InvalidProxyMessage("the proxy closed the connection without an answer")
+    cut.__cause__ = EOFError()
+    assert process_exception(cut) is None
+    fatal = [
+        ProxyAuthenticationRequired("credentials", status_code=407),
+        ProxyRefused("forbidden", status_code=403),
+        ProxyRefused("socks: not allowed by the rules", reply=2),
+        InvalidProxyMessage("not HTTP"),
+    ]
+    for exc in fatal:
+        assert process_exception(exc) is exc, exc
+
+
 def test_retry_after() -> None:
     assert retry_after(status(503, **{"Retry-After": "7"})) == 7.0
     assert retry_after(status(503, **{"Retry-After": " 0 "})) == 0.0

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .exceptions import InvalidMessage, InvalidStatus
+from .exceptions import InvalidMessage, InvalidProxyMessage, InvalidStatus, ProxyRefused
 
 __all__ = ["Backoff", "ProcessException", "Reconnector", "display_uri", "process_exception"]
 
@@ -46,6 +46,12 @@ ProcessException = Callable[[Exception], Exception | None]
 # (websockets retries 500, 502, 503 and 504), and 429 Too Many Requests, which asks the client
 # to come back later.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A proxy refusing a tunnel because the server behind it can't be reached: HTTP proxies answer
+# CONNECT with 502, 503 or 504 (tinyproxy: 500); SOCKS5 proxies reply 1 (general failure), 3
+# (network unreachable), 4 (host unreachable), 5 (connection refused) or 6 (TTL expired),
+# RFC 1928 section 6.
+RETRYABLE_PROXY_STATUSES = frozenset({500, 502, 503, 504})
+RETRYABLE_SOCKS_REPLIES = frozenset({1, 3, 4, 5, 6})
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,15 @@ def process_exception(exc: Exception) -> Exception | None:
     - :class:`TimeoutError`, :class:`~wsend.exceptions.OpenTimeout` included;
     - :class:`~wsend.exceptions.InvalidStatus` with status 429, 500, 502, 503 or 504;
     - :class:`~wsend.exceptions.InvalidMessage` caused by the connection closing in the
-      middle of the opening handshake (a server killed while answering).
+      middle of the opening handshake (a server killed while answering), and the same from a
+      proxy (:class:`~wsend.exceptions.InvalidProxyMessage`);
+    - a proxy that can't reach the server: :class:`~wsend.exceptions.ProxyConnectionError`
+      (an ``OSError``), :class:`~wsend.exceptions.ProxyRefused` with HTTP status 500, 502,
+      503 or 504, or SOCKS5 reply 1, 3, 4, 5 or 6.
 
-    Everything else is fatal: other HTTP statuses (401, 403, 404...), handshake and
-    negotiation errors, invalid URIs, local misuse.
+    Everything else is fatal: other HTTP statuses (401, 403, 404...), a proxy asking for
+    credentials (407) or refusing by its rules, handshake and negotiation errors, invalid URIs,
+    local misuse.
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc
@@ -137,7 +148,13 @@ def process_exception(exc: Exception) -> Exception | None:
         return None
     if isinstance(exc, InvalidStatus) and exc.status_code in RETRYABLE_STATUSES:
         return None
-    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, OSError | EOFError):
+    if isinstance(exc, InvalidMessage | InvalidProxyMessage) and isinstance(
+        exc.__cause__, OSError | EOFError
+    ):
+        return None
+    if isinstance(exc, ProxyRefused) and (
+        exc.status_code in RETRYABLE_PROXY_STATUSES or exc.reply in RETRYABLE_SOCKS_REPLIES
+    ):
         return None
     return exc
 

@@ -14,8 +14,9 @@ import pytest
 import wsend
 from wsend.protocol.http import Headers, Response
 
+from ..proxy_server import MicroSocks, TinyProxy, closed_port
 from ..reconnecting import FAST, ServerProcess, delays
-from .helpers import accept_key, parse_head, until, ws_uri
+from .helpers import accept_key, echo, parse_head, until, ws_uri
 
 
 async def first(connector: wsend.connect) -> wsend.ClientConnection:
@@ -240,3 +241,31 @@ async def test_no_reconnection_with_a_socket(start_server: object) -> None:
             await first(wsend.connect(ws_uri(server), sock=sock))
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("kind", ["tinyproxy", "microsocks"])
+async def test_server_down_behind_a_proxy(kind: str, retries: list[logging.LogRecord]) -> None:
+    """Through a real HTTP or SOCKS5 proxy, a server that is down makes the proxy refuse the
+    tunnel (tinyproxy: 500, microsocks: reply 5): retried until the server is up."""
+    proxy = TinyProxy() if kind == "tinyproxy" else MicroSocks()
+    port = closed_port()
+    servers: list[wsend.Server] = []
+
+    async def start_later() -> None:
+        await until(lambda: len(delays(retries)) >= 2, 0.01)
+        servers.append(await wsend.serve(echo, "127.0.0.1", port))
+
+    starter = asyncio.create_task(start_later())
+    try:
+        async for ws in wsend.connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, backoff=FAST):
+            await ws.send("through the proxy")
+            assert await ws.recv() == "through the proxy"
+            break
+    finally:
+        await starter
+        for server in servers:
+            await server.shutdown(timeout=5)
+        proxy.stop()
+    failed = [r.getMessage() for r in retries if "failed" in r.getMessage()]
+    assert len(failed) >= 2
+    assert all("ProxyRefused" in message for message in failed)
