@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl as ssl_module
 import time
@@ -30,6 +31,7 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..reconnect import Backoff, ProcessException, Reconnector, display_uri, process_exception
 from .connection import Connection
 from .transport import TLS, Deadline, open_socket, set_nodelay
@@ -159,12 +161,17 @@ class connect:
             (``write_limit``: bytes queued for writing before ``send()`` waits).
         user_agent: the User-Agent header (``None`` to omit it).
         limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
+        proxy: as for :func:`wsend.connect`: ``True`` (default) to use the proxy the environment
+            names for the URI, ``None`` or ``False`` to connect directly, or the URL of an
+            ``http://`` or SOCKS proxy (``https://`` proxies need ``wsend.connect``).
+        proxy_headers: more headers for an HTTP proxy's CONNECT request.
         backoff: with ``for``, the delays between attempts (:class:`~wsend.Backoff`).
         process_exception: with ``for``, ``f(exc)`` returning ``None`` to retry after a failed
             attempt or the exception to raise (:func:`wsend.reconnect.process_exception`).
 
     Raises:
         InvalidURI: the URI is invalid.
+        InvalidProxy: the proxy URL is invalid.
         ValueError: ``ssl`` doesn't fit the URI, or ``sock`` is already a TLS socket.
     """
 
@@ -184,11 +191,15 @@ class connect:
         server_hostname: str | None = None,
         user_agent: str | None = handshake.USER_AGENT,
         limits: HTTPLimits | None = None,
+        proxy: str | Proxy | bool | None = True,
+        proxy_headers: HeadersLike | None = None,
         backoff: Backoff | None = None,
         process_exception: ProcessException = process_exception,
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        self.proxy = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
         self.options = ConnectionOptions(**kwargs)
         if compression == "deflate":
             self.deflate: ClientDeflate | None = ClientDeflate()
@@ -269,7 +280,15 @@ class connect:
         if self.sock is not None and first:
             sock = self.sock
         else:
-            sock = open_socket(uri, deadline=deadline, path=self.path)
+            sock = open_socket(
+                uri,
+                deadline=deadline,
+                path=self.path,
+                proxy=self._proxy_for(uri),
+                proxy_headers=self.proxy_headers,
+                user_agent=self.user_agent,
+                limits=self.limits,
+            )
         tls = None
         try:
             deadline.apply(sock)
@@ -291,6 +310,15 @@ class connect:
             sock.close()
             raise
         return ClientConnection(sock, self.options, tls)
+
+    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        """The proxy to reach ``uri`` through, or ``None`` (see the ``proxy`` argument)."""
+        if self.path is not None:
+            return None
+        if self.proxy is True:
+            url = proxy_from_environment(uri.secure, uri.host, uri.port, os.environ)
+            return None if url is None else parse_proxy(url)
+        return self.proxy if isinstance(self.proxy, Proxy) else None
 
     def __enter__(self) -> ClientConnection:
         return self.open()

@@ -18,10 +18,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..exceptions import OpenTimeout
+from ..exceptions import OpenTimeout, UsageError
+from ..protocol.proxy import Proxy
+from ..proxy_socket import open_proxy_socket
 
 if TYPE_CHECKING:
     from ..asyncio.client import WebSocketURI
+    from ..protocol.http import HeadersLike, HTTPLimits
 
 __all__ = ["TLS", "Deadline", "open_socket", "wait_readable", "write_all"]
 
@@ -64,8 +67,18 @@ class Deadline:
         sock.settimeout(self.remaining())
 
 
-def open_socket(uri: WebSocketURI, *, deadline: Deadline, path: str | None = None) -> socket.socket:
-    """Open the network connection of a client: TCP to the URI's host and port, or ``path``.
+def open_socket(
+    uri: WebSocketURI,
+    *,
+    deadline: Deadline,
+    path: str | None = None,
+    proxy: Proxy | None = None,
+    proxy_headers: HeadersLike | None = None,
+    user_agent: str | None = None,
+    limits: HTTPLimits | None = None,
+) -> socket.socket:
+    """Open the network connection of a client: TCP to the URI's host and port (through
+    ``proxy`` if given), or ``path``.
 
     This is the only place the threading client opens a connection; the socket it returns
     carries the TLS and WebSocket handshakes.
@@ -74,14 +87,38 @@ def open_socket(uri: WebSocketURI, *, deadline: Deadline, path: str | None = Non
         uri: the server's URI.
         deadline: when to give up.
         path: a Unix socket to connect to instead of the URI's host and port.
+        proxy: an HTTP or SOCKS proxy to open a tunnel through
+            (:func:`wsend.proxy_socket.open_proxy_socket`).
+        proxy_headers, user_agent, limits: for an HTTP proxy's CONNECT exchange.
 
     Returns:
         A connected socket in blocking mode with the deadline's timeout set; TCP_NODELAY is on.
 
     Raises:
-        OSError: the connection failed (refused, unreachable, name not resolved).
+        OSError: the connection failed (refused, unreachable, name not resolved);
+            ProxyConnectionError: the proxy can't be reached.
+        ProxyError: the proxy refused the tunnel or answered nonsense.
+        UsageError: an ``https://`` proxy: its TLS session would be used by two threads at
+            once (see :mod:`wsend.sync.transport`); a SOCKS proxy without python-socks.
         OpenTimeout: the deadline passed.
     """
+    if proxy is not None and path is None:
+        if proxy.scheme == "https":
+            raise UsageError(
+                "wsend.sync can't use https:// proxies (TLS to the proxy would be shared by "
+                "two threads): use an http:// or socks5:// proxy, or wsend.connect"
+            )
+        sock = open_proxy_socket(
+            proxy,
+            uri.host,
+            uri.port,
+            timeout=deadline.remaining(),
+            proxy_headers=proxy_headers,
+            user_agent=user_agent,
+            limits=limits,
+        )
+        set_nodelay(sock)
+        return sock
     try:
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
