@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import random
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import wsend
-from wsend import asgi, exceptions
+import wsend.sync
+from wsend import asgi, exceptions, reconnect
 from wsend.asyncio import connection as connection_module
 from wsend.asyncio.connection import ConnectionOptions
 from wsend.asyncio.server import Server
@@ -30,6 +32,7 @@ from wsend.protocol import deflate, frames
 from wsend.protocol.hosts import AllowedHosts
 from wsend.protocol.http import HTTPLimits
 from wsend.protocol.proxy import Proxy
+from wsend.sync import server as sync_server
 
 OUTPUT = Path(__file__).with_name("reference.md")
 
@@ -70,6 +73,15 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         "Server and HTTP routes",
         "`serve()` returns a `Server`; plain HTTP requests are answered by its `Router`.",
         ["Server", "Router"],
+    ),
+    (
+        "Reconnecting",
+        "`async for ws in wsend.connect(uri)` (and `for ws in wsend.sync.connect(uri)`) opens a "
+        "connection per iteration and reconnects with backoff; `connect(backoff=...)` takes a "
+        "`Backoff` and `connect(process_exception=...)` a hook like "
+        "[`wsend.reconnect.process_exception`](#wsendreconnectprocess_exception). Guide: "
+        "[Reconnecting automatically](howto/reconnect.md).",
+        ["Backoff"],
     ),
     ("Broadcasting", "", ["broadcast"]),
     ("Memory", "", ["tune_allocator"]),
@@ -133,9 +145,14 @@ def render_docstring(doc: str | None) -> str:
             out.append(f"```{lang}")
             in_code = True
             continue
+        if in_code and not line.strip() and out[-1].startswith("```"):
+            continue  # the blank line that opens the block
         if in_code:
             if line.strip() and not line.startswith("    "):
+                while not out[-1].strip():
+                    out.pop()  # the blank lines that close the block
                 out.append("```")
+                out.append("")
                 in_code = False
             else:
                 out.append(line[4:])
@@ -219,6 +236,10 @@ def default_repr(value: Any) -> str:
         return "json.dumps"
     if value is json.loads:
         return "json.loads"
+    if value is random.random:
+        return "random.random"
+    if value is reconnect.process_exception:
+        return "process_exception"
     return repr(value)
 
 
@@ -304,7 +325,10 @@ def cell(text: str) -> str:
 def render_class(title: str, cls: type, *, as_function: bool = False) -> str:
     out = [f"### `{title}`\n"]
     init = cls.__init__  # type: ignore[misc]
-    created_by_wsend = issubclass(cls, wsend.Connection) or cls is Server
+    created_by_wsend = issubclass(cls, wsend.Connection | wsend.sync.Connection) or cls in (
+        Server,
+        wsend.sync.Server,
+    )
     if created_by_wsend:
         pass
     elif as_function or ("__init__" in vars(cls) and not issubclass(cls, Exception)):
@@ -315,12 +339,18 @@ def render_class(title: str, cls: type, *, as_function: bool = False) -> str:
     elif hasattr(cls, "__dataclass_fields__"):
         out.append(f"```python\n{format_signature(title.split('.')[-1], cls)}\n```\n")
     out.append(render_docstring(cls.__doc__))
-    attributes = render_attributes(cls)
+    bases = (wsend.Connection, wsend.sync.Connection)
+    base = next((b for b in bases if cls is not b and issubclass(cls, b)), None)
+    subclass = base is not None
+    attributes = render_attributes(cls) if "__init__" in vars(cls) or not subclass else ""
     if attributes:
         out.append(attributes)
-    subclass = cls is not wsend.Connection and issubclass(cls, wsend.Connection)
-    if subclass:
+    if base is wsend.Connection:
         out.append("All the attributes and methods of [`Connection`](#connection).\n")
+    elif base is not None:
+        out.append(
+            "All the attributes and methods of [`wsend.sync.Connection`](#wsendsyncconnection).\n"
+        )
     if not as_function:
         for name, member in public_members(cls, own_only=subclass):
             out.append(render_member(title.split(".")[-1], name, member))
@@ -364,6 +394,36 @@ def serve_extra_keywords() -> str:
 
 def connect_extra_keywords() -> str:
     return "**Keyword arguments passed through `**kwargs`**\n\n" + keyword_table(options_params())
+
+
+def sync_serve_extra_keywords() -> str:
+    explicit = set(inspect.signature(wsend.sync.serve).parameters)
+    rows = [
+        (n, p, "[`wsend.sync.Server`](#wsendsyncserver)")
+        for n, p in inspect.signature(sync_server.Server.__init__).parameters.items()
+        if n not in explicit and n not in ("self", "handler", "sock", "options", "ssl")
+    ]
+    return "**Keyword arguments passed through `**kwargs`**\n\n" + keyword_table(
+        rows + options_params()
+    )
+
+
+def render_sync() -> str:
+    """The threading client and server, ``wsend.sync``."""
+    out = [
+        "## Threads: `wsend.sync`\n",
+        inline(inspect.cleandoc(wsend.sync.__doc__ or "").split("\n\n")[0]) + " Guide: "
+        "[Threads, without asyncio](howto/threads.md).\n",
+        render_class("wsend.sync.connect", wsend.sync.connect, as_function=True),
+        connect_extra_keywords(),
+        "Methods: `open()` returns the connection (the caller closes it); `with` opens and "
+        "closes it; `for ws in ...` reconnects (see [Reconnecting](#reconnecting)).\n",
+        render_function("wsend.sync.serve", wsend.sync.serve),
+        sync_serve_extra_keywords(),
+    ]
+    for name in ("Connection", "ClientConnection", "ServerConnection", "Server"):
+        out.append(render_class(f"wsend.sync.{name}", getattr(wsend.sync, name)))
+    return "\n".join(out)
 
 
 def render_state(cls: type[enum.Enum]) -> str:
@@ -522,6 +582,7 @@ def main() -> int:
         links = ", ".join(f"[`{n}`](#{anchor(n)})" for n in names)
         parts.append(f"- [{title}](#{anchor(title)}): {links}")
     parts.append("- [ASGI server layer](#asgi-server-layer): `wsend.asgi.WSendProtocol`")
+    parts.append("- [Threads: `wsend.sync`](#threads-wsendsync)")
     parts.append("- [Exceptions](#exceptions)")
     parts.append("- [Classes used by parameters](#classes-used-by-parameters)")
     parts.append("- [Defaults at a glance](#defaults-at-a-glance)\n")
@@ -543,9 +604,16 @@ def main() -> int:
                 )
             elif inspect.isclass(obj):
                 parts.append(render_class(name, obj))
+                if name == "Backoff":
+                    parts.append(
+                        render_function(
+                            "wsend.reconnect.process_exception", reconnect.process_exception
+                        )
+                    )
             else:
                 parts.append(render_function(name, obj))
     parts.append(render_asgi())
+    parts.append(render_sync())
     parts.append(render_exceptions())
     parts.append("## Classes used by parameters\n")
     parts.append("These are not exported by `wsend` itself; import them from the modules named.\n")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import trustme
 import wsend
 
 from .asyncio.helpers import echo
+from .reconnecting import Recorder
 
 # The suite's servers are on loopback: a developer's proxy settings must not reroute its clients
 # (wsend.connect reads them by default). The proxy tests set their own.
@@ -73,3 +75,16 @@ async def start_server() -> AsyncIterator[StartServer]:
     yield start
     for server in servers:
         await server.shutdown(timeout=5)
+
+
+@pytest.fixture
+def retries() -> Iterator[list[logging.LogRecord]]:
+    """The log records of reconnection retries (logger ``wsend.client``), as they happen."""
+    logger = logging.getLogger("wsend.client")
+    recorder = Recorder()
+    level = logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.INFO)
+    yield recorder.records
+    logger.removeHandler(recorder)
+    logger.setLevel(level)

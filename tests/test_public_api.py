@@ -8,6 +8,7 @@ from pathlib import Path
 import wsend
 
 EXPECTED = {
+    "Backoff",
     "ClientConnection",
     "ClientDeflate",
     "ClientDisconnected",
@@ -116,6 +117,37 @@ def test_asgi_layer_all_is_guarded() -> None:
     for module in (asgi, uvicorn, adapter):
         for name in module.__all__:
             assert hasattr(module, name), name
+
+
+#: The threading client and server (``wsend.sync``, docs/howto/threads.md).
+EXPECTED_SYNC = {
+    "ClientConnection",
+    "Connection",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "serve",
+}
+
+#: The reconnection policy (``wsend.reconnect``, docs/howto/reconnect.md).
+EXPECTED_RECONNECT = {
+    "Backoff",
+    "ProcessException",
+    "Reconnector",
+    "display_uri",
+    "process_exception",
+}
+
+
+def test_sync_and_reconnect_all_are_guarded() -> None:
+    from wsend import reconnect, sync
+
+    for module, expected in ((sync, EXPECTED_SYNC), (reconnect, EXPECTED_RECONNECT)):
+        assert set(module.__all__) == expected
+        for name in module.__all__:
+            assert hasattr(module, name), name
+    assert wsend.sync is sync
+    assert wsend.Backoff is reconnect.Backoff
 
 
 def test_every_exception_derives_from_the_base() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import sync as sync
 from .allocator import tune_allocator
 from .asyncio import (
     ClientConnection,
@@ -65,8 +66,10 @@ from .protocol.connection import State
 from .protocol.deflate import ClientDeflate, ServerDeflate
 from .protocol.frames import Close, CloseCode
 from .protocol.http import Headers, HTTPLimits, Request, Response
+from .reconnect import Backoff
 
 __all__ = [
+    "Backoff",
     "ClientConnection",
     "ClientDeflate",
     "ClientDisconnected",

@@ -8,7 +8,7 @@ import os
 import socket
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,13 @@ from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
 from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
+from ..reconnect import Backoff, ProcessException, process_exception
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
 from .proxy import create_proxied_connection
+from .reconnect import reconnecting
 
-__all__ = ["ClientConnection", "WebSocketURI", "connect", "parse_uri"]
+__all__ = ["ClientConnection", "WebSocketURI", "connect", "follow_redirect", "parse_uri"]
 
 logger = logging.getLogger("wsend.client")
 
@@ -138,9 +140,9 @@ class ClientConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._handshake_done.done():
-            self._handshake_done.set_exception(
-                InvalidMessage("connection closed during the opening handshake")
-            )
+            error = InvalidMessage("connection closed during the opening handshake")
+            error.__cause__ = exc or EOFError("the server closed the connection")
+            self._handshake_done.set_exception(error)
             self._handshake_done.exception()
         super().connection_lost(exc)
 
@@ -199,7 +201,8 @@ class ClientConnection(Connection):
 
 
 class connect:
-    """Open a WebSocket connection; ``await`` it or use it with ``async with``.
+    """Open a WebSocket connection; ``await`` it, use it with ``async with``, or iterate it
+    with ``async for`` to reconnect automatically (see :mod:`wsend.reconnect`).
 
     Args:
         uri: ``ws://`` or ``wss://`` URI; ``user:password@`` in it sends Basic auth.
@@ -234,6 +237,10 @@ class connect:
             with the system's CAs).
         proxy_headers: more headers for an HTTP proxy's CONNECT request (its credentials,
             from the proxy URL, go in ``Proxy-Authorization`` and never to the server).
+        backoff: with ``async for``, the delays between attempts (:class:`~wsend.Backoff`).
+        process_exception: with ``async for``, ``f(exc)`` returning ``None`` to retry after a
+            failed attempt or the exception to raise; the default retries network errors,
+            timeouts and 429/5xx answers (:func:`wsend.reconnect.process_exception`).
 
     Raises:
         InvalidURI: the URI is invalid.
@@ -267,9 +274,13 @@ class connect:
         proxy: str | Proxy | bool | None = True,
         proxy_ssl: ssl_module.SSLContext | None = None,
         proxy_headers: HeadersLike | None = None,
+        backoff: Backoff | None = None,
+        process_exception: ProcessException = process_exception,
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        self.backoff = backoff or Backoff()
+        self.process_exception = process_exception
         self.proxy = parse_proxy(proxy) if isinstance(proxy, str) else proxy
         self.proxy_ssl = proxy_ssl
         self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
@@ -333,32 +344,8 @@ class connect:
             if redirect is None:
                 return conn
             conn.abort()
-            uri, headers = self._follow(uri, headers, redirect)
+            uri, headers = follow_redirect(uri, headers, redirect)
         raise TooManyRedirects(f"more than {self.max_redirects} redirects")
-
-    def _follow(
-        self, uri: WebSocketURI, headers: Headers, response: Response
-    ) -> tuple[WebSocketURI, Headers]:
-        location = response.headers["Location"]
-        base = f"{'wss' if uri.secure else 'ws'}://{_netloc(uri)}{uri.resource}"
-        try:
-            target = urllib.parse.urljoin(base.replace("ws", "http", 1), location)
-        except ValueError as exc:
-            raise InvalidHandshake(f"invalid redirect location {location!r}: {exc}") from exc
-        scheme, rest = target.split(":", 1)
-        scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-        new = parse_uri(f"{scheme}:{rest}")
-        if uri.secure and not new.secure:
-            raise InvalidStatus(response.status, response.headers, response.body)
-        if new.origin != uri.origin:
-            headers = headers.copy()
-            for name in _CREDENTIAL_HEADERS:
-                if name in headers:
-                    del headers[name]
-        if new.user is not None and new.password is not None:
-            headers["Authorization"] = handshake.build_basic_auth(new.user, new.password)
-        logger.debug("following redirect to %s", target)
-        return new, headers
 
     async def _open(self, uri: WebSocketURI) -> ClientConnection:
         ssl: ssl_module.SSLContext | None = None
@@ -409,12 +396,50 @@ class connect:
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect().__await__()
 
+    def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        return reconnecting(self)
+
     async def __aenter__(self) -> ClientConnection:
         return await self._connect()
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+
+def follow_redirect(
+    uri: WebSocketURI, headers: Headers, response: Response
+) -> tuple[WebSocketURI, Headers]:
+    """The URI and headers of the request that follows the redirect ``response``.
+
+    Credentials (``Authorization``, ``Cookie``, ``Proxy-Authorization``) are dropped when the
+    redirect leaves the origin.
+
+    Raises:
+        InvalidHandshake: the Location header is invalid.
+        InvalidURI: it doesn't name a WebSocket URI.
+        InvalidStatus: it leads from ``wss://`` to ``ws://``.
+    """
+    location = response.headers["Location"]
+    base = f"{'wss' if uri.secure else 'ws'}://{_netloc(uri)}{uri.resource}"
+    try:
+        target = urllib.parse.urljoin(base.replace("ws", "http", 1), location)
+    except ValueError as exc:
+        raise InvalidHandshake(f"invalid redirect location {location!r}: {exc}") from exc
+    scheme, rest = target.split(":", 1)
+    scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    new = parse_uri(f"{scheme}:{rest}")
+    if uri.secure and not new.secure:
+        raise InvalidStatus(response.status, response.headers, response.body)
+    if new.origin != uri.origin:
+        headers = headers.copy()
+        for name in _CREDENTIAL_HEADERS:
+            if name in headers:
+                del headers[name]
+    if new.user is not None and new.password is not None:
+        headers["Authorization"] = handshake.build_basic_auth(new.user, new.password)
+    logger.debug("following redirect to %s", target)
+    return new, headers
 
 
 def _netloc(uri: WebSocketURI) -> str:

@@ -101,11 +101,9 @@ class Router:
                 return table
         return None
 
-    async def dispatch(self, request: Request) -> Response | None:
-        """Answer ``request`` if a route matches its path, else return ``None``.
-
-        Answers 405 (with ``Allow``) when the path matches but the method doesn't.
-        """
+    def select(self, request: Request) -> RouteHandler | Response | None:
+        """The handler of ``request``; a 405 response (with ``Allow``) when its path matches
+        but not its method; ``None`` when no route matches its path."""
         table = self.match(request.path)
         if table is None:
             return None
@@ -118,10 +116,20 @@ class Router:
             return Response.text(
                 405, "Method Not Allowed\n", Headers({"Allow": ", ".join(allowed)})
             )
+        return handler
+
+    async def dispatch(self, request: Request) -> Response | None:
+        """Answer ``request`` if a route matches its path, else return ``None``.
+
+        Answers 405 (with ``Allow``) when the path matches but the method doesn't.
+        """
+        handler = self.select(request)
+        if handler is None or isinstance(handler, Response):
+            return handler
         result = handler(request)
         if inspect.isawaitable(result):
             result = await result
-        return without_body(result) if method == "HEAD" else result
+        return without_body(result) if request.method.upper() == "HEAD" else result
 
 
 def without_body(response: Response) -> Response:
@@ -140,6 +148,11 @@ async def default_response(request: Request, router: Router | None) -> Response:
         response = await router.dispatch(request)
         if response is not None:
             return response
+    return fallback_response(request)
+
+
+def fallback_response(request: Request) -> Response:
+    """The answer to a plain HTTP request no route takes: the health check, or 426."""
     if request.path == "/healthz" and request.method in ("GET", "HEAD"):
         response = Response.text(200, "OK\n")
     else:

@@ -399,6 +399,9 @@ async def run(settings: ServeSettings) -> int:
     except (ConfigError, ValueError) as exc:
         raise CliError(f"bad configuration: {exc}") from exc
     await server.start()
+    # Handlers first: a signal sent as soon as the line below appears must stop us cleanly.
+    stop = asyncio.Event()
+    undo = on_stop_signals(stop.set)
     apps = ", ".join(app.name for app in server.apps) or "no apps"
     auth = "tokens required" if server.hub.options.jwt else "anonymous access"
     if settings.worker == 0:
@@ -408,8 +411,6 @@ async def run(settings: ServeSettings) -> int:
             f"wsend hub on {server.url} ({apps}; {auth}; {engine}{workers})"
             " - open it in a browser, Ctrl-C to stop"
         )
-    stop = asyncio.Event()
-    undo = on_stop_signals(stop.set)
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,355 @@
+"""The threading WebSocket client: :class:`connect` and :class:`ClientConnection`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl as ssl_module
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..asyncio.client import (
+    DEFAULT_MAX_REDIRECTS,
+    HeadersLike,
+    WebSocketURI,
+    follow_redirect,
+    parse_uri,
+)
+from ..asyncio.connection import DEFAULT_OPEN_TIMEOUT, ConnectionOptions
+from ..exceptions import (
+    InvalidMessage,
+    InvalidStatus,
+    NegotiationError,
+    OpenTimeout,
+    TooManyRedirects,
+    UsageError,
+)
+from ..protocol import handshake
+from ..protocol.connection import Connection as Protocol
+from ..protocol.connection import Side
+from ..protocol.deflate import ClientDeflate
+from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
+from ..reconnect import Backoff, ProcessException, Reconnector, display_uri, process_exception
+from .connection import Connection
+from .transport import TLS, Deadline, open_socket, set_nodelay
+
+__all__ = ["ClientConnection", "connect"]
+
+logger = logging.getLogger("wsend.client")
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ClientConnection(Connection):
+    """A connection opened by :class:`connect`."""
+
+    is_client = True
+    logger = logger
+
+    def _handshake(
+        self,
+        uri: WebSocketURI,
+        deadline: Deadline,
+        *,
+        origin: str | None,
+        subprotocols: Sequence[str],
+        headers: Headers,
+        deflate: ClientDeflate | None,
+        user_agent: str | None,
+        limits: HTTPLimits,
+    ) -> Response | None:
+        """Run the opening handshake; return a redirect response to follow, or ``None`` once
+        the connection is open."""
+        key = handshake.generate_key()
+        offer = None
+        if deflate is not None:
+            offer = handshake.build_extensions([("permessage-deflate", deflate.offer())])
+        self.request = handshake.build_request(
+            host=uri.host,
+            port=uri.port,
+            secure=uri.secure,
+            resource=uri.resource,
+            key=key,
+            origin=origin,
+            subprotocols=subprotocols,
+            extensions=offer,
+            extra_headers=headers,
+            user_agent=user_agent,
+        )
+        deadline.apply(self._sock)
+        self._send_raw(self.request.serialize())
+        response, leftover = self._read_response(limits, deadline)
+        self.response = response
+        if response.status in _REDIRECT_STATUSES and "Location" in response.headers:
+            return response
+        self.protocol, accepted = handshake.check_response(
+            response, key=key, subprotocols=subprotocols
+        )
+        negotiated = None
+        for name, params in accepted:
+            if name != "permessage-deflate" or deflate is None or negotiated is not None:
+                raise NegotiationError(f"unexpected extension {name!r} in the response")
+            negotiated = deflate.accept(params)
+            self.extensions = [name]
+        proto = Protocol(
+            Side.CLIENT,
+            max_message_size=self.options.max_message_size,
+            max_frame_size=self.options.max_frame_size,
+            deflate=negotiated,
+            defer_failure=True,
+        )
+        self._start(proto, leftover)
+        return None
+
+    def _read_response(self, limits: HTTPLimits, deadline: Deadline) -> tuple[Response, bytes]:
+        parser = ResponseParser(limits)
+        while True:
+            deadline.apply(self._sock)
+            data = self._recv_raw()
+            if not data:
+                try:
+                    response = parser.feed_eof()
+                except InvalidMessage as exc:
+                    raise exc from EOFError("the server closed the connection")
+                if response is None:
+                    raise InvalidMessage(
+                        "connection closed during the opening handshake"
+                    ) from EOFError("the server closed the connection")
+                return response, b""
+            response = parser.feed(data)
+            if response is not None:
+                return response, parser.leftover
+
+
+class connect:
+    """Open a WebSocket connection for threads: use it with ``with``, call :meth:`open`, or
+    iterate it with ``for`` to reconnect automatically.
+
+    .. code-block:: python
+
+        with wsend.sync.connect("ws://localhost:8765") as ws:
+            ws.send("hello")
+            print(ws.recv(timeout=5))
+
+        for ws in wsend.sync.connect("ws://localhost:8765"):  # reconnects with backoff
+            try:
+                for message in ws:
+                    print(message)
+            except wsend.ConnectionClosed:
+                continue
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI; ``user:password@`` in it sends Basic auth.
+        ssl: for ``wss://``, an ``ssl.SSLContext``; ``None`` or ``True`` use the default
+            context, which verifies certificates.
+        origin: the Origin header to send.
+        subprotocols: subprotocols to offer, in order of preference.
+        headers: extra request headers (``Authorization``, ``Cookie``...).
+        compression: ``"deflate"`` (default) to offer permessage-deflate, ``None`` not to, or a
+            :class:`~wsend.protocol.deflate.ClientDeflate` with custom settings.
+        open_timeout: seconds allowed to connect and complete the TLS and opening handshakes.
+        max_redirects: redirects followed (credentials are dropped across origins).
+        path: connect to this Unix socket instead of the URI's host (the URI still names
+            the Host header and resource).
+        sock: an already connected socket to use (a plain one: TLS goes on top of it).
+        server_hostname: the TLS server name, if not the URI's host.
+        max_message_size, max_frame_size, max_queue, write_limit, ping_interval,
+            ping_timeout, close_timeout: see :class:`~wsend.asyncio.ConnectionOptions`
+            (``write_limit``: bytes queued for writing before ``send()`` waits).
+        user_agent: the User-Agent header (``None`` to omit it).
+        limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
+        proxy: as for :func:`wsend.connect`: ``True`` (default) to use the proxy the environment
+            names for the URI, ``None`` or ``False`` to connect directly, or the URL of an
+            ``http://`` or SOCKS proxy (``https://`` proxies need ``wsend.connect``).
+        proxy_headers: more headers for an HTTP proxy's CONNECT request.
+        backoff: with ``for``, the delays between attempts (:class:`~wsend.Backoff`).
+        process_exception: with ``for``, ``f(exc)`` returning ``None`` to retry after a failed
+            attempt or the exception to raise (:func:`wsend.reconnect.process_exception`).
+
+    Raises:
+        InvalidURI: the URI is invalid.
+        InvalidProxy: the proxy URL is invalid.
+        ValueError: ``ssl`` doesn't fit the URI, or ``sock`` is already a TLS socket.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeadersLike | None = None,
+        compression: str | ClientDeflate | None = "deflate",
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        path: str | None = None,
+        sock: socket.socket | None = None,
+        server_hostname: str | None = None,
+        user_agent: str | None = handshake.USER_AGENT,
+        limits: HTTPLimits | None = None,
+        proxy: str | Proxy | bool | None = True,
+        proxy_headers: HeadersLike | None = None,
+        backoff: Backoff | None = None,
+        process_exception: ProcessException = process_exception,
+        **kwargs: Any,
+    ) -> None:
+        self.uri = parse_uri(uri)
+        self.proxy = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
+        self.options = ConnectionOptions(**kwargs)
+        if compression == "deflate":
+            self.deflate: ClientDeflate | None = ClientDeflate()
+        elif compression is None or isinstance(compression, ClientDeflate):
+            self.deflate = compression
+        else:
+            raise ValueError(f"unsupported compression: {compression!r}")
+        if ssl is not None and ssl is not False and not self.uri.secure:
+            raise ValueError("ssl is only for wss:// URIs")
+        if ssl is False and self.uri.secure:
+            raise ValueError("wss:// URIs need TLS: pass an SSLContext, or use ws://")
+        if isinstance(sock, ssl_module.SSLSocket):
+            raise ValueError("pass a plain socket: for wss:// URIs, TLS runs on top of it")
+        self.ssl = ssl
+        self.origin = origin
+        self.subprotocols = list(subprotocols or ())
+        self.headers = Headers(headers) if headers is not None else Headers()
+        self.open_timeout = open_timeout
+        self.max_redirects = max_redirects
+        self.path = path
+        self.sock = sock
+        self.server_hostname = server_hostname
+        self.user_agent = user_agent
+        self.limits = limits or HTTPLimits()
+        self.backoff = backoff or Backoff()
+        self.process_exception = process_exception
+        self.connection: ClientConnection | None = None
+
+    def open(self) -> ClientConnection:
+        """Open the connection (following redirects) and return it; the caller closes it.
+
+        Raises:
+            OSError: the connection failed (ssl.SSLError for TLS).
+            InvalidHandshake: the server refused or botched the opening handshake
+                (:class:`~wsend.exceptions.InvalidStatus` carries its response).
+            OpenTimeout: it took longer than ``open_timeout``.
+        """
+        deadline = Deadline(self.open_timeout)
+        uri = self.uri
+        headers = self.headers.copy()
+        if uri.user is not None and "Authorization" not in headers:
+            assert uri.password is not None
+            headers["Authorization"] = handshake.build_basic_auth(uri.user, uri.password)
+        for attempt in range(self.max_redirects + 1):
+            conn = self._connect_socket(uri, deadline, first=attempt == 0)
+            try:
+                redirect = conn._handshake(
+                    uri,
+                    deadline,
+                    origin=self.origin,
+                    subprotocols=self.subprotocols,
+                    headers=headers,
+                    deflate=self.deflate,
+                    user_agent=self.user_agent,
+                    limits=self.limits,
+                )
+            except TimeoutError as exc:
+                conn._sock.close()
+                if isinstance(exc, OpenTimeout):
+                    raise
+                raise OpenTimeout("timed out during the opening handshake") from exc
+            except BaseException:
+                conn._sock.close()
+                raise
+            if redirect is None:
+                self.connection = conn
+                return conn
+            conn._sock.close()
+            if self.sock is not None:
+                raise InvalidStatus(redirect.status, redirect.headers, redirect.body)
+            uri, headers = follow_redirect(uri, headers, redirect)
+        raise TooManyRedirects(f"more than {self.max_redirects} redirects")
+
+    def _connect_socket(
+        self, uri: WebSocketURI, deadline: Deadline, first: bool
+    ) -> ClientConnection:
+        """Open the socket (and TLS) for ``uri``."""
+        if self.sock is not None and first:
+            sock = self.sock
+        else:
+            sock = open_socket(
+                uri,
+                deadline=deadline,
+                path=self.path,
+                proxy=self._proxy_for(uri),
+                proxy_headers=self.proxy_headers,
+                user_agent=self.user_agent,
+                limits=self.limits,
+            )
+        tls = None
+        try:
+            deadline.apply(sock)
+            set_nodelay(sock)
+            if uri.secure:
+                context = self.ssl if isinstance(self.ssl, ssl_module.SSLContext) else None
+                if context is None:
+                    context = ssl_module.create_default_context()
+                tls = TLS(
+                    context, server_side=False, server_hostname=self.server_hostname or uri.host
+                )
+                tls.handshake(sock)
+        except TimeoutError as exc:
+            sock.close()
+            if isinstance(exc, OpenTimeout):
+                raise
+            raise OpenTimeout("timed out during the TLS handshake") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return ClientConnection(sock, self.options, tls)
+
+    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        """The proxy to reach ``uri`` through, or ``None`` (see the ``proxy`` argument)."""
+        if self.path is not None:
+            return None
+        if self.proxy is True:
+            url = proxy_from_environment(uri.secure, uri.host, uri.port, os.environ)
+            return None if url is None else parse_proxy(url)
+        return self.proxy if isinstance(self.proxy, Proxy) else None
+
+    def __enter__(self) -> ClientConnection:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+    def __iter__(self) -> Iterator[ClientConnection]:
+        """Open connections one after the other, forever, reconnecting with backoff.
+
+        Each connection is closed when the loop body moves on to the next (or leaves the
+        loop). Failed attempts are retried after a delay, or raised, as ``process_exception``
+        decides (see :mod:`wsend.reconnect`).
+
+        Raises:
+            UsageError: a connected socket was passed as ``sock=`` (it can't be opened again).
+            Exception: the first fatal error of an attempt.
+        """
+        if self.sock is not None:
+            raise UsageError("can't reconnect with a socket passed as sock=: pass the URI only")
+        policy = Reconnector(display_uri(self.uri), self.backoff, self.process_exception, logger)
+        while True:
+            try:
+                conn = self.open()
+            except Exception as exc:
+                time.sleep(policy.failed(exc))
+                continue
+            policy.opened()
+            try:
+                yield conn
+            finally:
+                conn.close()
+            time.sleep(policy.closed())

@@ -1,0 +1,135 @@
+"""The threading client through real proxies (pproxy, tinyproxy, microsocks): HTTP CONNECT and
+SOCKS5 tunnels for ws:// and wss://, the environment's proxy, refusals, and reconnecting while
+the server behind the proxy is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import wsend
+
+from ..conftest import Certs
+from ..proxy_server import MicroSocks, ProxyServer, TinyProxy, closed_port
+from ..reconnecting import FAST, delays
+from .conftest import StartServer
+from .helpers import echo, in_thread, uri
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[ProxyServer]:
+    """HTTP CONNECT, SOCKS4 and SOCKS5 on one port, without authentication."""
+    server = ProxyServer("http+socks4+socks5")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5", "socks5h"])
+def test_ws_through_a_proxy(proxy: ProxyServer, start_sync_server: StartServer, scheme: str):
+    server = start_sync_server()
+    url = proxy.url.replace("http://", f"{scheme}://")
+    with wsend.sync.connect(uri(server), proxy=url) as ws:
+        ws.send("through")
+        assert ws.recv(timeout=5) == "through"
+    assert f"127.0.0.1:{server.port}" in proxy.tunnels()
+
+
+def test_wss_through_a_proxy(
+    proxy: ProxyServer, start_sync_server: StartServer, certs: Certs
+) -> None:
+    server = start_sync_server(ssl=certs.server_context)
+    with wsend.sync.connect(
+        uri(server, scheme="wss"), ssl=certs.client_context, proxy=proxy.url
+    ) as ws:
+        ws.send("x" * 300_000)
+        assert ws.recv(timeout=5) == "x" * 300_000
+
+
+def test_the_environment_names_the_proxy(
+    proxy: ProxyServer, start_sync_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_sync_server()
+    monkeypatch.setenv("ws_proxy", proxy.url)
+    before = len(proxy.tunnels())
+    with wsend.sync.connect(uri(server)) as ws:
+        ws.send("env")
+        assert ws.recv(timeout=5) == "env"
+    assert len(proxy.tunnels()) == before + 1
+    with wsend.sync.connect(uri(server), proxy=None) as ws:  # direct
+        ws.send("direct")
+        assert ws.recv(timeout=5) == "direct"
+    assert len(proxy.tunnels()) == before + 1
+
+
+def test_https_proxies_are_refused(start_sync_server: StartServer) -> None:
+    server = start_sync_server()
+    with pytest.raises(wsend.UsageError, match="https:// proxies"):
+        wsend.sync.connect(uri(server), proxy="https://127.0.0.1:1").open()
+    with pytest.raises(wsend.InvalidProxy):
+        wsend.sync.connect(uri(server), proxy="ftp://127.0.0.1:1")
+
+
+def test_proxy_refusals() -> None:
+    tinyproxy = TinyProxy(connect_ports=(443,))
+    try:
+        with pytest.raises(wsend.ProxyRefused) as info:
+            wsend.sync.connect(f"ws://127.0.0.1:{closed_port()}/", proxy=tinyproxy.url).open()
+        assert info.value.status_code == 403
+    finally:
+        tinyproxy.stop()
+    with pytest.raises(wsend.ProxyConnectionError):
+        wsend.sync.connect("ws://127.0.0.1:1/", proxy=f"http://127.0.0.1:{closed_port()}").open()
+
+
+@pytest.mark.parametrize("kind", ["tinyproxy", "microsocks"])
+def test_server_down_behind_a_proxy(kind: str, retries: list[logging.LogRecord]) -> None:
+    """The proxy refuses the tunnel while the server is down (tinyproxy: 500, microsocks:
+    reply 5): the loop retries until the server is up."""
+    proxy = TinyProxy() if kind == "tinyproxy" else MicroSocks()
+    port = closed_port()
+    servers: list[wsend.sync.Server] = []
+
+    def start_later() -> None:
+        end = time.monotonic() + 30
+        while len(delays(retries)) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        server = wsend.sync.serve(echo, "127.0.0.1", port)
+        servers.append(server)
+        server.serve_forever()
+
+    starter = in_thread(start_later)
+    try:
+        for ws in wsend.sync.connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, backoff=FAST):
+            ws.send("through the proxy")
+            assert ws.recv(timeout=5) == "through the proxy"
+            break
+    finally:
+        for server in servers:
+            server.shutdown(timeout=5)
+        starter.join(30)
+        proxy.stop()
+    failed = [r.getMessage() for r in retries if "failed" in r.getMessage()]
+    assert len(failed) >= 2
+    assert all("ProxyRefused" in message for message in failed)
+
+
+def test_threads_share_a_proxied_connection(
+    proxy: ProxyServer, start_sync_server: StartServer
+) -> None:
+    server = start_sync_server()
+    with wsend.sync.connect(uri(server), proxy=proxy.url.replace("http", "socks5")) as ws:
+        threads = [
+            threading.Thread(target=lambda i=i: [ws.send(f"{i}:{n}") for n in range(100)])
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        received = [ws.recv(timeout=10) for _ in range(400)]
+        for thread in threads:
+            thread.join(10)
+    for i in range(4):
+        assert [m for m in received if m.startswith(f"{i}:")] == [f"{i}:{n}" for n in range(100)]
