@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,7 +136,7 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(
             "CREATE TABLE IF NOT EXISTS updates"
@@ -170,6 +171,26 @@ class SQLiteStore:
         # A fresh executor starts no thread until it is used.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="wsend-yjs-store")
         executor.shutdown(wait=True)
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a setting of the file, kept once made).
+
+    SQLite answers a change of journal mode with "database is locked" at once, without
+    waiting as the busy timeout does for reads and writes, while another connection holds a
+    lock, as when several processes open a new file together: the change is retried for up to
+    the busy timeout. A file already in WAL mode needs none.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _select(db: sqlite3.Connection, room: str) -> list[tuple[int, bytes]]:
