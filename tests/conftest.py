@@ -16,6 +16,7 @@ import trustme
 import wsend
 
 from .asyncio.helpers import echo
+from .proxy_server import ProxyServer
 from .reconnecting import Recorder
 
 # The suite's servers are on loopback: a developer's proxy settings must not reroute its clients
@@ -23,6 +24,13 @@ from .reconnecting import Recorder
 for _name in list(os.environ):
     if _name.lower() in {"http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy"}:
         del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_proxy_logs() -> None:
+    """Each test sees only the tunnels its own connections opened (ProxyServer.tunnels)."""
+    for proxy in ProxyServer.live:
+        proxy.forget()
 
 
 @dataclass(frozen=True)

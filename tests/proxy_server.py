@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -82,7 +83,14 @@ class ProxyServer:
     Attributes:
         port: the listening port.
         url: the proxy URL for wsend, without credentials, e.g. ``http://127.0.0.1:1234``.
+
+    A proxy often outlives a test (module-scoped fixtures) while the servers it tunnels to
+    don't, and a later test's server may get a port an earlier one had: :meth:`tunnels` only
+    reports what was logged since :meth:`forget`, which an autouse fixture of the suite's
+    conftest calls on every live proxy as each test starts.
     """
+
+    live: ClassVar[set[ProxyServer]] = set()
 
     def __init__(
         self,
@@ -112,7 +120,13 @@ class ProxyServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        self._since = 0
         self._wait_listening()
+        ProxyServer.live.add(self)
+
+    def forget(self) -> None:
+        """Ignore the tunnels logged so far (see the class docstring)."""
+        self._since = len(self.log())
 
     def _wait_listening(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -131,10 +145,12 @@ class ProxyServer:
         return self._log.read_text(errors="replace")
 
     def tunnels(self) -> list[str]:
-        """The destinations of the tunnels opened so far, as pproxy logged them."""
-        return [line.rsplit(" -> ", 1)[1] for line in self.log().splitlines() if " -> " in line]
+        """The destinations of the tunnels opened since :meth:`forget`, as pproxy logged them."""
+        lines = self.log()[self._since :].splitlines()
+        return [line.rsplit(" -> ", 1)[1] for line in lines if " -> " in line]
 
     def stop(self) -> None:
+        ProxyServer.live.discard(self)
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -174,6 +190,7 @@ class _Process:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def stop(self) -> None:
+        ProxyServer.live.discard(self)
         if self.process.poll() is None:
             self.process.terminate()
             try:
