@@ -1,0 +1,1237 @@
+/* Compiled twin of wsend.asyncio.fastpath.ConnectionCorePy: the connection's hot state and
+ * paths (receiving whole messages, sending them, corked writes).
+ *
+ * ConnectionCore is the base class of wsend.asyncio.connection.Connection. Its state lives in
+ * this struct, exposed under the same attribute names as the twin's slots; everything else is
+ * the subclass's, reached by attribute. Each method behaves exactly like the twin's (same
+ * results, same errors, same calls into the Python code around it); the test suite runs
+ * against both. The contracts are in the twin's docstrings.
+ */
+#include "_framing.h"
+#include <structmember.h>
+
+/* As fastpath.RECV_BUFFER_SIZE and fastpath.JOIN_LIMIT (a test checks that they agree), and
+ * the sans-I/O core's pool of masking keys. */
+#define RECV_BUFFER_SIZE (1 << 20)
+#define JOIN_LIMIT 65536
+#define MASK_POOL 1024
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *proto;
+    PyObject *transport;
+    PyObject *on_message;
+    PyObject *waiter;
+    PyObject *queue;
+    PyObject *corked;
+    Py_ssize_t corked_size;
+    Py_ssize_t high_water;
+    char batching;
+    char connection_lost;
+    char cork_for_input;
+    char cork_scheduled;
+    char paused_reading;
+    char paused_writing;
+    char reading_into;
+    char send_held;
+    char vectored;
+    char wrote;
+} Core;
+
+/* Interned names, and objects looked up once at import. */
+static PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_limit,
+    *s_in_opcode, *s_max_events, *s_state, *s_plain_sender, *s_out_opcode, *s_out,
+    *s_is_client, *s_masks, *s_mask_pos, *s_receive_buffer, *s_receive_into, *s_receive_data,
+    *s_defer_data, *s_send_text, *s_send_binary, *s_data_to_send, *s_handshake_data,
+    *s_after_receive, *s_callback_failed, *s_check_queue, *s_closed_exception, *s_send_whole,
+    *s_write_out, *s_loop, *s_call_soon, *s_write, *s_writelines, *s_is_closing, *s_done,
+    *s_set_result, *s_append, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress;
+static PyObject *state_open, *deque_type, *usage_error, *urandom, *empty_bytes;
+
+static inline int
+is_none(PyObject *obj)
+{
+    return obj == NULL || obj == Py_None;
+}
+
+/* -- small helpers ------------------------------------------------------------------------ */
+
+/* The truth value of obj.<name>; -1 on error. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    int result;
+    if (value == NULL) {
+        return -1;
+    }
+    result = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* Whether obj.<name> is not None; -1 on error. */
+static int
+attr_set(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_DECREF(value);
+    return value != Py_None;
+}
+
+/* Call obj.<name>(arg), or obj.<name>() if arg is NULL, dropping the result; -1 on error. */
+static int
+call_method(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *result = arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
+                                   : PyObject_CallMethodOneArg(obj, name, arg);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The truth value of obj.<name>(); -1 on error. */
+static int
+call_true(PyObject *obj, PyObject *name)
+{
+    PyObject *result = PyObject_CallMethodNoArgs(obj, name);
+    int truth;
+    if (result == NULL) {
+        return -1;
+    }
+    truth = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+
+/* obj.<name> as a limit: None, or 0 when zero_is_none, gives dflt; ints past the C range
+ * are clamped (no frame can exceed LLONG_MAX bytes and be whole in a buffer). */
+static int
+attr_limit(PyObject *obj, PyObject *name, int zero_is_none, long long dflt, long long *out)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    int overflow;
+    long long n;
+    if (value == NULL) {
+        return -1;
+    }
+    if (value == Py_None) {
+        Py_DECREF(value);
+        *out = dflt;
+        return 0;
+    }
+    n = PyLong_AsLongLongAndOverflow(value, &overflow);
+    Py_DECREF(value);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow) {
+        n = overflow > 0 ? LLONG_MAX : -1;
+    }
+    *out = (n == 0 && zero_is_none) ? dflt : n;
+    return 0;
+}
+
+/* Whether the transport is missing or closing; -1 on error. */
+static int
+transport_gone(PyObject *transport)
+{
+    return is_none(transport) ? 1 : call_true(transport, s_is_closing);
+}
+
+/* Raise self._closed_exception(). */
+static void
+raise_closed(Core *self)
+{
+    PyObject *exc = PyObject_CallMethodNoArgs((PyObject *)self, s_closed_exception);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* This thread's receive buffer: a memoryview of RECV_BUFFER_SIZE bytes (borrowed). */
+static PyObject *
+recv_buffer(void)
+{
+    PyObject *dict = PyThreadState_GetDict(), *view, *array;
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no thread state");
+        return NULL;
+    }
+    view = PyDict_GetItemWithError(dict, s_recv_buffer_key);
+    if (view != NULL || PyErr_Occurred()) {
+        return view;
+    }
+    array = PyByteArray_FromStringAndSize(NULL, RECV_BUFFER_SIZE);
+    if (array == NULL) {
+        return NULL;
+    }
+    view = PyMemoryView_FromObject(array);
+    Py_DECREF(array);
+    if (view == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItem(dict, s_recv_buffer_key, view) < 0) {
+        Py_DECREF(view);
+        return NULL;
+    }
+    Py_DECREF(view); /* the thread's dict keeps it */
+    return view;
+}
+
+/* -- writing ------------------------------------------------------------------------------ */
+
+/* Write the chunks of a list in order: one vectored write where the transport has one. */
+static int
+write_chunks(Core *self, PyObject *transport, PyObject *chunks)
+{
+    if (PyList_GET_SIZE(chunks) == 1) {
+        return call_method(transport, s_write, PyList_GET_ITEM(chunks, 0));
+    }
+    if (self->vectored) {
+        return call_method(transport, s_writelines, chunks);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chunks); i++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, i);
+        int r;
+        Py_INCREF(chunk);
+        r = call_method(transport, s_write, chunk);
+        Py_DECREF(chunk);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Write every corked chunk, joined into one write when small (twin: _write_corked). */
+static int
+write_corked(Core *self)
+{
+    PyObject *corked = self->corked, *transport, *fresh;
+    Py_ssize_t size;
+    int gone, r;
+
+    if (corked == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_corked");
+        return -1;
+    }
+    r = PyObject_IsTrue(corked);
+    if (r <= 0) {
+        return r;
+    }
+    fresh = PyList_New(0);
+    if (fresh == NULL) {
+        return -1;
+    }
+    transport = self->transport;
+    Py_XINCREF(transport);
+    size = self->corked_size;
+    self->corked = fresh; /* our reference to the old list moves to `corked` */
+    self->corked_size = 0;
+    gone = transport_gone(transport);
+    if (gone != 0) {
+        r = gone < 0 ? -1 : 0;
+    }
+    else if (!PyList_CheckExact(corked)) {
+        PyErr_SetString(PyExc_TypeError, "_corked must be a list");
+        r = -1;
+    }
+    else if (size <= JOIN_LIMIT && PyList_GET_SIZE(corked) > 1) {
+        PyObject *joined = PyObject_CallMethodOneArg(empty_bytes, s_join, corked);
+        r = joined == NULL ? -1 : call_method(transport, s_write, joined);
+        Py_XDECREF(joined);
+    }
+    else {
+        r = write_chunks(self, transport, corked);
+    }
+    Py_XDECREF(transport);
+    Py_DECREF(corked);
+    return r;
+}
+
+/* Keep chunks for _write_out, or write now past the high-water mark (twin: _cork). */
+static int
+cork(Core *self, PyObject *const *chunks, Py_ssize_t n)
+{
+    if (self->corked == NULL || !PyList_CheckExact(self->corked)) {
+        PyErr_SetString(PyExc_TypeError, "_corked must be a list");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_Append(self->corked, chunks[i]) < 0) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len = PyBytes_CheckExact(chunks[i]) ? PyBytes_GET_SIZE(chunks[i])
+                                                       : PyObject_Size(chunks[i]);
+        if (len < 0) {
+            return -1;
+        }
+        self->corked_size += len;
+    }
+    if (self->corked_size >= self->high_water) {
+        return write_corked(self);
+    }
+    return 0;
+}
+
+/* Whether received messages wait in the queue; -1 on error. */
+static int
+queue_waits(Core *self)
+{
+    return is_none(self->queue) ? 0 : PyObject_IsTrue(self->queue);
+}
+
+/* Write chunks at once, or cork them (twin: _write_or_cork, which says when). list is the
+ * list holding the chunks, if there is one. */
+static int
+write_or_cork(Core *self, PyObject *transport, PyObject *const *chunks, Py_ssize_t n,
+              PyObject *list)
+{
+    int waiting, r;
+    if (self->batching) {
+        return cork(self, chunks, n);
+    }
+    if (self->cork_scheduled) {
+        if (cork(self, chunks, n) < 0) {
+            return -1;
+        }
+        if (self->cork_for_input) {
+            waiting = queue_waits(self);
+            if (waiting < 0) {
+                return -1;
+            }
+            if (!waiting) {
+                self->cork_for_input = 0;
+                return write_corked(self);
+            }
+        }
+        return 0;
+    }
+    waiting = queue_waits(self);
+    if (waiting < 0) {
+        return -1;
+    }
+    if (self->wrote || waiting) {
+        PyObject *loop, *callback, *handle;
+        self->cork_scheduled = 1;
+        self->cork_for_input = (char)waiting;
+        loop = PyObject_GetAttr((PyObject *)self, s_loop);
+        if (loop == NULL) {
+            return -1;
+        }
+        callback = PyObject_GetAttr((PyObject *)self, s_write_out);
+        if (callback == NULL) {
+            Py_DECREF(loop);
+            return -1;
+        }
+        handle = PyObject_CallMethodOneArg(loop, s_call_soon, callback);
+        Py_DECREF(callback);
+        Py_DECREF(loop);
+        if (handle == NULL) {
+            return -1;
+        }
+        Py_DECREF(handle);
+        return cork(self, chunks, n);
+    }
+    self->wrote = 1;
+    if (n == 1) {
+        return call_method(transport, s_write, chunks[0]);
+    }
+    if (list != NULL) {
+        return write_chunks(self, transport, list);
+    }
+    list = PyList_New(n);
+    if (list == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(chunks[i]);
+        PyList_SET_ITEM(list, i, chunks[i]);
+    }
+    r = write_chunks(self, transport, list);
+    Py_DECREF(list);
+    return r;
+}
+
+/* A batch handed to on_message ended: write what its answers corked (twin: _end_batch). */
+static int
+end_batch(Core *self)
+{
+    int r;
+    self->batching = 0;
+    if (self->cork_scheduled || self->corked == NULL) {
+        return 0;
+    }
+    r = PyObject_IsTrue(self->corked);
+    if (r <= 0) {
+        return r;
+    }
+    self->wrote = 1;
+    return write_corked(self);
+}
+
+/* -- receiving ---------------------------------------------------------------------------- */
+
+/* Hand a whole message to on_message, the waiting reader or the queue (twin:
+ * _deliver_message). Sets *queued if it was queued, *called if a callback ran. */
+static int
+deliver(Core *self, PyObject *message, int *queued, int *called)
+{
+    PyObject *callback = self->on_message, *result;
+    if (!is_none(callback)) {
+        Py_INCREF(callback);
+        result = PyObject_CallOneArg(callback, message);
+        Py_DECREF(callback);
+        *called = 1;
+        if (result != NULL) {
+            Py_DECREF(result);
+            return 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return -1; /* KeyboardInterrupt and the like go on up */
+        }
+        {
+            PyObject *type, *value, *tb;
+            int r;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL) {
+                PyException_SetTraceback(value, tb);
+            }
+            r = call_method((PyObject *)self, s_callback_failed, value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return r;
+        }
+    }
+    if (!is_none(self->waiter)) {
+        PyObject *waiter = self->waiter;
+        int done;
+        Py_INCREF(waiter);
+        done = call_true(waiter, s_done);
+        if (done == 0) {
+            done = call_method(waiter, s_set_result, message);
+            Py_DECREF(waiter);
+            return done;
+        }
+        Py_DECREF(waiter);
+        if (done < 0) {
+            return -1;
+        }
+    }
+    if (is_none(self->queue)) {
+        PyObject *queue = PyObject_CallNoArgs(deque_type);
+        if (queue == NULL) {
+            return -1;
+        }
+        Py_XSETREF(self->queue, queue);
+    }
+    *queued = 1;
+    return call_method(self->queue, s_append, message);
+}
+
+/* Whether proto is between messages with nothing buffered, reading; -1 on error. */
+static int
+proto_plain(PyObject *proto)
+{
+    int r = attr_true(proto, s_discard);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    r = attr_true(proto, s_capped);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    r = attr_set(proto, s_big);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    r = attr_true(proto, s_buf);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    r = attr_set(proto, s_in_opcode);
+    return r < 0 ? -1 : !r;
+}
+
+/* Deliver the whole simple messages at the start of view[:end]; hand the rest to proto
+ * (twin: _receive_messages). */
+static int
+receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
+{
+    const unsigned char *buf = (const unsigned char *)PyMemoryView_GET_BUFFER(view)->buf;
+    long long limit, fast_limit, n = 0;
+    Py_ssize_t pos = 0;
+    int expect_mask, batch = 0, queued = 0, r = 0;
+    SimpleFrame f;
+
+    if (attr_limit(proto, s_max_events, 1, (long long)1 << 62, &limit) < 0 ||
+        attr_limit(proto, s_fast_limit, 0, -1, &fast_limit) < 0) {
+        return -1;
+    }
+    expect_mask = attr_true(proto, s_expect_mask);
+    if (expect_mask < 0) {
+        return -1;
+    }
+    while (n < limit && simple_frame(buf, pos, end, expect_mask, fast_limit, &f)) {
+        PyObject *message = simple_message(buf, &f);
+        int called = 0;
+        if (message == NULL) {
+            if (PyErr_Occurred()) {
+                r = -1;
+                goto done;
+            }
+            break; /* invalid UTF-8: the sans-I/O core fails the connection */
+        }
+        pos = f.start + f.length;
+        n++;
+        if (n == 1 && pos < end && !is_none(self->on_message)) {
+            batch = 1;
+            self->batching = 1;
+        }
+        r = deliver(self, message, &queued, &called);
+        Py_DECREF(message);
+        if (r < 0) {
+            goto done;
+        }
+        if (called) {
+            int discard = attr_true(proto, s_discard); /* the callback failed the connection */
+            if (discard) {
+                r = discard < 0 ? -1 : 0;
+                if (r < 0) {
+                    goto done;
+                }
+                break;
+            }
+        }
+    }
+    if (pos < end) {
+        PyObject *rest = PySequence_GetSlice(view, pos, end);
+        int discard;
+        if (rest == NULL) {
+            r = -1;
+            goto done;
+        }
+        discard = attr_true(proto, s_discard);
+        if (discard < 0) {
+            r = -1;
+        }
+        else {
+            r = call_method(proto, n >= limit && !discard ? s_defer_data : s_receive_data, rest);
+        }
+        Py_DECREF(rest);
+        if (r == 0) {
+            r = call_method((PyObject *)self, s_after_receive, proto);
+        }
+    }
+    else if (queued) {
+        r = call_method((PyObject *)self, s_check_queue, NULL);
+    }
+done:
+    if (batch) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (end_batch(self) < 0) {
+            if (type != NULL) {
+                PyErr_Clear(); /* the first error wins */
+                PyErr_Restore(type, value, tb);
+            }
+            return -1;
+        }
+        PyErr_Restore(type, value, tb);
+    }
+    return r;
+}
+
+static PyObject *
+core_get_buffer(Core *self, PyObject *sizehint)
+{
+    PyObject *proto = self->proto, *view;
+    if (!is_none(proto)) {
+        int big = attr_set(proto, s_big);
+        if (big < 0) {
+            return NULL;
+        }
+        if (big) {
+            view = PyObject_CallMethodNoArgs(proto, s_receive_buffer);
+            if (view == NULL) {
+                return NULL;
+            }
+            if (view != Py_None) {
+                self->reading_into = 1;
+                return view;
+            }
+            Py_DECREF(view);
+        }
+    }
+    self->reading_into = 0;
+    view = recv_buffer();
+    Py_XINCREF(view);
+    return view;
+}
+
+static PyObject *
+core_buffer_updated(Core *self, PyObject *arg)
+{
+    PyObject *proto = self->proto, *view;
+    Py_ssize_t nbytes = PyLong_AsSsize_t(arg);
+    int r;
+
+    if (nbytes == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!is_none(proto) && self->reading_into) {
+        self->wrote = 0;
+        Py_INCREF(proto);
+        r = call_method(proto, s_receive_into, arg);
+        if (r == 0) {
+            r = call_method((PyObject *)self, s_after_receive, proto);
+        }
+        Py_DECREF(proto);
+        return r < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    view = recv_buffer();
+    if (view == NULL) {
+        return NULL;
+    }
+    if (nbytes < 0 || nbytes > PyMemoryView_GET_BUFFER(view)->len) {
+        PyErr_SetString(PyExc_ValueError, "nbytes out of range");
+        return NULL;
+    }
+    if (is_none(proto)) {
+        PyObject *data = PyBytes_FromStringAndSize(PyMemoryView_GET_BUFFER(view)->buf, nbytes);
+        if (data == NULL) {
+            return NULL;
+        }
+        r = call_method((PyObject *)self, s_handshake_data, data);
+        Py_DECREF(data);
+        return r < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    self->wrote = 0;
+    Py_INCREF(proto);
+    Py_INCREF(view);
+    r = proto_plain(proto);
+    if (r > 0) {
+        r = receive_messages(self, proto, view, nbytes);
+    }
+    else if (r == 0) {
+        PyObject *data = PySequence_GetSlice(view, 0, nbytes);
+        r = data == NULL ? -1 : call_method(proto, s_receive_data, data);
+        Py_XDECREF(data);
+        if (r == 0) {
+            r = call_method((PyObject *)self, s_after_receive, proto);
+        }
+    }
+    Py_DECREF(view);
+    Py_DECREF(proto);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* -- sending ------------------------------------------------------------------------------ */
+
+/* The next masking key from proto's pool, refilled from os.urandom (as proto._write does).
+ * Stores a new reference to the pool in *pool and the key's offset in *offset. */
+static int
+next_mask(PyObject *proto, PyObject **pool, Py_ssize_t *offset)
+{
+    PyObject *masks = PyObject_GetAttr(proto, s_masks), *value;
+    Py_ssize_t pos;
+    if (masks == NULL) {
+        return -1;
+    }
+    value = PyObject_GetAttr(proto, s_mask_pos);
+    if (value == NULL) {
+        Py_DECREF(masks);
+        return -1;
+    }
+    pos = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if ((pos == -1 && PyErr_Occurred()) || !PyBytes_Check(masks)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "_masks must be bytes");
+        }
+        Py_DECREF(masks);
+        return -1;
+    }
+    if (pos < 0 || pos + 4 > PyBytes_GET_SIZE(masks)) {
+        PyObject *size = PyLong_FromLong(MASK_POOL);
+        Py_DECREF(masks);
+        if (size == NULL) {
+            return -1;
+        }
+        masks = PyObject_CallOneArg(urandom, size);
+        Py_DECREF(size);
+        if (masks == NULL) {
+            return -1;
+        }
+        if (!PyBytes_Check(masks) || PyBytes_GET_SIZE(masks) < 4 ||
+            PyObject_SetAttr(proto, s_masks, masks) < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_RuntimeError, "os.urandom() gave too few bytes");
+            }
+            Py_DECREF(masks);
+            return -1;
+        }
+        pos = 0;
+    }
+    value = PyLong_FromSsize_t(pos + 4);
+    if (value == NULL || PyObject_SetAttr(proto, s_mask_pos, value) < 0) {
+        Py_XDECREF(value);
+        Py_DECREF(masks);
+        return -1;
+    }
+    Py_DECREF(value);
+    *pool = masks;
+    *offset = pos;
+    return 0;
+}
+
+/* Whether proto sends a whole message framed here: no compression, no fragmented message
+ * in progress, no output waiting (it must go first); -1 on error. */
+static int
+proto_plain_sender(PyObject *proto)
+{
+    PyObject *out;
+    int r = attr_true(proto, s_plain_sender);
+    if (r <= 0) {
+        return r;
+    }
+    r = attr_set(proto, s_out_opcode);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    out = PyObject_GetAttr(proto, s_out);
+    if (out == NULL) {
+        return -1;
+    }
+    r = PyObject_IsTrue(out);
+    Py_DECREF(out);
+    return r < 0 ? -1 : !r;
+}
+
+/* Frame message (bytes or str) here into chunks; returns their number or -1. */
+static int
+frame_message(PyObject *proto, PyObject *message, PyObject **chunks)
+{
+    PyObject *owner = NULL, *pool = NULL;
+    const char *data;
+    Py_ssize_t len, offset = 0;
+    unsigned char b0;
+    int is_client, n;
+
+    if (PyBytes_CheckExact(message)) {
+        b0 = 0x82;
+        data = PyBytes_AS_STRING(message);
+        len = PyBytes_GET_SIZE(message);
+        owner = Py_NewRef(message);
+    }
+    else {
+        b0 = 0x81;
+        if (PyUnicode_IS_COMPACT_ASCII(message) && PyUnicode_GET_LENGTH(message) <= WSEND_JOIN_FRAME) {
+            /* ASCII is its own UTF-8: copied straight into the frame. */
+            data = (const char *)PyUnicode_DATA(message);
+            len = PyUnicode_GET_LENGTH(message);
+        }
+        else {
+            owner = PyUnicode_AsUTF8String(message);
+            if (owner == NULL) {
+                return -1;
+            }
+            data = PyBytes_AS_STRING(owner);
+            len = PyBytes_GET_SIZE(owner);
+        }
+    }
+    is_client = attr_true(proto, s_is_client);
+    if (is_client > 0 && next_mask(proto, &pool, &offset) < 0) {
+        is_client = -1;
+    }
+    if (is_client < 0) {
+        Py_XDECREF(owner);
+        return -1;
+    }
+    n = build_frame(b0, data, len, owner,
+                    pool ? (const unsigned char *)PyBytes_AS_STRING(pool) + offset : NULL,
+                    chunks);
+    Py_XDECREF(pool);
+    Py_XDECREF(owner);
+    return n;
+}
+
+/* Send str or bytes on an open connection by the shortest path (twin: _send_fast).
+ * Returns 1 if sent, 0 if not applicable, -1 on error. */
+static int
+send_fast(Core *self, PyObject *message, PyObject *compress)
+{
+    PyObject *proto = self->proto, *state, *transport, *chunks[2], *list = NULL;
+    int plain, gone, r, n;
+
+    if ((!PyBytes_CheckExact(message) && !PyUnicode_CheckExact(message)) || is_none(proto)) {
+        return 0;
+    }
+    state = PyObject_GetAttr(proto, s_state);
+    if (state == NULL) {
+        return -1;
+    }
+    Py_DECREF(state);
+    if (state != state_open || self->connection_lost) {
+        return 0;
+    }
+    Py_INCREF(proto);
+    plain = proto_plain_sender(proto);
+    if (plain > 0) {
+        n = frame_message(proto, message, chunks);
+    }
+    else if (plain == 0) {
+        /* Compression, or output that must go first: the sans-I/O core frames it. */
+        PyObject *args[3] = {NULL, NULL, compress}, *data, *result;
+        if (PyUnicode_CheckExact(message)) {
+            data = PyUnicode_AsUTF8String(message);
+        }
+        else {
+            data = Py_NewRef(message);
+        }
+        n = -1;
+        if (data != NULL) {
+            args[0] = proto;
+            args[1] = data;
+            result = PyObject_VectorcallMethod(
+                PyUnicode_CheckExact(message) ? s_send_text : s_send_binary, args, 2,
+                kw_compress);
+            Py_DECREF(data);
+            if (result != NULL) {
+                Py_DECREF(result);
+                list = PyObject_CallMethodNoArgs(proto, s_data_to_send);
+                if (list != NULL && !PyList_CheckExact(list)) {
+                    PyErr_SetString(PyExc_TypeError, "data_to_send() must return a list");
+                    Py_CLEAR(list);
+                }
+                if (list != NULL) {
+                    n = 0;
+                }
+            }
+        }
+    }
+    else {
+        n = -1;
+    }
+    Py_DECREF(proto);
+    if (n < 0) {
+        return -1;
+    }
+    transport = self->transport;
+    Py_XINCREF(transport);
+    gone = transport_gone(transport);
+    if (gone != 0) {
+        if (gone > 0) {
+            raise_closed(self);
+        }
+        r = -1;
+    }
+    else if (list != NULL) {
+        r = write_or_cork(self, transport, ((PyListObject *)list)->ob_item,
+                          PyList_GET_SIZE(list), list);
+    }
+    else {
+        r = write_or_cork(self, transport, chunks, n, NULL);
+    }
+    Py_XDECREF(transport);
+    if (list != NULL) {
+        Py_DECREF(list);
+    }
+    else {
+        for (int i = 0; i < n; i++) {
+            Py_DECREF(chunks[i]);
+        }
+    }
+    return r < 0 ? -1 : 1;
+}
+
+/* -- methods ------------------------------------------------------------------------------ */
+
+/* Parse send_nowait(message, *, compress=None)'s arguments. */
+static int
+parse_send_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                PyObject **message, PyObject **compress)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    *compress = Py_None;
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly one positional argument (%zd given)",
+                     fname, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        int same = PyUnicode_Compare(key, s_compress);
+        if (same == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (same != 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
+                         key);
+            return -1;
+        }
+        *compress = args[nargs + i];
+    }
+    *message = args[0];
+    return 0;
+}
+
+static PyObject *
+core_send_nowait(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *message, *compress, *sent;
+    int r;
+    if (parse_send_args("send_nowait", args, nargs, kwnames, &message, &compress) < 0) {
+        return NULL;
+    }
+    if (self->send_held) {
+        PyErr_SetString(usage_error, "a streamed message is being sent: await send() instead");
+        return NULL;
+    }
+    r = send_fast(self, message, compress);
+    if (r < 0) {
+        return NULL;
+    }
+    if (r > 0) {
+        Py_RETURN_NONE;
+    }
+    {
+        PyObject *call[3] = {(PyObject *)self, message, compress};
+        sent = PyObject_VectorcallMethod(s_send_whole, call, 3, NULL);
+    }
+    if (sent == NULL) {
+        return NULL;
+    }
+    r = PyObject_IsTrue(sent);
+    Py_DECREF(sent);
+    if (r < 0) {
+        return NULL;
+    }
+    if (!r) {
+        PyObject *name = PyType_GetName(Py_TYPE(message));
+        if (name != NULL) {
+            PyErr_Format(PyExc_TypeError, "send_nowait() takes str or bytes-like messages, not %U",
+                         name);
+            Py_DECREF(name);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_send_fast(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int r;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_send_fast() takes exactly 2 arguments");
+        return NULL;
+    }
+    r = send_fast(self, args[0], args[1]);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+/* The chunks argument of _write_or_cork, _cork and _write_chunks: a list. */
+static int
+check_chunks(PyObject *chunks)
+{
+    if (!PyList_CheckExact(chunks)) {
+        PyErr_SetString(PyExc_TypeError, "chunks must be a list");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+core_write_or_cork(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *chunks;
+    int r;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_write_or_cork() takes exactly 2 arguments");
+        return NULL;
+    }
+    chunks = args[1];
+    if (check_chunks(chunks) < 0) {
+        return NULL;
+    }
+    Py_INCREF(chunks);
+    r = write_or_cork(self, args[0], ((PyListObject *)chunks)->ob_item,
+                      PyList_GET_SIZE(chunks), chunks);
+    Py_DECREF(chunks);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+core_cork(Core *self, PyObject *chunks)
+{
+    int r;
+    if (check_chunks(chunks) < 0) {
+        return NULL;
+    }
+    Py_INCREF(chunks);
+    r = cork(self, ((PyListObject *)chunks)->ob_item, PyList_GET_SIZE(chunks));
+    Py_DECREF(chunks);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+core_write_out(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    self->cork_scheduled = 0;
+    self->cork_for_input = 0;
+    self->wrote = 0;
+    return write_corked(self) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+core_write_corked(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    return write_corked(self) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+core_write_chunks(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int r;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_write_chunks() takes exactly 2 arguments");
+        return NULL;
+    }
+    if (check_chunks(args[1]) < 0) {
+        return NULL;
+    }
+    Py_INCREF(args[1]);
+    r = write_chunks(self, args[0], args[1]);
+    Py_DECREF(args[1]);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+core_end_batch(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    return end_batch(self) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyMethodDef core_methods[] = {
+    {"get_buffer", (PyCFunction)core_get_buffer, METH_O,
+     "get_buffer(sizehint) -> memoryview\n\nWhere the transport reads to."},
+    {"buffer_updated", (PyCFunction)core_buffer_updated, METH_O,
+     "buffer_updated(nbytes)\n\nParse and deliver what arrived."},
+    {"send_nowait", (PyCFunction)(void (*)(void))core_send_nowait,
+     METH_FASTCALL | METH_KEYWORDS,
+     "send_nowait(message, *, compress=None)\n\nSend a message without waiting: how "
+     "on_message callbacks answer.\n\nTakes str (text) or bytes-like (binary) messages and "
+     "writes them at once, or buffers them if the socket can't take more now, like the "
+     "browser's send(): buffered_amount tells how much waits. Files and iterables need "
+     "send().\n\nRaises:\n    ConnectionClosed: the connection is closed or closing.\n"
+     "    UsageError: a streamed message is being sent (its frames must come first).\n"
+     "    TypeError: the message is neither str nor bytes-like."},
+    {"_send_fast", (PyCFunction)(void (*)(void))core_send_fast, METH_FASTCALL, NULL},
+    {"_write_or_cork", (PyCFunction)(void (*)(void))core_write_or_cork, METH_FASTCALL, NULL},
+    {"_cork", (PyCFunction)core_cork, METH_O, NULL},
+    {"_write_out", (PyCFunction)core_write_out, METH_NOARGS, NULL},
+    {"_write_corked", (PyCFunction)core_write_corked, METH_NOARGS, NULL},
+    {"_write_chunks", (PyCFunction)(void (*)(void))core_write_chunks, METH_FASTCALL, NULL},
+    {"_end_batch", (PyCFunction)core_end_batch, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+#define OBJ(name, field) {name, T_OBJECT_EX, offsetof(Core, field), 0, NULL}
+#define FLAG(name, field) {name, T_BOOL, offsetof(Core, field), 0, NULL}
+
+static PyMemberDef core_members[] = {
+    OBJ("proto", proto),
+    OBJ("transport", transport),
+    OBJ("_on_message", on_message),
+    OBJ("_waiter", waiter),
+    OBJ("_queue", queue),
+    OBJ("_corked", corked),
+    {"_corked_size", T_PYSSIZET, offsetof(Core, corked_size), 0, NULL},
+    {"_high_water", T_PYSSIZET, offsetof(Core, high_water), 0, NULL},
+    FLAG("_batching", batching),
+    FLAG("_connection_lost", connection_lost),
+    FLAG("_cork_for_input", cork_for_input),
+    FLAG("_cork_scheduled", cork_scheduled),
+    FLAG("_paused_reading", paused_reading),
+    FLAG("_paused_writing", paused_writing),
+    FLAG("_reading_into", reading_into),
+    FLAG("_send_held", send_held),
+    FLAG("_vectored", vectored),
+    FLAG("_wrote", wrote),
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int
+core_traverse(Core *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->proto);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->on_message);
+    Py_VISIT(self->waiter);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->corked);
+    return 0;
+}
+
+static int
+core_clear(Core *self)
+{
+    Py_CLEAR(self->proto);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->on_message);
+    Py_CLEAR(self->waiter);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->corked);
+    return 0;
+}
+
+static void
+core_dealloc(Core *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject Core_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsend.asyncio._fastpath.ConnectionCore",
+    .tp_basicsize = sizeof(Core),
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The hot state and methods of a connection (see fastpath.ConnectionCorePy).",
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+    .tp_members = core_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* -- module ------------------------------------------------------------------------------- */
+
+static int
+intern_all(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&s_big, "_big"},
+        {&s_buf, "_buf"},
+        {&s_capped, "_capped"},
+        {&s_discard, "_discard"},
+        {&s_expect_mask, "_expect_mask"},
+        {&s_fast_limit, "_fast_limit"},
+        {&s_in_opcode, "_in_opcode"},
+        {&s_max_events, "max_events"},
+        {&s_state, "state"},
+        {&s_plain_sender, "_plain_sender"},
+        {&s_out_opcode, "_out_opcode"},
+        {&s_out, "_out"},
+        {&s_is_client, "is_client"},
+        {&s_masks, "_masks"},
+        {&s_mask_pos, "_mask_pos"},
+        {&s_receive_buffer, "receive_buffer"},
+        {&s_receive_into, "receive_into"},
+        {&s_receive_data, "receive_data"},
+        {&s_defer_data, "defer_data"},
+        {&s_send_text, "send_text"},
+        {&s_send_binary, "send_binary"},
+        {&s_data_to_send, "data_to_send"},
+        {&s_handshake_data, "handshake_data"},
+        {&s_after_receive, "_after_receive"},
+        {&s_callback_failed, "_callback_failed"},
+        {&s_check_queue, "_check_queue"},
+        {&s_closed_exception, "_closed_exception"},
+        {&s_send_whole, "_send_whole"},
+        {&s_write_out, "_write_out"},
+        {&s_loop, "loop"},
+        {&s_call_soon, "call_soon"},
+        {&s_write, "write"},
+        {&s_writelines, "writelines"},
+        {&s_is_closing, "is_closing"},
+        {&s_done, "done"},
+        {&s_set_result, "set_result"},
+        {&s_append, "append"},
+        {&s_join, "join"},
+        {&s_compress, "compress"},
+        {&s_recv_buffer_key, "wsend.asyncio._fastpath.recv_buffer"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].text);
+        if (*names[i].slot == NULL) {
+            return -1;
+        }
+    }
+    kw_compress = PyTuple_Pack(1, s_compress);
+    return kw_compress == NULL ? -1 : 0;
+}
+
+/* module.attr (a new reference). */
+static PyObject *
+import_attr(const char *module, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(module), *value;
+    if (mod == NULL) {
+        return NULL;
+    }
+    value = PyObject_GetAttrString(mod, attr);
+    Py_DECREF(mod);
+    return value;
+}
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, "wsend.asyncio._fastpath",
+    "Compiled hot paths of asyncio connections (twin: wsend.asyncio.fastpath).", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    PyObject *module, *state;
+    if (intern_all() < 0) {
+        return NULL;
+    }
+    state = import_attr("wsend.protocol.connection", "State");
+    if (state == NULL) {
+        return NULL;
+    }
+    state_open = PyObject_GetAttrString(state, "OPEN");
+    Py_DECREF(state);
+    deque_type = import_attr("collections", "deque");
+    usage_error = import_attr("wsend.exceptions", "UsageError");
+    urandom = import_attr("os", "urandom");
+    empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (state_open == NULL || deque_type == NULL || usage_error == NULL || urandom == NULL ||
+        empty_bytes == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&Core_Type) < 0) {
+        return NULL;
+    }
+    module = PyModule_Create(&fastpath_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&Core_Type);
+    if (PyModule_AddObject(module, "ConnectionCore", (PyObject *)&Core_Type) < 0 ||
+        PyModule_AddIntConstant(module, "RECV_BUFFER_SIZE", RECV_BUFFER_SIZE) < 0 ||
+        PyModule_AddIntConstant(module, "JOIN_LIMIT", JOIN_LIMIT) < 0) {
+        Py_DECREF(&Core_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,365 @@
+"""The connection's hot paths: receiving whole messages, sending them, corked writes.
+
+:class:`Connection <wsend.asyncio.connection.Connection>` inherits these methods and the state
+they use from ``ConnectionCore``: the compiled ``wsend.asyncio._fastpath.ConnectionCore`` when
+the extension is built, else :class:`ConnectionCorePy`, its pure-Python twin, which behaves
+identically (``WSEND_NO_SPEEDUPS=1`` forces it; the test suite runs both).
+
+Receiving: a read that starts between messages is parsed here, not in the sans-I/O core, for
+as long as it holds whole simple messages (one frame each, uncompressed, within the limits;
+see :func:`~wsend.protocol.mask.parse_messages_py`): each is handed to ``on_message`` or to
+the reader as it is parsed, with no event list in between. The first frame of any other kind
+(control frames, fragments, compressed messages, anything invalid) and everything after it
+go to the sans-I/O core, which parses them as before: the peer sees the same behaviour.
+
+Sending: a ``str`` or ``bytes`` message on an open connection without compression is framed
+here and written or corked at once (see ``Connection._flush`` for the corking rules).
+
+The methods read the sans-I/O core's state directly (its attributes named with one leading
+underscore): they are its fast path, kept in step with it by the tests of both twins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import UsageError
+from ..protocol.connection import Connection as Protocol
+from ..protocol.connection import State
+from ..protocol.mask import SPEEDUPS as PROTOCOL_SPEEDUPS
+from ..protocol.mask import parse_messages
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..protocol.connection import Data
+
+__all__ = ["RECV_BUFFER_SIZE", "SPEEDUPS", "ConnectionCore", "ConnectionCorePy", "recv_buffer"]
+
+Buffer = bytes | bytearray | memoryview
+
+# Receive buffer shared by every connection of a thread: data is consumed synchronously in
+# buffer_updated(), so one buffer serves all connections and idle ones cost nothing here.
+# 1 MiB: with large messages in flight, one read takes several (256 KiB, asyncio's own read
+# size, needed 30 % more server CPU per 100 KiB message; 4 MiB gained nothing more).
+RECV_BUFFER_SIZE = 1 << 20
+
+# Corked chunks are joined into one write up to this size; larger ones are written apart to
+# avoid copying big payloads.
+JOIN_LIMIT = 65536
+
+_thread_local = threading.local()
+
+
+def recv_buffer() -> memoryview:
+    """This thread's receive buffer (freed with the thread)."""
+    try:
+        return _thread_local.recv_buffer  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = _thread_local.recv_buffer = memoryview(bytearray(RECV_BUFFER_SIZE))
+        return buf
+
+
+class ConnectionCorePy:
+    """The hot state and methods of a connection (pure-Python twin of the compiled core).
+
+    Only :class:`~wsend.asyncio.connection.Connection` derives from it; it provides the
+    methods called here that aren't defined here (``handshake_data``, ``_after_receive``,
+    ``_callback_failed``, ``_queue_filled``, ``_closed_exception``, ``_send_whole``).
+    """
+
+    __slots__ = (
+        "_batching",
+        "_connection_lost",
+        "_cork_for_input",
+        "_cork_scheduled",
+        "_corked",
+        "_corked_size",
+        "_high_water",
+        "_on_message",
+        "_paused_reading",
+        "_paused_writing",
+        "_queue",
+        "_reading_into",
+        "_send_held",
+        "_vectored",
+        "_waiter",
+        "_wrote",
+        "proto",
+        "transport",
+    )
+
+    proto: Protocol | None
+    transport: asyncio.Transport | None
+    _on_message: Callable[[str | bytes], object] | None
+    _waiter: asyncio.Future[str | bytes | Data | None] | None
+    _queue: collections.deque[str | bytes | Data] | None
+    _corked: list[Buffer]
+    _corked_size: int
+    _high_water: int
+    _batching: bool  # on_message is handed a batch: answers leave together after it
+    _connection_lost: bool
+    _cork_for_input: bool  # corked while received messages waited (see _write_or_cork)
+    _cork_scheduled: bool
+    _paused_reading: bool
+    _paused_writing: bool
+    _reading_into: bool  # whether get_buffer() gave a large frame's own buffer
+    _send_held: bool  # the send lock is held: a streamed message is being sent
+    _vectored: bool
+    _wrote: bool
+    if TYPE_CHECKING:
+        loop: asyncio.AbstractEventLoop
+
+        def handshake_data(self, data: bytes) -> None: ...
+        def _after_receive(self, proto: Protocol) -> None: ...
+        def _callback_failed(self, exc: Exception) -> None: ...
+        def _queue_filled(self) -> None: ...
+        def _check_queue(self) -> None: ...
+        def _closed_exception(self) -> Exception: ...
+        def _send_whole(self, message: Any, compress: bool | None) -> bool: ...
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads to: a large frame's own buffer, or the shared one."""
+        proto = self.proto
+        if proto is not None and proto._big is not None:
+            # The rest of a large frame is read straight into its own buffer.
+            view = proto.receive_buffer()
+            if view is not None:
+                self._reading_into = True
+                return view
+        self._reading_into = False
+        return recv_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` arrived in the buffer :meth:`get_buffer` gave: parse and deliver them."""
+        proto = self.proto
+        if proto is None:
+            self.handshake_data(bytes(recv_buffer()[:nbytes]))
+            return
+        self._wrote = False  # see _write_or_cork
+        if self._reading_into:
+            proto.receive_into(nbytes)
+            self._after_receive(proto)
+            return
+        data = recv_buffer()[:nbytes]
+        if (
+            proto._discard
+            or proto._capped
+            or proto._big is not None
+            or proto._buf
+            or proto._in_opcode is not None
+        ):
+            # Within a frame or a fragmented message, or not reading: the general path.
+            proto.receive_data(data)
+            self._after_receive(proto)
+            return
+        self._receive_messages(proto, data)
+
+    def _receive_messages(self, proto: Protocol, data: memoryview) -> None:
+        """Deliver the whole simple messages at the start of ``data`` as they are parsed;
+        hand the rest to the sans-I/O core.
+
+        At most ``proto.max_events`` messages are delivered: past them the rest waits,
+        unparsed, as the core leaves frames past that limit (see ``Connection.start``). When
+        ``on_message`` gets more than one message, its answers are corked and written
+        together after the last (see ``Connection._flush``).
+        """
+        end = len(data)
+        limit = proto.max_events or 1 << 62
+        expect_mask = proto._expect_mask
+        fast_limit = proto._fast_limit
+        pos = n = 0
+        batch = queued = False
+        one: list[str | bytes] = []
+        try:
+            while n < limit and not proto._discard:
+                pos, got = parse_messages(data, pos, expect_mask, fast_limit, 1, one)
+                if not got:
+                    break
+                n += 1
+                if n == 1 and pos < end and self._on_message is not None:
+                    batch = self._batching = True
+                queued |= self._deliver_message(one.pop())
+            if pos < end:
+                if n >= limit and not proto._discard:
+                    proto.defer_data(data[pos:])
+                else:
+                    proto.receive_data(data[pos:])
+                self._after_receive(proto)
+            elif queued:
+                self._check_queue()
+        finally:
+            if batch:
+                self._end_batch()
+
+    def _deliver_message(self, message: str | bytes) -> bool:
+        """Hand a whole message to ``on_message``, the waiting reader, or the queue; return
+        whether it was queued."""
+        callback = self._on_message
+        if callback is not None:
+            try:
+                callback(message)
+            except Exception as exc:
+                self._callback_failed(exc)
+            return False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+            return False
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(message)
+        return True
+
+    def _end_batch(self) -> None:
+        """A batch handed to ``on_message`` ended: write what its answers corked."""
+        self._batching = False
+        if self._corked and not self._cork_scheduled:
+            self._wrote = True
+            self._write_corked()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send_nowait(
+        self, message: str | bytes | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
+        """Send a message without waiting: how :attr:`on_message` callbacks answer.
+
+        Takes ``str`` (text) or bytes-like (binary) messages and writes them at once, or
+        buffers them if the socket can't take more now, like the browser's ``send()``:
+        :attr:`buffered_amount` tells how much waits. Files and iterables need :meth:`send`.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            UsageError: a streamed message is being sent (its frames must come first).
+            TypeError: the message is neither ``str`` nor bytes-like.
+        """
+        if self._send_held:
+            raise UsageError("a streamed message is being sent: await send() instead")
+        if not self._send_fast(message, compress) and not self._send_whole(message, compress):
+            raise TypeError(
+                f"send_nowait() takes str or bytes-like messages, not {type(message).__name__}"
+            )
+
+    def _send_fast(self, message: Any, compress: bool | None) -> bool:
+        """Send ``str`` or ``bytes`` on an open connection by the shortest path; False if
+        ``message`` is of another type or the connection isn't simply open.
+
+        Raises:
+            ConnectionClosed: the transport is closing.
+        """
+        kind = type(message)
+        proto = self.proto
+        if (
+            (kind is not bytes and kind is not str)
+            or proto is None
+            or proto.state is not State.OPEN
+            or self._connection_lost
+        ):
+            return False
+        if kind is str:
+            proto.send_text(message.encode(), compress=compress)
+        else:
+            proto.send_binary(message, compress=compress)
+        chunks = proto.data_to_send()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise self._closed_exception()
+        self._write_or_cork(transport, chunks)
+        return True
+
+    def _write_or_cork(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
+        """Write ``chunks`` at once if they are the first output since the last read (or the
+        last corked write) and no received message waits to be answered; otherwise cork them
+        until the last waiting message is answered, the batch of on_message callbacks ends,
+        or the loop iteration ends, whichever applies first."""
+        if self._batching:
+            # Answers from on_message to a batch of messages: written together after it.
+            self._cork(chunks)
+        elif self._cork_scheduled:
+            self._cork(chunks)
+            if self._cork_for_input and not self._queue:
+                # The answer to the last message waiting: everything corked since goes now.
+                self._cork_for_input = False
+                self._write_corked()
+        elif self._wrote or self._queue:
+            # A second write without a read in between, or more received messages waiting
+            # (a batch of echoes on its way): more may follow in this iteration. Gather them
+            # into one write when the queue is read, or at the end of the iteration.
+            self._cork_scheduled = True
+            self._cork_for_input = bool(self._queue)
+            self.loop.call_soon(self._write_out)
+            self._cork(chunks)
+        else:
+            # The first: written at once, and nothing scheduled. A request answered once per
+            # read (one message in flight) costs no extra loop iteration.
+            self._wrote = True
+            self._write_chunks(transport, chunks)
+
+    def _cork(self, chunks: list[Buffer]) -> None:
+        """Keep ``chunks`` for :meth:`_write_out`, or write now past the high-water mark."""
+        self._corked.extend(chunks)
+        for chunk in chunks:
+            self._corked_size += len(chunk)
+        if self._corked_size >= self._high_water:
+            self._write_corked()
+
+    def _write_out(self) -> None:
+        """End of the iteration: write what was corked, and write directly again."""
+        self._cork_scheduled = False
+        self._cork_for_input = False
+        self._wrote = False
+        self._write_corked()
+
+    def _write_corked(self) -> None:
+        """Write every corked chunk, joined into one ``transport.write`` when small."""
+        corked = self._corked
+        if not corked:
+            return
+        transport = self.transport
+        size = self._corked_size
+        self._corked = []
+        self._corked_size = 0
+        if transport is None or transport.is_closing():
+            return
+        if size <= JOIN_LIMIT and len(corked) > 1:
+            transport.write(b"".join(corked))
+        else:
+            self._write_chunks(transport, corked)
+
+    def _write_chunks(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
+        """Write ``chunks`` in order: in one vectored write where the transport has one."""
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+        elif self._vectored:
+            transport.writelines(chunks)
+        else:
+            for chunk in chunks:
+                transport.write(chunk)
+
+
+def _compiled() -> type[ConnectionCorePy] | None:
+    """The compiled core, unless it isn't built or ``WSEND_NO_SPEEDUPS`` is set."""
+    if os.environ.get("WSEND_NO_SPEEDUPS") or not PROTOCOL_SPEEDUPS:
+        return None
+    try:
+        from ._fastpath import ConnectionCore as core
+    except ImportError:  # pragma: no cover - depends on the build
+        return None
+    return core
+
+
+if TYPE_CHECKING:
+    ConnectionCore = ConnectionCorePy
+else:
+    ConnectionCore = _compiled() or ConnectionCorePy
+
+#: Whether the compiled core is in use.
+SPEEDUPS = ConnectionCore is not ConnectionCorePy
