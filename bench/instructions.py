@@ -187,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
         out1, out2 = Path(tmp) / "n1.out", Path(tmp) / "n2.out"
         ir1 = measure(opts, n1, out1)
         ir2 = measure(opts, n2, out2)
+        if os.environ.get("BENCH_KEEP"):
+            import shutil
+
+            shutil.copy(out2, os.environ["BENCH_KEEP"])
         per = (ir2 - ir1) / (n2 - n1)
         print(
             f"{opts.lib} {opts.side}, {opts.loop}, {opts.size} B, {opts.inflight} in flight: "

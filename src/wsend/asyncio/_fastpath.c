@@ -32,6 +32,7 @@ typedef struct {
     char cork_scheduled;
     char paused_reading;
     char paused_writing;
+    char reading;
     char reading_into;
     char send_held;
     char vectored;
@@ -45,8 +46,8 @@ static PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_l
     *s_defer_data, *s_send_text, *s_send_binary, *s_data_to_send, *s_handshake_data,
     *s_after_receive, *s_callback_failed, *s_check_queue, *s_closed_exception, *s_send_whole,
     *s_write_out, *s_loop, *s_call_soon, *s_write, *s_writelines, *s_is_closing, *s_done,
-    *s_set_result, *s_append, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress;
-static PyObject *state_open, *deque_type, *usage_error, *urandom, *empty_bytes;
+    *s_wake, *s_append, *s_popleft, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress, *kw_context;
+static PyObject *state_open, *data_type, *s_pending_failure, *deque_type, *usage_error, *urandom, *empty_bytes;
 
 static inline int
 is_none(PyObject *obj)
@@ -381,54 +382,39 @@ end_batch(Core *self)
 
 /* -- receiving ---------------------------------------------------------------------------- */
 
-/* Hand a whole message to on_message, the waiting reader or the queue (twin:
- * _deliver_message). Sets *queued if it was queued, *called if a callback ran. */
+/* Hand a message to on_message; log a failure and fail the connection as the twin does.
+ * -1 only for exceptions that aren't Exception (KeyboardInterrupt and the like go on up). */
 static int
-deliver(Core *self, PyObject *message, int *queued, int *called)
+dispatch(Core *self, PyObject *callback, PyObject *message)
 {
-    PyObject *callback = self->on_message, *result;
-    if (!is_none(callback)) {
-        Py_INCREF(callback);
-        result = PyObject_CallOneArg(callback, message);
-        Py_DECREF(callback);
-        *called = 1;
-        if (result != NULL) {
-            Py_DECREF(result);
-            return 0;
-        }
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-            return -1; /* KeyboardInterrupt and the like go on up */
-        }
-        {
-            PyObject *type, *value, *tb;
-            int r;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL) {
-                PyException_SetTraceback(value, tb);
-            }
-            r = call_method((PyObject *)self, s_callback_failed, value);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return r;
-        }
+    PyObject *result, *type, *value, *tb;
+    int r;
+    Py_INCREF(callback);
+    result = PyObject_CallOneArg(callback, message);
+    Py_DECREF(callback);
+    if (result != NULL) {
+        Py_DECREF(result);
+        return 0;
     }
-    if (!is_none(self->waiter)) {
-        PyObject *waiter = self->waiter;
-        int done;
-        Py_INCREF(waiter);
-        done = call_true(waiter, s_done);
-        if (done == 0) {
-            done = call_method(waiter, s_set_result, message);
-            Py_DECREF(waiter);
-            return done;
-        }
-        Py_DECREF(waiter);
-        if (done < 0) {
-            return -1;
-        }
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
     }
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    r = call_method((PyObject *)self, s_callback_failed, value);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return r;
+}
+
+/* Append a message to the queue, created on first use. */
+static int
+enqueue(Core *self, PyObject *message)
+{
     if (is_none(self->queue)) {
         PyObject *queue = PyObject_CallNoArgs(deque_type);
         if (queue == NULL) {
@@ -436,8 +422,43 @@ deliver(Core *self, PyObject *message, int *queued, int *called)
         }
         Py_XSETREF(self->queue, queue);
     }
-    *queued = 1;
     return call_method(self->queue, s_append, message);
+}
+
+/* A reader waits in recv() and messages are queued: it takes the first now (Waiter.wake),
+ * and the rest from the queue in the same turn. */
+static int
+wake_reader(Core *self, int *batch)
+{
+    PyObject *waiter = self->waiter, *queue = self->queue, *first;
+    Py_ssize_t n;
+    int done, r;
+    if (is_none(queue) || is_none(waiter)) {
+        return 0;
+    }
+    n = PyObject_Size(queue);
+    if (n <= 0) {
+        return (int)n;
+    }
+    Py_INCREF(waiter);
+    done = call_true(waiter, s_done);
+    if (done != 0) {
+        Py_DECREF(waiter);
+        return done < 0 ? -1 : 0;
+    }
+    if (n > 1) {
+        *batch = 1;
+        self->batching = 1;
+    }
+    first = PyObject_CallMethodNoArgs(queue, s_popleft);
+    if (first == NULL) {
+        Py_DECREF(waiter);
+        return -1;
+    }
+    r = call_method(waiter, s_wake, first);
+    Py_DECREF(first);
+    Py_DECREF(waiter);
+    return r;
 }
 
 /* Whether proto is between messages with nothing buffered, reading; -1 on error. */
@@ -472,7 +493,7 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
     const unsigned char *buf = (const unsigned char *)PyMemoryView_GET_BUFFER(view)->buf;
     long long limit, fast_limit, n = 0;
     Py_ssize_t pos = 0;
-    int expect_mask, batch = 0, queued = 0, r = 0;
+    int expect_mask, batch = 0, r = 0;
     SimpleFrame f;
 
     if (attr_limit(proto, s_max_events, 1, (long long)1 << 62, &limit) < 0 ||
@@ -484,8 +505,7 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
         return -1;
     }
     while (n < limit && simple_frame(buf, pos, end, expect_mask, fast_limit, &f)) {
-        PyObject *message = simple_message(buf, &f);
-        int called = 0;
+        PyObject *message = simple_message(buf, &f), *callback;
         if (message == NULL) {
             if (PyErr_Occurred()) {
                 r = -1;
@@ -495,25 +515,36 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
         }
         pos = f.start + f.length;
         n++;
-        if (n == 1 && pos < end && !is_none(self->on_message)) {
+        callback = self->on_message;
+        if (is_none(callback)) {
+            r = enqueue(self, message);
+            Py_DECREF(message);
+            if (r < 0) {
+                goto done;
+            }
+            continue;
+        }
+        if (n == 1 && pos < end) {
             batch = 1;
             self->batching = 1;
         }
-        r = deliver(self, message, &queued, &called);
+        r = dispatch(self, callback, message);
         Py_DECREF(message);
         if (r < 0) {
             goto done;
         }
-        if (called) {
-            int discard = attr_true(proto, s_discard); /* the callback failed the connection */
-            if (discard) {
-                r = discard < 0 ? -1 : 0;
-                if (r < 0) {
-                    goto done;
-                }
-                break;
+        r = attr_true(proto, s_discard); /* the callback failed the connection */
+        if (r != 0) {
+            if (r < 0) {
+                goto done;
             }
+            r = 0;
+            break;
         }
+    }
+    r = wake_reader(self, &batch);
+    if (r < 0) {
+        goto done;
     }
     if (pos < end) {
         PyObject *rest = PySequence_GetSlice(view, pos, end);
@@ -534,8 +565,11 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
             r = call_method((PyObject *)self, s_after_receive, proto);
         }
     }
-    else if (queued) {
-        r = call_method((PyObject *)self, s_check_queue, NULL);
+    else if (!is_none(self->queue)) {
+        r = PyObject_IsTrue(self->queue);
+        if (r > 0) {
+            r = call_method((PyObject *)self, s_check_queue, NULL);
+        }
     }
 done:
     if (batch) {
@@ -931,6 +965,35 @@ core_send_nowait(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 }
 
 static PyObject *
+core_pop_ready(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *queue = self->queue, *first;
+    Py_ssize_t n;
+    if (is_none(queue) || self->reading || self->paused_reading) {
+        Py_RETURN_NONE;
+    }
+    n = PyObject_Size(queue);
+    if (n <= 0) {
+        return n < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    first = PySequence_GetItem(queue, 0);
+    if (first == NULL) {
+        return NULL;
+    }
+    Py_DECREF(first); /* the queue holds it */
+    if ((PyObject *)Py_TYPE(first) == data_type) {
+        Py_RETURN_NONE;
+    }
+    if (n == 1 && !is_none(self->proto)) {
+        int pending = attr_set(self->proto, s_pending_failure);
+        if (pending != 0) {
+            return pending < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    return PyObject_CallMethodNoArgs(queue, s_popleft);
+}
+
+static PyObject *
 core_send_fast(Core *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int r;
@@ -1039,6 +1102,7 @@ static PyMethodDef core_methods[] = {
      "    UsageError: a streamed message is being sent (its frames must come first).\n"
      "    TypeError: the message is neither str nor bytes-like."},
     {"_send_fast", (PyCFunction)(void (*)(void))core_send_fast, METH_FASTCALL, NULL},
+    {"_pop_ready", (PyCFunction)core_pop_ready, METH_NOARGS, NULL},
     {"_write_or_cork", (PyCFunction)(void (*)(void))core_write_or_cork, METH_FASTCALL, NULL},
     {"_cork", (PyCFunction)core_cork, METH_O, NULL},
     {"_write_out", (PyCFunction)core_write_out, METH_NOARGS, NULL},
@@ -1066,6 +1130,7 @@ static PyMemberDef core_members[] = {
     FLAG("_cork_scheduled", cork_scheduled),
     FLAG("_paused_reading", paused_reading),
     FLAG("_paused_writing", paused_writing),
+    FLAG("_reading", reading),
     FLAG("_reading_into", reading_into),
     FLAG("_send_held", send_held),
     FLAG("_vectored", vectored),
@@ -1119,6 +1184,467 @@ static PyTypeObject Core_Type = {
     .tp_new = PyType_GenericNew,
 };
 
+/* -- Waiter ------------------------------------------------------------------------------ */
+
+/* Twin of fastpath.WaiterPy (see its docstring): what recv() waits on, resumed at once when
+ * a read callback delivers the message. */
+enum { W_PENDING, W_FINISHED, W_CANCELLED };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *result;
+    PyObject *cancel_msg;
+    PyObject *callbacks; /* list of (fn, context) tuples */
+    char state;
+    char blocking; /* _asyncio_future_blocking */
+    char yielded;  /* awaited once already */
+} Waiter;
+
+static PyTypeObject Waiter_Type;
+static PyObject *cancelled_error, *invalid_state_error, *current_task, *s_call_exception_handler,
+    *s_context;
+
+static PyObject *
+waiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", NULL};
+    PyObject *loop;
+    Waiter *self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Waiter", kwlist, &loop)) {
+        return NULL;
+    }
+    self = (Waiter *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->callbacks = PyList_New(0);
+    if (self->callbacks == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->loop = Py_NewRef(loop);
+    self->state = W_PENDING;
+    return (PyObject *)self;
+}
+
+static int
+waiter_traverse(Waiter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->result);
+    Py_VISIT(self->cancel_msg);
+    Py_VISIT(self->callbacks);
+    return 0;
+}
+
+static int
+waiter_clear(Waiter *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->result);
+    Py_CLEAR(self->cancel_msg);
+    Py_CLEAR(self->callbacks);
+    return 0;
+}
+
+static void
+waiter_dealloc(Waiter *self)
+{
+    PyObject_GC_UnTrack(self);
+    waiter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* loop.call_soon(fn, self, context=context) */
+static int
+schedule_one(Waiter *self, PyObject *fn, PyObject *context)
+{
+    PyObject *args[3] = {fn, (PyObject *)self, context}, *call_soon, *handle;
+    call_soon = PyObject_GetAttr(self->loop, s_call_soon);
+    if (call_soon == NULL) {
+        return -1;
+    }
+    handle = PyObject_Vectorcall(call_soon, args, 2, kw_context);
+    Py_DECREF(call_soon);
+    if (handle == NULL) {
+        return -1;
+    }
+    Py_DECREF(handle);
+    return 0;
+}
+
+/* Take the callbacks (a new reference to the list; the waiter gets an empty one). */
+static PyObject *
+take_callbacks(Waiter *self)
+{
+    PyObject *callbacks = self->callbacks, *fresh = PyList_New(0);
+    if (fresh == NULL) {
+        return NULL;
+    }
+    self->callbacks = fresh;
+    return callbacks;
+}
+
+static int
+schedule_all(Waiter *self)
+{
+    PyObject *callbacks = take_callbacks(self);
+    int r = 0;
+    if (callbacks == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(callbacks) && r == 0; i++) {
+        PyObject *item = PyList_GET_ITEM(callbacks, i);
+        r = schedule_one(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+    }
+    Py_DECREF(callbacks);
+    return r;
+}
+
+static int
+finish(Waiter *self, PyObject *result)
+{
+    if (self->state != W_PENDING) {
+        PyErr_SetString(invalid_state_error, "invalid state");
+        return -1;
+    }
+    self->state = W_FINISHED;
+    Py_XSETREF(self->result, Py_NewRef(result));
+    return 0;
+}
+
+static PyObject *
+waiter_set_result(Waiter *self, PyObject *result)
+{
+    if (finish(self, result) < 0 || schedule_all(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Run fn(self) in context; report what it raises as the loop reports a callback's error. */
+static int
+run_callback(Waiter *self, PyObject *fn, PyObject *context)
+{
+    PyObject *result;
+    if (PyContext_Enter(context) < 0) {
+        return -1;
+    }
+    result = PyObject_CallOneArg(fn, (PyObject *)self);
+    if (PyContext_Exit(context) < 0) {
+        Py_XDECREF(result);
+        return -1;
+    }
+    if (result != NULL) {
+        Py_DECREF(result);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return -1;
+    }
+    {
+        PyObject *type, *value, *tb, *text, *report, *r = NULL;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(value, tb);
+        }
+        text = PyUnicode_FromFormat("Exception in callback %R", fn);
+        report = text == NULL ? NULL
+                              : Py_BuildValue("{sOsOsO}", "message", text, "exception", value,
+                                              "future", (PyObject *)self);
+        if (report != NULL) {
+            r = PyObject_CallMethodOneArg(self->loop, s_call_exception_handler, report);
+        }
+        Py_XDECREF(text);
+        Py_XDECREF(report);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static PyObject *
+waiter_wake(Waiter *self, PyObject *result)
+{
+    PyObject *task, *callbacks;
+    int r = 0;
+    if (finish(self, result) < 0) {
+        return NULL;
+    }
+    task = PyObject_CallOneArg(current_task, self->loop);
+    if (task == NULL) {
+        return NULL;
+    }
+    Py_DECREF(task);
+    if (task != Py_None) {
+        return schedule_all(self) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    callbacks = take_callbacks(self);
+    if (callbacks == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(callbacks) && r == 0; i++) {
+        PyObject *item = PyList_GET_ITEM(callbacks, i);
+        r = run_callback(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+    }
+    Py_DECREF(callbacks);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+waiter_add_done_callback(Waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    PyObject *fn, *context = Py_None, *item;
+    int r;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback() takes exactly one positional argument");
+        return NULL;
+    }
+    fn = args[0];
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        if (PyTuple_GET_SIZE(kwnames) != 1 ||
+            PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), s_context) != 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError,
+                                "add_done_callback() takes only the keyword argument 'context'");
+            }
+            return NULL;
+        }
+        context = args[1];
+    }
+    if (context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        Py_INCREF(context);
+    }
+    if (self->state != W_PENDING) {
+        r = schedule_one(self, fn, context);
+        Py_DECREF(context);
+        return r < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    item = PyTuple_Pack(2, fn, context);
+    Py_DECREF(context);
+    if (item == NULL) {
+        return NULL;
+    }
+    r = PyList_Append(self->callbacks, item);
+    Py_DECREF(item);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+waiter_remove_done_callback(Waiter *self, PyObject *fn)
+{
+    PyObject *kept = PyList_New(0);
+    Py_ssize_t removed = 0;
+    if (kept == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->callbacks); i++) {
+        PyObject *item = PyList_GET_ITEM(self->callbacks, i);
+        int same;
+        Py_INCREF(item);
+        same = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), fn, Py_EQ);
+        if (same < 0 || (!same && PyList_Append(kept, item) < 0)) {
+            Py_DECREF(item);
+            Py_DECREF(kept);
+            return NULL;
+        }
+        Py_DECREF(item);
+        removed += same;
+    }
+    Py_SETREF(self->callbacks, kept);
+    return PyLong_FromSsize_t(removed);
+}
+
+static PyObject *
+waiter_cancel(Waiter *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:cancel", kwlist, &msg)) {
+        return NULL;
+    }
+    if (self->state != W_PENDING) {
+        Py_RETURN_FALSE;
+    }
+    self->state = W_CANCELLED;
+    Py_XSETREF(self->cancel_msg, Py_NewRef(msg));
+    if (schedule_all(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* The result (a new reference), or NULL with CancelledError or InvalidStateError set. */
+static PyObject *
+waiter_get_result(Waiter *self)
+{
+    if (self->state == W_CANCELLED) {
+        PyObject *msg = is_none(self->cancel_msg) ? PyUnicode_FromString("")
+                                                  : Py_NewRef(self->cancel_msg);
+        if (msg != NULL) {
+            PyObject *exc = PyObject_CallOneArg(cancelled_error, msg);
+            Py_DECREF(msg);
+            if (exc != NULL) {
+                PyErr_SetObject(cancelled_error, exc);
+                Py_DECREF(exc);
+            }
+        }
+        return NULL;
+    }
+    if (self->state == W_PENDING) {
+        PyErr_SetString(invalid_state_error, "Result is not ready.");
+        return NULL;
+    }
+    return Py_NewRef(self->result);
+}
+
+static PyObject *
+waiter_result(Waiter *self, PyObject *Py_UNUSED(ignored))
+{
+    return waiter_get_result(self);
+}
+
+static PyObject *
+waiter_done(Waiter *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->state != W_PENDING);
+}
+
+static PyObject *
+waiter_cancelled(Waiter *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->state == W_CANCELLED);
+}
+
+static PyObject *
+waiter_get_loop(Waiter *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->loop);
+}
+
+/* await waiter: yields itself while pending (as asyncio's futures do), then returns the
+ * result. The waiter is its own iterator. */
+static PySendResult
+waiter_send(Waiter *self, PyObject *value, PyObject **result)
+{
+    if (self->state == W_PENDING) {
+        if (self->yielded) {
+            PyErr_SetString(PyExc_RuntimeError, "await wasn't used with future");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        self->yielded = 1;
+        self->blocking = 1;
+        *result = Py_NewRef((PyObject *)self);
+        return PYGEN_NEXT;
+    }
+    *result = waiter_get_result(self);
+    return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+}
+
+static PyObject *
+waiter_iternext(Waiter *self)
+{
+    PyObject *result;
+    PySendResult r = waiter_send(self, Py_None, &result);
+    if (r == PYGEN_RETURN) {
+        /* StopIteration(result), wrapped so that a tuple or exception stays one value */
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+        return NULL;
+    }
+    return r == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+waiter_await(Waiter *self)
+{
+    return Py_NewRef((PyObject *)self);
+}
+
+static PyObject *
+waiter_get_blocking(Waiter *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->blocking);
+}
+
+static int
+waiter_set_blocking(Waiter *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int truth;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _asyncio_future_blocking");
+        return -1;
+    }
+    truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    self->blocking = (char)truth;
+    return 0;
+}
+
+static PyGetSetDef waiter_getset[] = {
+    {"_asyncio_future_blocking", (getter)waiter_get_blocking, (setter)waiter_set_blocking, NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef waiter_methods[] = {
+    {"get_loop", (PyCFunction)waiter_get_loop, METH_NOARGS, NULL},
+    {"done", (PyCFunction)waiter_done, METH_NOARGS, NULL},
+    {"cancelled", (PyCFunction)waiter_cancelled, METH_NOARGS, NULL},
+    {"result", (PyCFunction)waiter_result, METH_NOARGS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))waiter_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"remove_done_callback", (PyCFunction)waiter_remove_done_callback, METH_O, NULL},
+    {"cancel", (PyCFunction)(void (*)(void))waiter_cancel, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_result", (PyCFunction)waiter_set_result, METH_O, NULL},
+    {"wake", (PyCFunction)waiter_wake, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods waiter_as_async = {
+    .am_await = (unaryfunc)waiter_await,
+    .am_send = (sendfunc)waiter_send,
+};
+
+static PyTypeObject Waiter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsend.asyncio._fastpath.Waiter",
+    .tp_basicsize = sizeof(Waiter),
+    .tp_dealloc = (destructor)waiter_dealloc,
+    .tp_as_async = &waiter_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Waiter(loop)\n\nWhat recv() waits on (see fastpath.WaiterPy).",
+    .tp_traverse = (traverseproc)waiter_traverse,
+    .tp_clear = (inquiry)waiter_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)waiter_iternext,
+    .tp_methods = waiter_methods,
+    .tp_getset = waiter_getset,
+    .tp_new = waiter_new,
+};
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static int
@@ -1163,8 +1689,10 @@ intern_all(void)
         {&s_writelines, "writelines"},
         {&s_is_closing, "is_closing"},
         {&s_done, "done"},
-        {&s_set_result, "set_result"},
+        {&s_wake, "wake"},
         {&s_append, "append"},
+        {&s_popleft, "popleft"},
+        {&s_pending_failure, "pending_failure"},
         {&s_join, "join"},
         {&s_compress, "compress"},
         {&s_recv_buffer_key, "wsend.asyncio._fastpath.recv_buffer"},
@@ -1175,8 +1703,14 @@ intern_all(void)
             return -1;
         }
     }
+    s_call_exception_handler = PyUnicode_InternFromString("call_exception_handler");
+    s_context = PyUnicode_InternFromString("context");
+    if (s_call_exception_handler == NULL || s_context == NULL) {
+        return -1;
+    }
     kw_compress = PyTuple_Pack(1, s_compress);
-    return kw_compress == NULL ? -1 : 0;
+    kw_context = PyTuple_Pack(1, s_context);
+    return kw_compress == NULL || kw_context == NULL ? -1 : 0;
 }
 
 /* module.attr (a new reference). */
@@ -1210,15 +1744,23 @@ PyInit__fastpath(void)
     }
     state_open = PyObject_GetAttrString(state, "OPEN");
     Py_DECREF(state);
+    data_type = import_attr("wsend.protocol.connection", "Data");
+    if (data_type == NULL) {
+        return NULL;
+    }
     deque_type = import_attr("collections", "deque");
     usage_error = import_attr("wsend.exceptions", "UsageError");
     urandom = import_attr("os", "urandom");
     empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    cancelled_error = import_attr("asyncio", "CancelledError");
+    invalid_state_error = import_attr("asyncio", "InvalidStateError");
+    current_task = import_attr("asyncio", "current_task");
     if (state_open == NULL || deque_type == NULL || usage_error == NULL || urandom == NULL ||
-        empty_bytes == NULL) {
+        empty_bytes == NULL || cancelled_error == NULL || invalid_state_error == NULL ||
+        current_task == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&Core_Type) < 0) {
+    if (PyType_Ready(&Core_Type) < 0 || PyType_Ready(&Waiter_Type) < 0) {
         return NULL;
     }
     module = PyModule_Create(&fastpath_module);
@@ -1226,7 +1768,9 @@ PyInit__fastpath(void)
         return NULL;
     }
     Py_INCREF(&Core_Type);
+    Py_INCREF(&Waiter_Type);
     if (PyModule_AddObject(module, "ConnectionCore", (PyObject *)&Core_Type) < 0 ||
+        PyModule_AddObject(module, "Waiter", (PyObject *)&Waiter_Type) < 0 ||
         PyModule_AddIntConstant(module, "RECV_BUFFER_SIZE", RECV_BUFFER_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "JOIN_LIMIT", JOIN_LIMIT) < 0) {
         Py_DECREF(&Core_Type);

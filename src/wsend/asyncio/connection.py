@@ -40,7 +40,7 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, Event, Ping, Pong, State
 from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
 from ..protocol.http import Request, Response
-from .fastpath import ConnectionCore
+from .fastpath import ConnectionCore, Waiter
 
 __all__ = ["Connection", "ConnectionOptions"]
 
@@ -135,7 +135,6 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
         "_partial",
         "_pause_pending",
         "_pings",
-        "_reading",
         "_send_lock",
         "_write_held",
         "extensions",
@@ -371,9 +370,10 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             self._check_queue()
         if proto.parse_pending and not self._connection_lost:
             # Frames wait unparsed (see start): read no more until the queue is read, or with
-            # on_message, until the next loop iteration parses the next batch.
+            # on_message (or a reader that took every message as it came, see Waiter), until
+            # the next loop iteration parses the next batch.
             self._pause_reading()
-            if self._on_message is not None:
+            if self._on_message is not None or not self._queue:
                 self.loop.call_soon(self._resume)
         if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
@@ -435,6 +435,8 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
+            # Scheduled, not woken at once (see fastpath.Waiter): the events that follow this
+            # one in the batch (a close frame, say) must be handled before the reader runs.
             waiter.set_result(event)
             return
         queue = self._queue
@@ -533,16 +535,9 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             ConcurrencyError: another coroutine is already reading.
             UsageError: messages go to :attr:`on_message`.
         """
-        queue = self._queue
-        if queue and not self._reading and not self._paused_reading:
-            # Fast path: a whole message is waiting (and no deferred failure depends on the
-            # queue draining).
-            event = queue[0]
-            if type(event) is not Data and (
-                len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
-            ):
-                queue.popleft()
-                return event  # type: ignore[return-value]
+        message = self._pop_ready()
+        if message is not None:
+            return message  # the fast path: a whole message is waiting
         self._check_receiving()
         self._reading = True
         try:
@@ -712,10 +707,10 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             if proto is not None and proto.has_pending:
                 self._fail_pending()
             raise self._closed_exception()
-        waiter: asyncio.Future[Item | None] = self.loop.create_future()
+        waiter = Waiter(self.loop)
         self._waiter = waiter
         try:
-            result = await waiter
+            result: Item | None = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 pending = waiter.result()
@@ -737,6 +732,9 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
 
     async def __anext__(self) -> Message:
         """``async for message in ws``: the next message; the loop ends on a normal close."""
+        message = self._pop_ready()
+        if message is not None:
+            return message  # as recv() would, without its call
         try:
             return await self.recv()
         except ConnectionClosedOK:

@@ -23,22 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import os
 import threading
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import UsageError
 from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import State
+from ..protocol.connection import Data, State
 from ..protocol.mask import SPEEDUPS as PROTOCOL_SPEEDUPS
 from ..protocol.mask import parse_messages
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from ..protocol.connection import Data
-
-__all__ = ["RECV_BUFFER_SIZE", "SPEEDUPS", "ConnectionCore", "ConnectionCorePy", "recv_buffer"]
+__all__ = [
+    "RECV_BUFFER_SIZE",
+    "SPEEDUPS",
+    "ConnectionCore",
+    "ConnectionCorePy",
+    "Waiter",
+    "WaiterPy",
+    "recv_buffer",
+]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -64,6 +69,141 @@ def recv_buffer() -> memoryview:
         return buf
 
 
+class WaiterPy:
+    """What ``recv()`` waits on: a future whose task resumes as soon as the message arrives.
+
+    A task awaiting a future registers a callback that resumes it, and asyncio runs such
+    callbacks with ``loop.call_soon``: in the next iteration of the event loop, after another
+    poll for I/O. When :meth:`wake` sets the result from a transport's read callback (no task
+    is running), the callbacks run there and then instead: the reader gets the message in the
+    same iteration, while it is still in the CPU's cache, and what it sends in answer leaves
+    with the rest of the read's answers. Anywhere else, and for the other outcomes
+    (:meth:`set_result`, :meth:`cancel`), the callbacks are scheduled as asyncio's futures
+    schedule them.
+
+    It implements what asyncio's tasks use of a future (``_asyncio_future_blocking``,
+    ``get_loop``, ``add_done_callback``, ``cancel``, ``result``), and ``await``; only
+    ``recv()`` awaits it. The compiled twin is ``wsend.asyncio._fastpath.Waiter``.
+
+    Args:
+        loop: the event loop.
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_callbacks",
+        "_cancel_msg",
+        "_loop",
+        "_result",
+        "_state",
+    )
+
+    _PENDING, _FINISHED, _CANCELLED = 0, 1, 2
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._state = self._PENDING
+        self._result: Any = None
+        self._cancel_msg: Any = None
+        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] = []
+        self._asyncio_future_blocking = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != self._PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == self._CANCELLED
+
+    def result(self) -> Any:
+        """The result.
+
+        Raises:
+            asyncio.CancelledError: the waiter was cancelled.
+            asyncio.InvalidStateError: no result yet.
+        """
+        if self._state == self._CANCELLED:
+            raise asyncio.CancelledError("" if self._cancel_msg is None else self._cancel_msg)
+        if self._state == self._PENDING:
+            raise asyncio.InvalidStateError("Result is not ready.")
+        return self._result
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self._state == self._PENDING:
+            self._callbacks.append((fn, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        kept = [callback for callback in self._callbacks if callback[0] != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self._state != self._PENDING:
+            return False
+        self._state = self._CANCELLED
+        self._cancel_msg = msg
+        self._schedule()
+        return True
+
+    def set_result(self, result: Any) -> None:
+        """Set the result and schedule the callbacks.
+
+        Raises:
+            asyncio.InvalidStateError: the waiter is done already.
+        """
+        self._finish(result)
+        self._schedule()
+
+    def wake(self, result: Any) -> None:
+        """Set the result; run the callbacks now, unless a task is running.
+
+        Raises:
+            asyncio.InvalidStateError: the waiter is done already.
+        """
+        self._finish(result)
+        if asyncio.current_task(self._loop) is not None:
+            self._schedule()
+            return
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            try:
+                context.run(fn, self)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler(
+                    {"message": f"Exception in callback {fn!r}", "exception": exc, "future": self}
+                )
+
+    def _finish(self, result: Any) -> None:
+        if self._state != self._PENDING:
+            raise asyncio.InvalidStateError("invalid state")
+        self._state = self._FINISHED
+        self._result = result
+
+    def _schedule(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+
+    def __await__(self) -> Generator[WaiterPy, None, Any]:
+        if self._state == self._PENDING:
+            self._asyncio_future_blocking = True
+            yield self
+        if self._state == self._PENDING:
+            raise RuntimeError("await wasn't used with future")
+        return self.result()
+
+
 class ConnectionCorePy:
     """The hot state and methods of a connection (pure-Python twin of the compiled core).
 
@@ -84,6 +224,7 @@ class ConnectionCorePy:
         "_paused_reading",
         "_paused_writing",
         "_queue",
+        "_reading",
         "_reading_into",
         "_send_held",
         "_vectored",
@@ -96,7 +237,7 @@ class ConnectionCorePy:
     proto: Protocol | None
     transport: asyncio.Transport | None
     _on_message: Callable[[str | bytes], object] | None
-    _waiter: asyncio.Future[str | bytes | Data | None] | None
+    _waiter: WaiterPy | None
     _queue: collections.deque[str | bytes | Data] | None
     _corked: list[Buffer]
     _corked_size: int
@@ -107,6 +248,7 @@ class ConnectionCorePy:
     _cork_scheduled: bool
     _paused_reading: bool
     _paused_writing: bool
+    _reading: bool  # a coroutine is in recv() or recv_streaming()
     _reading_into: bool  # whether get_buffer() gave a large frame's own buffer
     _send_held: bool  # the send lock is held: a streamed message is being sent
     _vectored: bool
@@ -162,20 +304,23 @@ class ConnectionCorePy:
         self._receive_messages(proto, data)
 
     def _receive_messages(self, proto: Protocol, data: memoryview) -> None:
-        """Deliver the whole simple messages at the start of ``data`` as they are parsed;
-        hand the rest to the sans-I/O core.
+        """Deliver the whole simple messages at the start of ``data``; hand the rest to the
+        sans-I/O core.
 
-        At most ``proto.max_events`` messages are delivered: past them the rest waits,
-        unparsed, as the core leaves frames past that limit (see ``Connection.start``). When
-        ``on_message`` gets more than one message, its answers are corked and written
-        together after the last (see ``Connection._flush``).
+        Each message goes to ``on_message`` as it is parsed, or else to the queue; a reader
+        waiting in ``recv()`` then takes the first at once (see :class:`Waiter`) and the rest
+        from the queue, before the rest of ``data`` is parsed. When on_message or the reader
+        gets more than one message, their answers are corked and written together after the
+        last (see ``Connection._flush``). At most ``proto.max_events`` messages are
+        delivered: past them the rest waits, unparsed, as the core leaves frames past that
+        limit (see ``Connection.start``).
         """
         end = len(data)
         limit = proto.max_events or 1 << 62
         expect_mask = proto._expect_mask
         fast_limit = proto._fast_limit
         pos = n = 0
-        batch = queued = False
+        batch = False
         one: list[str | bytes] = []
         try:
             while n < limit and not proto._discard:
@@ -183,40 +328,36 @@ class ConnectionCorePy:
                 if not got:
                     break
                 n += 1
-                if n == 1 and pos < end and self._on_message is not None:
+                callback = self._on_message
+                if callback is None:
+                    queue = self._queue
+                    if queue is None:
+                        queue = self._queue = collections.deque()
+                    queue.append(one.pop())
+                    continue
+                if n == 1 and pos < end:
                     batch = self._batching = True
-                queued |= self._deliver_message(one.pop())
+                try:
+                    callback(one.pop())
+                except Exception as exc:
+                    self._callback_failed(exc)
+            queue = self._queue
+            waiter = self._waiter
+            if queue and waiter is not None and not waiter.done():
+                if len(queue) > 1:
+                    batch = self._batching = True
+                waiter.wake(queue.popleft())
             if pos < end:
                 if n >= limit and not proto._discard:
                     proto.defer_data(data[pos:])
                 else:
                     proto.receive_data(data[pos:])
                 self._after_receive(proto)
-            elif queued:
+            elif self._queue:
                 self._check_queue()
         finally:
             if batch:
                 self._end_batch()
-
-    def _deliver_message(self, message: str | bytes) -> bool:
-        """Hand a whole message to ``on_message``, the waiting reader, or the queue; return
-        whether it was queued."""
-        callback = self._on_message
-        if callback is not None:
-            try:
-                callback(message)
-            except Exception as exc:
-                self._callback_failed(exc)
-            return False
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
-            return False
-        queue = self._queue
-        if queue is None:
-            queue = self._queue = collections.deque()
-        queue.append(message)
-        return True
 
     def _end_batch(self) -> None:
         """A batch handed to ``on_message`` ended: write what its answers corked."""
@@ -224,6 +365,22 @@ class ConnectionCorePy:
         if self._corked and not self._cork_scheduled:
             self._wrote = True
             self._write_corked()
+
+    def _pop_ready(self) -> str | bytes | None:
+        """The next message if a whole one waits and ``recv()`` may take it at once, or None.
+
+        Not when a coroutine is receiving, reading is paused (the queue is being refilled),
+        or the message is the last one before a deferred failure (its turn ends the wait
+        before failing, see ``Connection._schedule_failure``).
+        """
+        queue = self._queue
+        if queue and not self._reading and not self._paused_reading:
+            event = queue[0]
+            if type(event) is not Data and (
+                len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
+            ):
+                return queue.popleft()  # type: ignore[return-value]
+        return None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -345,21 +502,25 @@ class ConnectionCorePy:
                 transport.write(chunk)
 
 
-def _compiled() -> type[ConnectionCorePy] | None:
-    """The compiled core, unless it isn't built or ``WSEND_NO_SPEEDUPS`` is set."""
+def _compiled() -> Any:
+    """The compiled module, unless it isn't built or ``WSEND_NO_SPEEDUPS`` is set."""
     if os.environ.get("WSEND_NO_SPEEDUPS") or not PROTOCOL_SPEEDUPS:
         return None
     try:
-        from ._fastpath import ConnectionCore as core
+        from . import _fastpath
     except ImportError:  # pragma: no cover - depends on the build
         return None
-    return core
+    return _fastpath
 
 
+_module = _compiled()
 if TYPE_CHECKING:
     ConnectionCore = ConnectionCorePy
-else:
-    ConnectionCore = _compiled() or ConnectionCorePy
+    Waiter = WaiterPy
+elif _module is None:  # pragma: no cover - depends on the build
+    ConnectionCore, Waiter = ConnectionCorePy, WaiterPy
+else:  # pragma: no cover - depends on the build
+    ConnectionCore, Waiter = _module.ConnectionCore, _module.Waiter
 
 #: Whether the compiled core is in use.
-SPEEDUPS = ConnectionCore is not ConnectionCorePy
+SPEEDUPS = _module is not None
