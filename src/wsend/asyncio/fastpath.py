@@ -279,17 +279,25 @@ class ConnectionCorePy:
         return recv_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` arrived in the buffer :meth:`get_buffer` gave: parse and deliver them."""
+        """``nbytes`` arrived in the buffer :meth:`get_buffer` gave: parse and deliver them.
+
+        Raises:
+            ValueError: ``nbytes`` exceeds the receive buffer, or is negative.
+        """
         proto = self.proto
-        if proto is None:
-            self.handshake_data(bytes(recv_buffer()[:nbytes]))
-            return
-        self._wrote = False  # see _write_or_cork
-        if self._reading_into:
+        if proto is not None and self._reading_into:
+            self._wrote = False  # see _write_or_cork
             proto.receive_into(nbytes)
             self._after_receive(proto)
             return
-        data = recv_buffer()[:nbytes]
+        buffer = recv_buffer()
+        if not 0 <= nbytes <= len(buffer):
+            raise ValueError("nbytes out of range")
+        data = buffer[:nbytes]
+        if proto is None:
+            self.handshake_data(bytes(data))
+            return
+        self._wrote = False
         if (
             proto._discard
             or proto._capped
