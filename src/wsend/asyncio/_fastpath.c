@@ -9,6 +9,7 @@
  */
 #include "_framing.h"
 #include <structmember.h>
+#include <descrobject.h>
 
 /* As fastpath.RECV_BUFFER_SIZE and fastpath.JOIN_LIMIT (a test checks that they agree), and
  * the sans-I/O core's pool of masking keys. */
@@ -55,13 +56,98 @@ is_none(PyObject *obj)
     return obj == NULL || obj == Py_None;
 }
 
+/* -- the sans-I/O core's slots ----------------------------------------------------------- */
+
+/* Reads of the sans-I/O core's attributes: each is a slot of its class, so once its offset is
+ * known (looked up on the class, checked to be a plain object slot) it is read in place, for
+ * as long as the class is unchanged (its version tag, as CPython's own attribute cache
+ * checks). Anything else goes through getattr. */
+typedef struct {
+    PyObject **name;
+    PyTypeObject *type; /* borrowed, checked with its version tag */
+    unsigned int tag;
+    Py_ssize_t offset;
+} Slot;
+
+static Slot SL_BIG = {&s_big}, SL_BUF = {&s_buf}, SL_CAPPED = {&s_capped},
+            SL_DISCARD = {&s_discard}, SL_EXPECT_MASK = {&s_expect_mask},
+            SL_FAST_LIMIT = {&s_fast_limit}, SL_IN_OPCODE = {&s_in_opcode},
+            SL_MAX_EVENTS = {&s_max_events}, SL_STATE = {&s_state},
+            SL_PLAIN_SENDER = {&s_plain_sender}, SL_OUT_OPCODE = {&s_out_opcode},
+            SL_OUT = {&s_out}, SL_IS_CLIENT = {&s_is_client}, SL_MASKS = {&s_masks},
+            SL_MASK_POS = {&s_mask_pos}, SL_PENDING_FAILURE = {&s_pending_failure};
+
+static inline int
+slot_known(PyObject *obj, Slot *slot)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    return type == slot->type && type->tp_version_tag == slot->tag &&
+           (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG);
+}
+
+/* Find where type keeps the slot, if it is a plain object slot and the type has a valid
+ * version tag (else it is read with getattr). */
+static void
+slot_resolve(PyTypeObject *type, Slot *slot)
+{
+    PyObject *descr;
+    slot->type = NULL;
+    if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return;
+    }
+    descr = PyObject_GetAttr((PyObject *)type, *slot->name);
+    if (descr == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+        ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+        !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY) &&
+        (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        slot->offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+        slot->tag = type->tp_version_tag;
+        slot->type = type;
+    }
+    Py_DECREF(descr);
+}
+
+/* obj.<slot> (a new reference). */
+static PyObject *
+slot_get(PyObject *obj, Slot *slot)
+{
+    if (!slot_known(obj, slot)) {
+        slot_resolve(Py_TYPE(obj), slot);
+    }
+    if (slot_known(obj, slot)) {
+        PyObject *value = *(PyObject **)((char *)obj + slot->offset);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+    }
+    return PyObject_GetAttr(obj, *slot->name); /* or raise AttributeError as it does */
+}
+
+/* obj.<slot> = value */
+static int
+slot_set(PyObject *obj, Slot *slot, PyObject *value)
+{
+    if (!slot_known(obj, slot)) {
+        slot_resolve(Py_TYPE(obj), slot);
+    }
+    if (slot_known(obj, slot)) {
+        Py_XSETREF(*(PyObject **)((char *)obj + slot->offset), Py_NewRef(value));
+        return 0;
+    }
+    return PyObject_SetAttr(obj, *slot->name, value);
+}
+
 /* -- small helpers ------------------------------------------------------------------------ */
 
-/* The truth value of obj.<name>; -1 on error. */
+/* The truth value of obj.<slot>; -1 on error. */
 static int
-attr_true(PyObject *obj, PyObject *name)
+attr_true(PyObject *obj, Slot *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = slot_get(obj, name);
     int result;
     if (value == NULL) {
         return -1;
@@ -71,11 +157,11 @@ attr_true(PyObject *obj, PyObject *name)
     return result;
 }
 
-/* Whether obj.<name> is not None; -1 on error. */
+/* Whether obj.<slot> is not None; -1 on error. */
 static int
-attr_set(PyObject *obj, PyObject *name)
+attr_set(PyObject *obj, Slot *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = slot_get(obj, name);
     if (value == NULL) {
         return -1;
     }
@@ -110,12 +196,12 @@ call_true(PyObject *obj, PyObject *name)
     return truth;
 }
 
-/* obj.<name> as a limit: None, or 0 when zero_is_none, gives dflt; ints past the C range
+/* obj.<slot> as a limit: None, or 0 when zero_is_none, gives dflt; ints past the C range
  * are clamped (no frame can exceed LLONG_MAX bytes and be whole in a buffer). */
 static int
-attr_limit(PyObject *obj, PyObject *name, int zero_is_none, long long dflt, long long *out)
+attr_limit(PyObject *obj, Slot *name, int zero_is_none, long long dflt, long long *out)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = slot_get(obj, name);
     int overflow;
     long long n;
     if (value == NULL) {
@@ -465,23 +551,23 @@ wake_reader(Core *self, int *batch)
 static int
 proto_plain(PyObject *proto)
 {
-    int r = attr_true(proto, s_discard);
+    int r = attr_true(proto, &SL_DISCARD);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = attr_true(proto, s_capped);
+    r = attr_true(proto, &SL_CAPPED);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = attr_set(proto, s_big);
+    r = attr_set(proto, &SL_BIG);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = attr_true(proto, s_buf);
+    r = attr_true(proto, &SL_BUF);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = attr_set(proto, s_in_opcode);
+    r = attr_set(proto, &SL_IN_OPCODE);
     return r < 0 ? -1 : !r;
 }
 
@@ -496,11 +582,11 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
     int expect_mask, batch = 0, r = 0;
     SimpleFrame f;
 
-    if (attr_limit(proto, s_max_events, 1, (long long)1 << 62, &limit) < 0 ||
-        attr_limit(proto, s_fast_limit, 0, -1, &fast_limit) < 0) {
+    if (attr_limit(proto, &SL_MAX_EVENTS, 1, (long long)1 << 62, &limit) < 0 ||
+        attr_limit(proto, &SL_FAST_LIMIT, 0, -1, &fast_limit) < 0) {
         return -1;
     }
-    expect_mask = attr_true(proto, s_expect_mask);
+    expect_mask = attr_true(proto, &SL_EXPECT_MASK);
     if (expect_mask < 0) {
         return -1;
     }
@@ -533,7 +619,7 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
         if (r < 0) {
             goto done;
         }
-        r = attr_true(proto, s_discard); /* the callback failed the connection */
+        r = attr_true(proto, &SL_DISCARD); /* the callback failed the connection */
         if (r != 0) {
             if (r < 0) {
                 goto done;
@@ -553,7 +639,7 @@ receive_messages(Core *self, PyObject *proto, PyObject *view, Py_ssize_t end)
             r = -1;
             goto done;
         }
-        discard = attr_true(proto, s_discard);
+        discard = attr_true(proto, &SL_DISCARD);
         if (discard < 0) {
             r = -1;
         }
@@ -592,7 +678,7 @@ core_get_buffer(Core *self, PyObject *sizehint)
 {
     PyObject *proto = self->proto, *view;
     if (!is_none(proto)) {
-        int big = attr_set(proto, s_big);
+        int big = attr_set(proto, &SL_BIG);
         if (big < 0) {
             return NULL;
         }
@@ -678,12 +764,12 @@ core_buffer_updated(Core *self, PyObject *arg)
 static int
 next_mask(PyObject *proto, PyObject **pool, Py_ssize_t *offset)
 {
-    PyObject *masks = PyObject_GetAttr(proto, s_masks), *value;
+    PyObject *masks = slot_get(proto, &SL_MASKS), *value;
     Py_ssize_t pos;
     if (masks == NULL) {
         return -1;
     }
-    value = PyObject_GetAttr(proto, s_mask_pos);
+    value = slot_get(proto, &SL_MASK_POS);
     if (value == NULL) {
         Py_DECREF(masks);
         return -1;
@@ -709,7 +795,7 @@ next_mask(PyObject *proto, PyObject **pool, Py_ssize_t *offset)
             return -1;
         }
         if (!PyBytes_Check(masks) || PyBytes_GET_SIZE(masks) < 4 ||
-            PyObject_SetAttr(proto, s_masks, masks) < 0) {
+            slot_set(proto, &SL_MASKS, masks) < 0) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_RuntimeError, "os.urandom() gave too few bytes");
             }
@@ -719,7 +805,7 @@ next_mask(PyObject *proto, PyObject **pool, Py_ssize_t *offset)
         pos = 0;
     }
     value = PyLong_FromSsize_t(pos + 4);
-    if (value == NULL || PyObject_SetAttr(proto, s_mask_pos, value) < 0) {
+    if (value == NULL || slot_set(proto, &SL_MASK_POS, value) < 0) {
         Py_XDECREF(value);
         Py_DECREF(masks);
         return -1;
@@ -736,15 +822,15 @@ static int
 proto_plain_sender(PyObject *proto)
 {
     PyObject *out;
-    int r = attr_true(proto, s_plain_sender);
+    int r = attr_true(proto, &SL_PLAIN_SENDER);
     if (r <= 0) {
         return r;
     }
-    r = attr_set(proto, s_out_opcode);
+    r = attr_set(proto, &SL_OUT_OPCODE);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    out = PyObject_GetAttr(proto, s_out);
+    out = slot_get(proto, &SL_OUT);
     if (out == NULL) {
         return -1;
     }
@@ -785,7 +871,7 @@ frame_message(PyObject *proto, PyObject *message, PyObject **chunks)
             len = PyBytes_GET_SIZE(owner);
         }
     }
-    is_client = attr_true(proto, s_is_client);
+    is_client = attr_true(proto, &SL_IS_CLIENT);
     if (is_client > 0 && next_mask(proto, &pool, &offset) < 0) {
         is_client = -1;
     }
@@ -812,7 +898,7 @@ send_fast(Core *self, PyObject *message, PyObject *compress)
     if ((!PyBytes_CheckExact(message) && !PyUnicode_CheckExact(message)) || is_none(proto)) {
         return 0;
     }
-    state = PyObject_GetAttr(proto, s_state);
+    state = slot_get(proto, &SL_STATE);
     if (state == NULL) {
         return -1;
     }
@@ -985,7 +1071,7 @@ core_pop_ready(Core *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     if (n == 1 && !is_none(self->proto)) {
-        int pending = attr_set(self->proto, s_pending_failure);
+        int pending = attr_set(self->proto, &SL_PENDING_FAILURE);
         if (pending != 0) {
             return pending < 0 ? NULL : Py_NewRef(Py_None);
         }
@@ -1202,7 +1288,8 @@ typedef struct {
 } Waiter;
 
 static PyTypeObject Waiter_Type;
-static PyObject *cancelled_error, *invalid_state_error, *current_task, *s_call_exception_handler,
+static PyObject *cancelled_error, *invalid_state_error, *current_task, *current_tasks,
+    *s_call_exception_handler,
     *s_context;
 
 static PyObject *
@@ -1379,12 +1466,20 @@ waiter_wake(Waiter *self, PyObject *result)
     if (finish(self, result) < 0) {
         return NULL;
     }
-    task = PyObject_CallOneArg(current_task, self->loop);
-    if (task == NULL) {
-        return NULL;
+    if (current_tasks != NULL) {
+        task = PyDict_GetItemWithError(current_tasks, self->loop); /* borrowed */
+        if (task == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
     }
-    Py_DECREF(task);
-    if (task != Py_None) {
+    else {
+        task = PyObject_CallOneArg(current_task, self->loop);
+        if (task == NULL) {
+            return NULL;
+        }
+        Py_DECREF(task);
+    }
+    if (!is_none(task)) {
         return schedule_all(self) < 0 ? NULL : Py_NewRef(Py_None);
     }
     callbacks = take_callbacks(self);
@@ -1754,10 +1849,21 @@ PyInit__fastpath(void)
     empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
     cancelled_error = import_attr("asyncio", "CancelledError");
     invalid_state_error = import_attr("asyncio", "InvalidStateError");
-    current_task = import_attr("asyncio", "current_task");
+    /* The running task: asyncio.current_task, in C from Python 3.12; before, it is a Python
+     * function reading _asyncio's dict of current tasks, read here directly. */
+    current_task = import_attr("_asyncio", "current_task");
+    if (current_task == NULL) {
+        PyErr_Clear();
+        current_tasks = import_attr("_asyncio", "_current_tasks");
+        if (current_tasks == NULL || !PyDict_CheckExact(current_tasks)) {
+            PyErr_Clear();
+            Py_CLEAR(current_tasks);
+            current_task = import_attr("asyncio", "current_task");
+        }
+    }
     if (state_open == NULL || deque_type == NULL || usage_error == NULL || urandom == NULL ||
         empty_bytes == NULL || cancelled_error == NULL || invalid_state_error == NULL ||
-        current_task == NULL) {
+        (current_task == NULL && current_tasks == NULL)) {
         return NULL;
     }
     if (PyType_Ready(&Core_Type) < 0 || PyType_Ready(&Waiter_Type) < 0) {

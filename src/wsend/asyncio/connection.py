@@ -538,7 +538,8 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
         message = self._pop_ready()
         if message is not None:
             return message  # the fast path: a whole message is waiting
-        self._check_receiving()
+        if self._on_message is not None or self._reading:
+            self._check_receiving()
         self._reading = True
         try:
             while True:
@@ -732,13 +733,25 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
 
     async def __anext__(self) -> Message:
         """``async for message in ws``: the next message; the loop ends on a normal close."""
+        # recv(), inlined: a coroutine fewer per message in the usual way of receiving.
         message = self._pop_ready()
         if message is not None:
-            return message  # as recv() would, without its call
+            return message
+        if self._on_message is not None or self._reading:
+            self._check_receiving()
+        self._reading = True
         try:
-            return await self.recv()
+            while True:
+                event = await self._next_fragment()
+                if type(event) is not Data:
+                    return event  # type: ignore[return-value]
+                message = self._join(event)
+                if message is not None:
+                    return message
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
+        finally:
+            self._reading = False
 
     def _closed_exception(self) -> ConnectionClosed:
         proto = self.proto
