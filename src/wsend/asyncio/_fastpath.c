@@ -536,7 +536,9 @@ wake_reader(Core *self, int *batch)
         *batch = 1;
         self->batching = 1;
     }
+    Py_INCREF(queue);
     first = PyObject_CallMethodNoArgs(queue, s_popleft);
+    Py_DECREF(queue);
     if (first == NULL) {
         Py_DECREF(waiter);
         return -1;
@@ -1543,24 +1545,27 @@ waiter_add_done_callback(Waiter *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 waiter_remove_done_callback(Waiter *self, PyObject *fn)
 {
-    PyObject *kept = PyList_New(0);
+    PyObject *kept = PyList_New(0), *callbacks = self->callbacks;
     Py_ssize_t removed = 0;
     if (kept == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->callbacks); i++) {
-        PyObject *item = PyList_GET_ITEM(self->callbacks, i);
+    Py_INCREF(callbacks); /* comparing may run code that replaces the list */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(callbacks); i++) {
+        PyObject *item = PyList_GET_ITEM(callbacks, i);
         int same;
         Py_INCREF(item);
         same = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), fn, Py_EQ);
         if (same < 0 || (!same && PyList_Append(kept, item) < 0)) {
             Py_DECREF(item);
+            Py_DECREF(callbacks);
             Py_DECREF(kept);
             return NULL;
         }
         Py_DECREF(item);
         removed += same;
     }
+    Py_DECREF(callbacks);
     Py_SETREF(self->callbacks, kept);
     return PyLong_FromSsize_t(removed);
 }
