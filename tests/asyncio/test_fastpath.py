@@ -595,3 +595,9 @@ def test_fuzz_target_holds_on_random_input(data: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 def test_fuzz_target_holds_on_mutated_seeds(seed: bytes, tail: bytes, selector: int) -> None:
     FUZZ.TestOneInput(bytes([selector]) + seed[1:] + tail)
+
+
+async def test_a_size_limit_past_64_bits_is_no_limit(open_pair):
+    local, remote = await open_pair(max_message_size=1 << 64, compression=None)
+    await local.send(b"x" * 70_000)
+    assert await remote.recv() == b"x" * 70_000

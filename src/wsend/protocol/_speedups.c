@@ -72,9 +72,17 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (expect_mask < 0) {
         return NULL;
     }
-    limit = PyLong_AsLongLong(args[3]);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
+    {
+        /* A limit past the C range is no limit (no frame that large fits in a buffer); one
+         * below it admits nothing. */
+        int overflow;
+        limit = PyLong_AsLongLongAndOverflow(args[3], &overflow);
+        if (limit == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow) {
+            limit = overflow > 0 ? LLONG_MAX : -1;
+        }
     }
     count = PyLong_AsSsize_t(args[4]);
     if (count == -1 && PyErr_Occurred()) {
