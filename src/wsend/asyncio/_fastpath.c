@@ -47,7 +47,8 @@ static PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_l
     *s_defer_data, *s_send_text, *s_send_binary, *s_data_to_send, *s_handshake_data,
     *s_after_receive, *s_callback_failed, *s_check_queue, *s_closed_exception, *s_send_whole,
     *s_write_out, *s_loop, *s_call_soon, *s_write, *s_writelines, *s_is_closing, *s_done,
-    *s_wake, *s_append, *s_popleft, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress, *kw_context;
+    *s_wake, *s_append, *s_popleft, *s_resume, *s_fail_soon, *s_raise_closed, *s_options,
+    *s_max_queue, *s_close_rcvd, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress, *kw_context;
 static PyObject *state_open, *data_type, *s_pending_failure, *deque_type, *usage_error, *urandom, *empty_bytes;
 
 static inline int
@@ -75,7 +76,8 @@ static Slot SL_BIG = {&s_big}, SL_BUF = {&s_buf}, SL_CAPPED = {&s_capped},
             SL_MAX_EVENTS = {&s_max_events}, SL_STATE = {&s_state},
             SL_PLAIN_SENDER = {&s_plain_sender}, SL_OUT_OPCODE = {&s_out_opcode},
             SL_OUT = {&s_out}, SL_IS_CLIENT = {&s_is_client}, SL_MASKS = {&s_masks},
-            SL_MASK_POS = {&s_mask_pos}, SL_PENDING_FAILURE = {&s_pending_failure};
+            SL_MASK_POS = {&s_mask_pos}, SL_PENDING_FAILURE = {&s_pending_failure},
+            SL_CLOSE_RCVD = {&s_close_rcvd};
 
 static inline int
 slot_known(PyObject *obj, Slot *slot)
@@ -1082,6 +1084,80 @@ core_pop_ready(Core *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+core_ready_fragment(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *queue, *event, *proto = self->proto, *result;
+    Py_ssize_t left;
+    int waiting = queue_waits(self), closing;
+
+    if (waiting < 0) {
+        return NULL;
+    }
+    if (!waiting && self->paused_reading) {
+        /* Parsing stopped with frames left buffered: parse on, rather than wait. */
+        if (call_method((PyObject *)self, s_resume, NULL) < 0) {
+            return NULL;
+        }
+        waiting = queue_waits(self);
+        if (waiting < 0) {
+            return NULL;
+        }
+    }
+    if (waiting) {
+        queue = Py_NewRef(self->queue);
+        event = PyObject_CallMethodNoArgs(queue, s_popleft);
+        left = event == NULL ? -1 : PyObject_Size(queue);
+        Py_DECREF(queue);
+        if (left < 0) {
+            Py_XDECREF(event);
+            return NULL;
+        }
+        proto = self->proto;
+        if (left == 0 && !is_none(proto)) {
+            int pending = attr_set(proto, &SL_PENDING_FAILURE);
+            if (pending != 0 &&
+                (pending < 0 || call_method((PyObject *)self, s_fail_soon, NULL) < 0)) {
+                Py_DECREF(event);
+                return NULL;
+            }
+        }
+        if (self->paused_reading) {
+            PyObject *options = PyObject_GetAttr((PyObject *)self, s_options), *value;
+            Py_ssize_t max_queue = -1;
+            value = options == NULL ? NULL : PyObject_GetAttr(options, s_max_queue);
+            Py_XDECREF(options);
+            if (value != NULL) {
+                max_queue = PyLong_AsSsize_t(value);
+                Py_DECREF(value);
+            }
+            if ((max_queue == -1 && PyErr_Occurred()) || value == NULL ||
+                (left <= max_queue / 4 &&
+                 call_method((PyObject *)self, s_resume, NULL) < 0)) {
+                Py_DECREF(event);
+                return NULL;
+            }
+        }
+        return event;
+    }
+    closing = self->connection_lost;
+    if (!closing && !is_none(proto)) {
+        closing = attr_set(proto, &SL_CLOSE_RCVD);
+        if (closing < 0) {
+            return NULL;
+        }
+    }
+    if (closing) {
+        result = PyObject_CallMethodNoArgs((PyObject *)self, s_raise_closed);
+        if (result != NULL) { /* it always raises */
+            Py_DECREF(result);
+            PyErr_SetString(PyExc_RuntimeError, "_raise_closed() returned");
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 core_send_fast(Core *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int r;
@@ -1191,6 +1267,7 @@ static PyMethodDef core_methods[] = {
      "    TypeError: the message is neither str nor bytes-like."},
     {"_send_fast", (PyCFunction)(void (*)(void))core_send_fast, METH_FASTCALL, NULL},
     {"_pop_ready", (PyCFunction)core_pop_ready, METH_NOARGS, NULL},
+    {"_ready_fragment", (PyCFunction)core_ready_fragment, METH_NOARGS, NULL},
     {"_write_or_cork", (PyCFunction)(void (*)(void))core_write_or_cork, METH_FASTCALL, NULL},
     {"_cork", (PyCFunction)core_cork, METH_O, NULL},
     {"_write_out", (PyCFunction)core_write_out, METH_NOARGS, NULL},
@@ -1792,6 +1869,12 @@ intern_all(void)
         {&s_wake, "wake"},
         {&s_append, "append"},
         {&s_popleft, "popleft"},
+        {&s_resume, "_resume"},
+        {&s_fail_soon, "_fail_soon"},
+        {&s_raise_closed, "_raise_closed"},
+        {&s_options, "options"},
+        {&s_max_queue, "max_queue"},
+        {&s_close_rcvd, "close_rcvd"},
         {&s_pending_failure, "pending_failure"},
         {&s_join, "join"},
         {&s_compress, "compress"},

@@ -27,13 +27,16 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..exceptions import UsageError
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, State
 from ..protocol.mask import SPEEDUPS as PROTOCOL_SPEEDUPS
 from ..protocol.mask import parse_messages
+
+if TYPE_CHECKING:
+    from .connection import ConnectionOptions
 
 __all__ = [
     "RECV_BUFFER_SIZE",
@@ -209,7 +212,8 @@ class ConnectionCorePy:
 
     Only :class:`~wsend.asyncio.connection.Connection` derives from it; it provides the
     methods called here that aren't defined here (``handshake_data``, ``_after_receive``,
-    ``_callback_failed``, ``_queue_filled``, ``_closed_exception``, ``_send_whole``).
+    ``_callback_failed``, ``_check_queue``, ``_closed_exception``, ``_send_whole``,
+    ``_resume``, ``_fail_soon``, ``_raise_closed``).
     """
 
     __slots__ = (
@@ -255,12 +259,16 @@ class ConnectionCorePy:
     _wrote: bool
     if TYPE_CHECKING:
         loop: asyncio.AbstractEventLoop
+        options: ConnectionOptions
 
         def handshake_data(self, data: bytes) -> None: ...
         def _after_receive(self, proto: Protocol) -> None: ...
         def _callback_failed(self, exc: Exception) -> None: ...
         def _queue_filled(self) -> None: ...
         def _check_queue(self) -> None: ...
+        def _resume(self) -> None: ...
+        def _fail_soon(self) -> None: ...
+        def _raise_closed(self) -> NoReturn: ...
         def _closed_exception(self) -> Exception: ...
         def _send_whole(self, message: Any, compress: bool | None) -> bool: ...
 
@@ -388,6 +396,32 @@ class ConnectionCorePy:
                 len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
             ):
                 return queue.popleft()  # type: ignore[return-value]
+        return None
+
+    def _ready_fragment(self) -> str | bytes | Data | None:
+        """The next fragment if one is queued; None if the caller must wait for it in a
+        :class:`Waiter` set as ``_waiter`` (see ``Connection._next_fragment``).
+
+        Raises:
+            ConnectionClosed: no fragment can come any more.
+        """
+        queue = self._queue
+        if not queue and self._paused_reading:
+            # Parsing stopped with frames left buffered (max_inflated can stop it after a
+            # single message): parse on, rather than wait for what is already here.
+            self._resume()
+            queue = self._queue
+        if queue:
+            event = queue.popleft()
+            proto = self.proto
+            if not queue and proto is not None and proto.pending_failure is not None:
+                self._fail_soon()
+            if self._paused_reading and len(queue) <= self.options.max_queue // 4:
+                self._resume()
+            return event
+        proto = self.proto
+        if self._connection_lost or (proto is not None and proto.close_rcvd is not None):
+            self._raise_closed()
         return None
 
     # -- sending ---------------------------------------------------------------------------
