@@ -63,6 +63,42 @@ def test_speedups_are_built_when_required() -> None:
         assert fastpath.SPEEDUPS
 
 
+# -- Ready -------------------------------------------------------------------------------------
+
+READIES: list[Any] = [fastpath.ReadyPy]
+if _fastpath is not None:
+    READIES.append(_fastpath.Ready)
+
+
+@pytest.mark.parametrize("ready_type", READIES)
+async def test_ready_awaits_to_its_value_at_once(ready_type) -> None:
+    ready = ready_type((1, "two"))
+    assert ready.value == (1, "two")
+    assert await ready == (1, "two")  # a tuple stays one value
+    assert await ready == (1, "two")  # and again
+    steps = ready.__await__()
+    with pytest.raises(StopIteration) as stop:
+        next(steps)  # never yields
+    assert stop.value.value == (1, "two")
+    assert await ready_type(value=None) is None
+
+
+async def test_async_for_takes_waiting_messages_without_waiting(open_pair):
+    local, remote = await open_pair()
+    for i in range(3):
+        await remote.send(f"{i}")
+    await until(lambda: local._queue is not None and len(local._queue) == 3)
+    got = []
+    async for message in local:
+        got.append(message)
+        if len(got) == 3:
+            break
+    assert got == ["0", "1", "2"]
+    await remote.close()
+    with pytest.raises(StopAsyncIteration):
+        await local.__anext__()
+
+
 # -- Waiter ------------------------------------------------------------------------------------
 
 

@@ -48,7 +48,8 @@ static PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_l
     *s_after_receive, *s_callback_failed, *s_check_queue, *s_closed_exception, *s_send_whole,
     *s_write_out, *s_loop, *s_call_soon, *s_write, *s_writelines, *s_is_closing, *s_done,
     *s_wake, *s_append, *s_popleft, *s_resume, *s_fail_soon, *s_raise_closed, *s_options,
-    *s_max_queue, *s_close_rcvd, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress, *kw_context;
+    *s_max_queue, *s_close_rcvd, *s_anext_wait, *s_join, *s_compress, *s_recv_buffer_key, *kw_compress, *kw_context;
+static PyObject *ready_create(PyObject *value);
 static PyObject *state_open, *data_type, *s_pending_failure, *deque_type, *usage_error, *urandom, *empty_bytes;
 
 static inline int
@@ -1083,6 +1084,23 @@ core_pop_ready(Core *self, PyObject *Py_UNUSED(ignored))
     return PyObject_CallMethodNoArgs(queue, s_popleft);
 }
 
+/* async for: a waiting message without a coroutine, else Connection._anext_wait(). */
+static PyObject *
+core_anext(Core *self)
+{
+    PyObject *message = core_pop_ready(self, NULL), *ready;
+    if (message == NULL) {
+        return NULL;
+    }
+    if (message != Py_None) {
+        ready = ready_create(message);
+        Py_DECREF(message);
+        return ready;
+    }
+    Py_DECREF(message);
+    return PyObject_CallMethodNoArgs((PyObject *)self, s_anext_wait);
+}
+
 static PyObject *
 core_ready_fragment(Core *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1335,11 +1353,16 @@ core_dealloc(Core *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyAsyncMethods core_as_async = {
+    .am_anext = (unaryfunc)core_anext,
+};
+
 static PyTypeObject Core_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsend.asyncio._fastpath.ConnectionCore",
     .tp_basicsize = sizeof(Core),
     .tp_dealloc = (destructor)core_dealloc,
+    .tp_as_async = &core_as_async,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The hot state and methods of a connection (see fastpath.ConnectionCorePy).",
     .tp_traverse = (traverseproc)core_traverse,
@@ -1347,6 +1370,121 @@ static PyTypeObject Core_Type = {
     .tp_methods = core_methods,
     .tp_members = core_members,
     .tp_new = PyType_GenericNew,
+};
+
+/* -- Ready ------------------------------------------------------------------------------- */
+
+/* Twin of fastpath.ReadyPy: an awaitable whose result is there already. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} Ready;
+
+static PyTypeObject Ready_Type;
+
+static PyObject *
+ready_create(PyObject *value)
+{
+    Ready *self = PyObject_GC_New(Ready, &Ready_Type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->value = Py_NewRef(value);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+ready_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"value", NULL};
+    PyObject *value;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Ready", kwlist, &value)) {
+        return NULL;
+    }
+    return ready_create(value);
+}
+
+static int
+ready_traverse(Ready *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->value);
+    return 0;
+}
+
+static int
+ready_clear(Ready *self)
+{
+    Py_CLEAR(self->value);
+    return 0;
+}
+
+static void
+ready_dealloc(Ready *self)
+{
+    PyObject_GC_UnTrack(self);
+    ready_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PySendResult
+ready_send(Ready *self, PyObject *arg, PyObject **result)
+{
+    if (self->value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "value");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    *result = Py_NewRef(self->value);
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+ready_iternext(Ready *self)
+{
+    PyObject *stop;
+    if (self->value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "value");
+        return NULL;
+    }
+    stop = PyObject_CallOneArg(PyExc_StopIteration, self->value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyObject *
+ready_await(Ready *self)
+{
+    return Py_NewRef((PyObject *)self);
+}
+
+static PyMemberDef ready_members[] = {
+    {"value", T_OBJECT_EX, offsetof(Ready, value), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyAsyncMethods ready_as_async = {
+    .am_await = (unaryfunc)ready_await,
+    .am_send = (sendfunc)ready_send,
+};
+
+static PyTypeObject Ready_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsend.asyncio._fastpath.Ready",
+    .tp_basicsize = sizeof(Ready),
+    .tp_dealloc = (destructor)ready_dealloc,
+    .tp_as_async = &ready_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Ready(value)\n\nAn awaitable whose result is there already (see fastpath.ReadyPy).",
+    .tp_traverse = (traverseproc)ready_traverse,
+    .tp_clear = (inquiry)ready_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ready_iternext,
+    .tp_members = ready_members,
+    .tp_new = ready_new,
 };
 
 /* -- Waiter ------------------------------------------------------------------------------ */
@@ -1875,6 +2013,7 @@ intern_all(void)
         {&s_options, "options"},
         {&s_max_queue, "max_queue"},
         {&s_close_rcvd, "close_rcvd"},
+        {&s_anext_wait, "_anext_wait"},
         {&s_pending_failure, "pending_failure"},
         {&s_join, "join"},
         {&s_compress, "compress"},
@@ -1954,7 +2093,8 @@ PyInit__fastpath(void)
         (current_task == NULL && current_tasks == NULL)) {
         return NULL;
     }
-    if (PyType_Ready(&Core_Type) < 0 || PyType_Ready(&Waiter_Type) < 0) {
+    if (PyType_Ready(&Core_Type) < 0 || PyType_Ready(&Waiter_Type) < 0 ||
+        PyType_Ready(&Ready_Type) < 0) {
         return NULL;
     }
     module = PyModule_Create(&fastpath_module);
@@ -1963,8 +2103,10 @@ PyInit__fastpath(void)
     }
     Py_INCREF(&Core_Type);
     Py_INCREF(&Waiter_Type);
+    Py_INCREF(&Ready_Type);
     if (PyModule_AddObject(module, "ConnectionCore", (PyObject *)&Core_Type) < 0 ||
         PyModule_AddObject(module, "Waiter", (PyObject *)&Waiter_Type) < 0 ||
+        PyModule_AddObject(module, "Ready", (PyObject *)&Ready_Type) < 0 ||
         PyModule_AddIntConstant(module, "RECV_BUFFER_SIZE", RECV_BUFFER_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "JOIN_LIMIT", JOIN_LIMIT) < 0) {
         Py_DECREF(&Core_Type);

@@ -1,7 +1,8 @@
-from .fastpath import ConnectionCorePy, WaiterPy
+from .fastpath import ConnectionCorePy, ReadyPy, WaiterPy
 
 RECV_BUFFER_SIZE: int
 JOIN_LIMIT: int
 
 class ConnectionCore(ConnectionCorePy): ...
 class Waiter(WaiterPy): ...
+class Ready(ReadyPy): ...

@@ -739,12 +739,13 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
     def __aiter__(self) -> Connection:
         return self
 
-    async def __anext__(self) -> Message:
-        """``async for message in ws``: the next message; the loop ends on a normal close."""
+    # __anext__ (``async for message in ws``) is the core's: a waiting message is returned
+    # without a coroutine, and the wait is this one.
+
+    async def _anext_wait(self) -> Message:
+        """The next message for ``async for``, when none waits; the loop ends on a normal
+        close."""
         # recv(), inlined: a coroutine fewer per message in the usual way of receiving.
-        message = self._pop_ready()
-        if message is not None:
-            return message
         if self._on_message is not None or self._reading:
             self._check_receiving()
         self._reading = True

@@ -26,7 +26,7 @@ import collections
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..exceptions import UsageError
@@ -43,6 +43,7 @@ __all__ = [
     "SPEEDUPS",
     "ConnectionCore",
     "ConnectionCorePy",
+    "ReadyPy",
     "Waiter",
     "WaiterPy",
     "recv_buffer",
@@ -207,6 +208,23 @@ class WaiterPy:
         return self.result()
 
 
+class ReadyPy:
+    """An awaitable whose result is there already: awaiting it returns ``value`` at once.
+
+    Args:
+        value: the result.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # a generator that never yields
+
+
 class ConnectionCorePy:
     """The hot state and methods of a connection (pure-Python twin of the compiled core).
 
@@ -269,6 +287,7 @@ class ConnectionCorePy:
         def _resume(self) -> None: ...
         def _fail_soon(self) -> None: ...
         def _raise_closed(self) -> NoReturn: ...
+        async def _anext_wait(self) -> str | bytes: ...
         def _closed_exception(self) -> Exception: ...
         def _send_whole(self, message: Any, compress: bool | None) -> bool: ...
 
@@ -397,6 +416,17 @@ class ConnectionCorePy:
             ):
                 return queue.popleft()  # type: ignore[return-value]
         return None
+
+    def __anext__(self) -> Awaitable[str | bytes]:
+        """``async for message in ws``: the next message; the loop ends on a normal close.
+
+        A message that waits is returned without a coroutine (:class:`ReadyPy`); else this is
+        ``Connection._anext_wait()``.
+        """
+        message = self._pop_ready()
+        if message is not None:
+            return ReadyPy(message)
+        return self._anext_wait()
 
     def _ready_fragment(self) -> str | bytes | Data | None:
         """The next fragment if one is queued; None if the caller must wait for it in a
