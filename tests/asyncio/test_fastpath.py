@@ -637,3 +637,30 @@ async def test_a_size_limit_past_64_bits_is_no_limit(open_pair):
     local, remote = await open_pair(max_message_size=1 << 64, compression=None)
     await local.send(b"x" * 70_000)
     assert await remote.recv() == b"x" * 70_000
+
+
+async def test_recv_streaming_waits_then_learns_of_the_close(open_raw):
+    ws, peer = await open_raw()
+    peer.write(Opcode.TEXT, b"first,", fin=False)
+    streaming = ws.recv_streaming()
+    assert await anext(streaming) == "first,"
+    waiting = asyncio.create_task(anext(streaming))  # waits for the next fragment
+    await until(lambda: ws._waiter is not None)
+    peer.send_close(1000)
+    with pytest.raises(wsend.ConnectionClosed):
+        await waiting
+
+
+async def test_recv_streaming_cancelled_while_waiting_then_resumed(open_raw):
+    ws, peer = await open_raw()
+    peer.write(Opcode.BINARY, b"first,", fin=False)
+    streaming = ws.recv_streaming()
+    assert await anext(streaming) == b"first,"
+    waiting = asyncio.create_task(anext(streaming))
+    await until(lambda: ws._waiter is not None)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert ws._waiter is None
+    peer.write(Opcode.CONT, b"second")
+    assert await ws.recv() == b"second"  # the rest of the message, as recv() joins it
