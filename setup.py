@@ -20,10 +20,15 @@ if not os.environ.get("WSEND_NO_EXTENSIONS"):
         ),
         Extension(
             "wsend.asyncio._fastpath",
-            sources=["src/wsend/asyncio/_fastpath.c"],
-            depends=["src/wsend/protocol/_framing.h"],
+            sources=[
+                "src/wsend/asyncio/_fastpath.c",
+                "src/wsend/asyncio/_fastpath_paths.c",
+                "src/wsend/asyncio/_fastpath_waiter.c",
+            ],
+            depends=["src/wsend/asyncio/_fastpath.h", "src/wsend/protocol/_framing.h"],
             include_dirs=["src/wsend/protocol"],
-            extra_compile_args=["-O3"],
+            # Its parts share functions: only the module's init function is exported.
+            extra_compile_args=["-O3", "-fvisibility=hidden"],
             optional=True,
         ),
     ]

@@ -2,7 +2,7 @@
  * wsend.asyncio._fastpath): masking (RFC 6455 section 5.3), parsing the header of a whole
  * simple message, turning its payload into bytes or str, and building a frame.
  *
- * Every function is static: each module that includes this header gets its own copy.
+ * Every function is static inline: each file that includes this header gets its own copy.
  */
 #ifndef WSEND_FRAMING_H
 #define WSEND_FRAMING_H
@@ -17,7 +17,7 @@
 #include <immintrin.h>
 
 /* XOR n bytes (a multiple of 32) with a 32-byte key pattern; returns bytes done. */
-__attribute__((target("avx2"))) static Py_ssize_t
+__attribute__((target("avx2"))) static inline Py_ssize_t
 mask_avx2(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *k32)
 {
     __m256i key = _mm256_loadu_si256((const __m256i *)k32);
@@ -33,7 +33,7 @@ static int has_avx2 = -1;
 #endif
 
 /* XOR src with the repeated 4-byte key into dst (they may be the same buffer). */
-static void
+static inline void
 mask_into(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *key)
 {
     Py_ssize_t i = 0;
@@ -75,7 +75,7 @@ typedef struct {
  * binary, no RSV bits, masked exactly when expect_mask, a payload of at most limit bytes
  * (limit < 0: none is), all of it in the buffer. Returns 1 and fills *f if so, 0 otherwise
  * (the frame is incomplete or of another kind: the general parser takes it). */
-static int
+static inline int
 simple_frame(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, int expect_mask,
              long long limit, SimpleFrame *f)
 {
@@ -131,7 +131,7 @@ simple_frame(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, int expec
 /* The message of a simple frame: bytes (binary), or str (text, strictly decoded UTF-8).
  * Returns a new reference; NULL with an exception set on failure, or NULL with no exception
  * when the text isn't valid UTF-8 (the general parser then rejects it). */
-static PyObject *
+static inline PyObject *
 simple_message(const unsigned char *buf, const SimpleFrame *f)
 {
     const unsigned char *payload = buf + f->start;
@@ -177,7 +177,7 @@ simple_message(const unsigned char *buf, const SimpleFrame *f)
 
 /* Write a frame header for b0 (FIN, RSV and opcode bits), a payload of n bytes and an optional
  * masking key into out (at least 14 bytes); returns its size. */
-static Py_ssize_t
+static inline Py_ssize_t
 frame_header(unsigned char *out, unsigned char b0, Py_ssize_t n, const unsigned char *key)
 {
     unsigned char mbit = key != NULL ? 0x80 : 0;
@@ -213,7 +213,7 @@ frame_header(unsigned char *out, unsigned char b0, Py_ssize_t n, const unsigned 
  * Stores one or two new references in chunks (header and payload together, or apart when the
  * payload exceeds WSEND_JOIN_FRAME) and returns their number, or -1 with an exception set.
  * An unmasked large payload is passed on as owner itself when there is one (no copy). */
-static int
+static inline int
 build_frame(unsigned char b0, const char *data, Py_ssize_t n, PyObject *owner,
             const unsigned char *key, PyObject **chunks)
 {
