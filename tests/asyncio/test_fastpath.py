@@ -664,3 +664,15 @@ async def test_recv_streaming_cancelled_while_waiting_then_resumed(open_raw):
     assert ws._waiter is None
     peer.write(Opcode.CONT, b"second")
     assert await ws.recv() == b"second"  # the rest of the message, as recv() joins it
+
+
+async def test_recv_parses_on_when_frames_wait_unparsed_and_nothing_is_queued(open_raw):
+    """Reading paused with frames left unparsed (see Connection.start) and nothing queued:
+    recv() parses on rather than wait for what is already here."""
+    ws, _ = await open_raw()
+    assert ws.proto is not None
+    ws._pause_reading()
+    ws.proto.defer_data(frame(Opcode.TEXT, b"buffered", mask=not ws.is_client))
+    assert ws.proto.parse_pending
+    assert await asyncio.wait_for(ws.recv(), 5) == "buffered"
+    assert not ws._paused_reading

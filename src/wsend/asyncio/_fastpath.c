@@ -443,7 +443,7 @@ core_send_fast(Core *self, PyObject *const *args, Py_ssize_t nargs)
     return r < 0 ? NULL : PyBool_FromLong(r);
 }
 
-/* The chunks argument of _write_or_cork, _cork and _write_chunks: a list. */
+/* The chunks argument of _write_or_cork: a list. */
 static int
 check_chunks(PyObject *chunks)
 {
@@ -475,19 +475,6 @@ core_write_or_cork(Core *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-core_cork(Core *self, PyObject *chunks)
-{
-    int r;
-    if (check_chunks(chunks) < 0) {
-        return NULL;
-    }
-    Py_INCREF(chunks);
-    r = fp_cork(self, ((PyListObject *)chunks)->ob_item, PyList_GET_SIZE(chunks));
-    Py_DECREF(chunks);
-    return r < 0 ? NULL : Py_NewRef(Py_None);
-}
-
-static PyObject *
 core_write_out(Core *self, PyObject *Py_UNUSED(ignored))
 {
     self->cork_scheduled = 0;
@@ -500,23 +487,6 @@ static PyObject *
 core_write_corked(Core *self, PyObject *Py_UNUSED(ignored))
 {
     return fp_write_corked(self) < 0 ? NULL : Py_NewRef(Py_None);
-}
-
-static PyObject *
-core_write_chunks(Core *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    int r;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_write_chunks() takes exactly 2 arguments");
-        return NULL;
-    }
-    if (check_chunks(args[1]) < 0) {
-        return NULL;
-    }
-    Py_INCREF(args[1]);
-    r = fp_write_chunks(self, args[0], args[1]);
-    Py_DECREF(args[1]);
-    return r < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 static PyObject *
@@ -543,10 +513,8 @@ static PyMethodDef core_methods[] = {
     {"_pop_ready", (PyCFunction)core_pop_ready, METH_NOARGS, NULL},
     {"_ready_fragment", (PyCFunction)core_ready_fragment, METH_NOARGS, NULL},
     {"_write_or_cork", (PyCFunction)(void (*)(void))core_write_or_cork, METH_FASTCALL, NULL},
-    {"_cork", (PyCFunction)core_cork, METH_O, NULL},
     {"_write_out", (PyCFunction)core_write_out, METH_NOARGS, NULL},
     {"_write_corked", (PyCFunction)core_write_corked, METH_NOARGS, NULL},
-    {"_write_chunks", (PyCFunction)(void (*)(void))core_write_chunks, METH_FASTCALL, NULL},
     {"_end_batch", (PyCFunction)core_end_batch, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
