@@ -25,6 +25,7 @@ import wsend
 import wsend.sync
 from wsend import asgi, exceptions, reconnect
 from wsend.asyncio import connection as connection_module
+from wsend.asyncio import fastpath
 from wsend.asyncio.connection import ConnectionOptions
 from wsend.asyncio.server import Server
 from wsend.protocol import connection as protocol_connection
@@ -37,6 +38,9 @@ from wsend.sync import server as sync_server
 OUTPUT = Path(__file__).with_name("reference.md")
 
 # asyncio protocol callbacks and handshake plumbing: public in Python terms, not for users.
+#: Compiled classes and the pure-Python twins that document them.
+TWINS: dict[type, type] = {fastpath.ConnectionCore: fastpath.ConnectionCorePy}
+
 INTERNAL = {
     "buffer_updated",
     "connection_lost",
@@ -250,6 +254,8 @@ def public_members(cls: type, *, own_only: bool = False) -> Iterator[tuple[str, 
     """Methods and properties defined by wsend on ``cls`` or its wsend bases, in source order."""
     seen: set[str] = set()
     for klass in cls.__mro__:
+        # The compiled connection core documents itself through its pure-Python twin.
+        klass = TWINS.get(klass, klass)
         if not klass.__module__.startswith("wsend") or (own_only and klass is not cls):
             continue
         for name, member in vars(klass).items():

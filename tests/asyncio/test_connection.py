@@ -20,7 +20,7 @@ from wsend import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, S
 from wsend.asyncio.connection import STREAM_CHUNK_SIZE
 from wsend.protocol.frames import Opcode
 
-from .helpers import until
+from .helpers import frame, until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -374,12 +374,40 @@ async def test_cancelled_recv_loses_no_message(open_pair):
     assert await local.recv() == "kept"
 
 
-async def test_recv_cancelled_after_message_arrived_requeues_it(open_raw):
+async def test_recv_resumes_in_the_read_that_delivers(open_raw):
+    """A reader waiting in recv() gets the message in the read callback's iteration: by the
+    time anything else runs, it has resumed and waits again."""
     ws, peer = await open_raw()
+    got: list[str | bytes] = []
+
+    async def reader() -> None:
+        while True:
+            got.append(await ws.recv())
+
+    task = asyncio.create_task(reader())
+    await until(lambda: ws._waiter is not None)
+    first = ws._waiter
+    peer.send_text("one")
+    peer.send_text("two")
+    await until(lambda: len(got) == 2)
+    assert ws._waiter is not first
+    assert not ws._waiter.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_recv_cancelled_after_message_arrived_requeues_it(open_raw):
+    """A message delivered while a task runs wakes its reader at the next iteration: a reader
+    cancelled before it resumes puts the message back."""
+    ws, _ = await open_raw()
     waiting = asyncio.create_task(ws.recv())
     await until(lambda: ws._waiter is not None)
-    peer.send_text("raced")
-    await until(lambda: ws._waiter.done())
+    data = frame(Opcode.TEXT, b"raced", mask=not ws.is_client)
+    view = ws.get_buffer(-1)
+    view[: len(data)] = data
+    ws.buffer_updated(len(data))  # a read delivered from within this task
+    assert ws._waiter.done()
     waiting.cancel()  # the message reached the waiter, but the task hasn't resumed yet
     with pytest.raises(asyncio.CancelledError):
         await waiting

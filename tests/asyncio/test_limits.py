@@ -9,7 +9,8 @@ import os
 import pytest
 
 from wsend import ConnectionClosedError, PayloadTooBig, State, UsageError
-from wsend.asyncio.connection import _MAX_INFLATED_PER_READ, _RECV_BUFFER_SIZE
+from wsend.asyncio.connection import _MAX_INFLATED_PER_READ
+from wsend.asyncio.fastpath import RECV_BUFFER_SIZE
 from wsend.protocol.frames import Opcode
 
 from .helpers import until
@@ -85,7 +86,7 @@ async def test_max_queue_pauses_reading(open_raw):
     # One read of the socket yields at most the shared receive buffer, so this many messages;
     # the reader gets a turn before reading pauses, during which one more read may come (uvloop
     # reads several times in a row).
-    per_read = 2 * (_RECV_BUFFER_SIZE // size + 1)
+    per_read = 2 * (RECV_BUFFER_SIZE // size + 1)
     peak = 0
     stalled = 0
     previous = -1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,22 @@ def test_asgi_readme_section_is_replaced(tmp_path: Path) -> None:
     readme.write_text(f"before\n{README_BEGIN}\nold\n{README_END}\nafter\n")
     update_readme(readme, ["| new | table |"])
     assert readme.read_text() == f"before\n{README_BEGIN}\n| new | table |\n{README_END}\nafter\n"
+
+
+@pytest.mark.timeout(170)
+def test_instruction_counts(tmp_path: Path) -> None:
+    """bench/instructions.py runs a server under callgrind against a native peer."""
+    if shutil.which("valgrind") is None:
+        message = "valgrind is not installed (apt-get install valgrind)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    command = [sys.executable, "-m", "bench.instructions", "--messages", "200,600", "--top", "5"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=160)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pattern = r"wsend server, asyncio, 64 B, 64 in flight: (-?[\d,]+) instructions"
+    match = re.search(pattern, proc.stdout)
+    assert match is not None, proc.stdout
+    assert int(match.group(1).replace(",", "")) > 0
+    assert "| instructions per message (self) | C function |" in proc.stdout

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsend.protocol import mask
-from wsend.protocol.frames import Opcode, serialize_frame
+from wsend.protocol.frames import Opcode, serialize_frame, serialize_frame_py
 
 try:
     from wsend.protocol import _speedups  # type: ignore[attr-defined]
@@ -153,7 +153,7 @@ def frame_streams(draw: st.DrawFn) -> tuple[bytes, bool]:
 @given(
     stream=frame_streams(),
     start=st.integers(0, 12),
-    limit=st.sampled_from([-1, 0, 10, 125, 126, 65535, 65536, 1 << 62]),
+    limit=st.sampled_from([-(1 << 64), -1, 0, 10, 125, 126, 65535, 65536, 1 << 62, 1 << 64]),
     count=st.integers(0, 10),
     kind=st.sampled_from([bytes, bytearray, memoryview]),
 )
@@ -208,3 +208,41 @@ def test_parse_messages_rejects_bad_arguments(parse) -> None:  # type: ignore[no
         parse(b"\x82\x00", 0, False, 10, 10, ())
     with pytest.raises(TypeError):
         parse("text", 0, False, 10, 10, [])
+
+
+# -- serialize_frame: building frames -----------------------------------------------------------
+
+SERIALIZERS = [serialize_frame_py]
+if _speedups is not None:
+    SERIALIZERS.append(_speedups.serialize_frame)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the extension is not built")
+@given(
+    opcode=st.integers(0, 15),
+    payload=st.binary(max_size=300) | st.sampled_from([b"\x00" * 16385, b"\x01" * 70_000]),
+    fin=st.booleans(),
+    rsv1=st.booleans(),
+    mask=st.none() | st.binary(min_size=4, max_size=4),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_serialize_frame_twins_agree(opcode, payload, fin, rsv1, mask, kind) -> None:  # type: ignore[no-untyped-def]
+    built = [
+        serialize(opcode, kind(payload), fin=fin, rsv1=rsv1, mask=mask) for serialize in SERIALIZERS
+    ]
+    assert [bytes(chunk) for chunk in built[0]] == [bytes(chunk) for chunk in built[1]]
+    assert [type(chunk) for chunk in built[0]] == [type(chunk) for chunk in built[1]]
+
+
+@pytest.mark.parametrize("serialize", SERIALIZERS)
+def test_serialize_frame_errors(serialize) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="opcode"):
+        serialize(16, b"")
+    with pytest.raises(ValueError, match="opcode"):
+        serialize(-1, b"")
+    with pytest.raises(ValueError, match="4 bytes"):
+        serialize(Opcode.BINARY, b"data", mask=b"abc")
+    with pytest.raises(TypeError):
+        serialize(Opcode.TEXT, "text")
+    large = b"\x02" * 20_000
+    assert serialize(Opcode.BINARY, large)[1] is large  # a large payload is not copied

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import io
 import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from ..exceptions import (
     ConcurrencyError,
@@ -40,6 +40,7 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, Event, Ping, Pong, State
 from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
 from ..protocol.http import Request, Response
+from .fastpath import ConnectionCore, Waiter
 
 __all__ = ["Connection", "ConnectionOptions"]
 
@@ -62,32 +63,10 @@ DEFAULT_MAX_QUEUE = 16
 DEFAULT_WRITE_LIMIT = 65536
 # Files and iterables are streamed in frames of this size.
 STREAM_CHUNK_SIZE = 65536
-# Receive buffer shared by every connection of a thread: data is consumed synchronously in
-# buffer_updated(), so one buffer serves all connections and idle ones cost nothing here.
-# 1 MiB: with large messages in flight, one read takes several (256 KiB, asyncio's own read
-# size, needed 30 % more server CPU per 100 KiB message; 4 MiB gained nothing more).
-_RECV_BUFFER_SIZE = 1 << 20
-
 # Events parsed from one read at most (see Connection.start).
 _MAX_EVENTS_PER_READ = 1024
 # Decompressed bytes parsed from one read at most (see Connection.start).
 _MAX_INFLATED_PER_READ = 4 << 20
-
-# Corked chunks are joined into one write up to this size; larger ones are written apart to
-# avoid copying big payloads.
-_JOIN_LIMIT = 65536
-
-
-_thread_local = threading.local()
-
-
-def _recv_buffer() -> memoryview:
-    """This thread's receive buffer (freed with the thread)."""
-    try:
-        return _thread_local.recv_buffer  # type: ignore[no-any-return]
-    except AttributeError:
-        buf = _thread_local.recv_buffer = memoryview(bytearray(_RECV_BUFFER_SIZE))
-        return buf
 
 
 def _has_vectored_writes(transport: asyncio.BaseTransport) -> bool:
@@ -134,7 +113,7 @@ class ConnectionOptions:
         self.close_timeout = close_timeout
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(ConnectionCore, asyncio.BufferedProtocol):
     """A WebSocket connection, browser-like: ``send()`` anything, ``recv()`` messages.
 
     Not created directly: :func:`wsend.connect` returns one, :func:`wsend.serve` passes one to
@@ -146,43 +125,25 @@ class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_batching",
         "_close_timer",
         "_closed",
-        "_connection_lost",
-        "_cork_for_input",
-        "_cork_scheduled",
-        "_corked",
-        "_corked_size",
         "_drain_waiters",
         "_fail_timer",
         "_half_closed",
-        "_high_water",
         "_keepalive",
         "_keepalive_ping",
-        "_on_message",
         "_partial",
         "_pause_pending",
-        "_paused_reading",
-        "_paused_writing",
         "_pings",
-        "_queue",
-        "_reading",
-        "_reading_into",
         "_send_lock",
-        "_vectored",
-        "_waiter",
         "_write_held",
-        "_wrote",
         "extensions",
         "latency",
         "loop",
         "options",
-        "proto",
         "protocol",
         "request",
         "response",
-        "transport",
         "user",
     )
 
@@ -192,8 +153,8 @@ class Connection(asyncio.BufferedProtocol):
     def __init__(self, options: ConnectionOptions) -> None:
         self.options = options
         self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self.proto: Protocol | None = None
+        self.transport = None
+        self.proto = None
         #: The opening handshake's request and response.
         self.request: Request | None = None
         self.response: Response | None = None
@@ -206,31 +167,32 @@ class Connection(asyncio.BufferedProtocol):
         #: Whatever authentication hooks stored about the peer.
         self.user: Any = None
         # Created on first use: a reader usually waits and takes frames without queueing.
-        self._queue: collections.deque[Item] | None = None
-        self._waiter: asyncio.Future[Item | None] | None = None
+        self._queue = None
+        self._waiter = None
         self._reading = False
-        self._reading_into = False  # whether get_buffer() gave a large frame's own buffer
+        self._reading_into = False
         # The fragments of a message being received by recv(), joined as they come (a list
         # would cost an entry per fragment, however small: a peer could send millions).
         self._partial: bytearray | io.StringIO | None = None
         self._paused_reading = False
         self._pause_pending = False  # the queue filled: _check_full pauses unless it was read
         self._paused_writing = False
-        self._on_message: Callable[[Message], object] | None = None
+        self._on_message = None
         self._write_held = False  # reading paused while writes are blocked (see on_message)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
+        self._send_held = False
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_ping: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._fail_timer: asyncio.Handle | None = None
         self._half_closed = False
-        self._corked: list[Buffer] = []
+        self._corked = []
         self._corked_size = 0
         self._cork_scheduled = False
-        self._cork_for_input = False  # corked while received messages waited (see _write_or_cork)
-        self._batching = False  # on_message is handed a batch: answers leave together after it
+        self._cork_for_input = False
+        self._batching = False
         self._wrote = False
         self._high_water = DEFAULT_WRITE_LIMIT
         self._vectored = False
@@ -307,29 +269,6 @@ class Connection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high, high // 4 if low is None else low)
         self._high_water = high
         self._vectored = _has_vectored_writes(transport)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        proto = self.proto
-        if proto is not None:
-            # The rest of a large frame is read straight into its own buffer.
-            view = proto.receive_buffer()
-            if view is not None:
-                self._reading_into = True
-                return view
-        self._reading_into = False
-        return _recv_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        proto = self.proto
-        if proto is None:
-            self.handshake_data(bytes(_recv_buffer()[:nbytes]))
-            return
-        self._wrote = False  # see _write_or_cork
-        if self._reading_into:
-            proto.receive_into(nbytes)
-        else:
-            proto.receive_data(_recv_buffer()[:nbytes])
-        self._after_receive(proto)
 
     def handshake_data(self, data: bytes) -> None:
         """Bytes received during the opening handshake (implemented by client and server)."""
@@ -425,30 +364,32 @@ class Connection(asyncio.BufferedProtocol):
                 try:
                     self._handle_events(events)
                 finally:
-                    self._batching = False
-                    if self._corked and not self._cork_scheduled:
-                        self._wrote = True
-                        self._write_corked()
+                    self._end_batch()
             else:
                 self._handle_events(events)
-            queue = self._queue
-            if (
-                queue is not None
-                and len(queue) >= self.options.max_queue
-                and not self._paused_reading
-                and not self._connection_lost
-            ):
-                self._queue_filled()
+            self._check_queue()
         if proto.parse_pending and not self._connection_lost:
             # Frames wait unparsed (see start): read no more until the queue is read, or with
-            # on_message, until the next loop iteration parses the next batch.
+            # on_message (or a reader that took every message as it came, see Waiter), until
+            # the next loop iteration parses the next batch.
             self._pause_reading()
-            if self._on_message is not None:
+            if self._on_message is not None or not self._queue:
                 self.loop.call_soon(self._resume)
         if proto.has_pending and self._fail_timer is None:
             self._schedule_failure()
         if proto.has_output or proto.state is not State.OPEN:
             self._flush(proto)  # automatic answers (pong, close), or closing
+
+    def _check_queue(self) -> None:
+        """Messages were queued: pause reading if the queue is full (see _queue_filled)."""
+        queue = self._queue
+        if (
+            queue is not None
+            and len(queue) >= self.options.max_queue
+            and not self._paused_reading
+            and not self._connection_lost
+        ):
+            self._queue_filled()
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -494,6 +435,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
+            # Scheduled, not woken at once (see fastpath.Waiter): the events that follow this
+            # one in the batch (a close frame, say) must be handled before the reader runs.
             waiter.set_result(event)
             return
         queue = self._queue
@@ -567,75 +510,6 @@ class Connection(asyncio.BufferedProtocol):
         elif proto.state is State.CLOSING and self._close_timer is None:
             self._arm_close_timer()
 
-    def _write_or_cork(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
-        """Write ``chunks`` at once if they are the first output since the last read (or the
-        last corked write) and no received message waits to be answered; otherwise cork them
-        until the last waiting message is answered, the batch of on_message callbacks ends,
-        or the loop iteration ends, whichever applies first."""
-        if self._batching:
-            # Answers from on_message to a batch of messages: written together after it.
-            self._cork(chunks)
-        elif self._cork_scheduled:
-            self._cork(chunks)
-            if self._cork_for_input and not self._queue:
-                # The answer to the last message waiting: everything corked since goes now.
-                self._cork_for_input = False
-                self._write_corked()
-        elif self._wrote or self._queue:
-            # A second write without a read in between, or more received messages waiting
-            # (a batch of echoes on its way): more may follow in this iteration. Gather them
-            # into one write when the queue is read, or at the end of the iteration.
-            self._cork_scheduled = True
-            self._cork_for_input = bool(self._queue)
-            self.loop.call_soon(self._write_out)
-            self._cork(chunks)
-        else:
-            # The first: written at once, and nothing scheduled. A request answered once per
-            # read (one message in flight) costs no extra loop iteration.
-            self._wrote = True
-            self._write_chunks(transport, chunks)
-
-    def _cork(self, chunks: list[Buffer]) -> None:
-        """Keep ``chunks`` for :meth:`_write_out`, or write now past the high-water mark."""
-        self._corked.extend(chunks)
-        for chunk in chunks:
-            self._corked_size += len(chunk)
-        if self._corked_size >= self._high_water:
-            self._write_corked()
-
-    def _write_out(self) -> None:
-        """End of the iteration: write what was corked, and write directly again."""
-        self._cork_scheduled = False
-        self._cork_for_input = False
-        self._wrote = False
-        self._write_corked()
-
-    def _write_corked(self) -> None:
-        """Write every corked chunk, joined into one ``transport.write`` when small."""
-        corked = self._corked
-        if not corked:
-            return
-        transport = self.transport
-        size = self._corked_size
-        self._corked = []
-        self._corked_size = 0
-        if transport is None or transport.is_closing():
-            return
-        if size <= _JOIN_LIMIT and len(corked) > 1:
-            transport.write(b"".join(corked))
-        else:
-            self._write_chunks(transport, corked)
-
-    def _write_chunks(self, transport: asyncio.Transport, chunks: list[Buffer]) -> None:
-        """Write ``chunks`` in order: in one vectored write where the transport has one."""
-        if len(chunks) == 1:
-            transport.write(chunks[0])
-        elif self._vectored:
-            transport.writelines(chunks)
-        else:
-            for chunk in chunks:
-                transport.write(chunk)
-
     def _arm_close_timer(self) -> None:
         timeout = self.options.close_timeout
         if timeout is not None and self.transport is not None:
@@ -661,21 +535,26 @@ class Connection(asyncio.BufferedProtocol):
             ConcurrencyError: another coroutine is already reading.
             UsageError: messages go to :attr:`on_message`.
         """
-        queue = self._queue
-        if queue and not self._reading and not self._paused_reading:
-            # Fast path: a whole message is waiting (and no deferred failure depends on the
-            # queue draining).
-            event = queue[0]
-            if type(event) is not Data and (
-                len(queue) > 1 or self.proto is None or self.proto.pending_failure is None
-            ):
-                queue.popleft()
-                return event  # type: ignore[return-value]
-        self._check_receiving()
+        message = self._pop_ready()
+        if message is not None:
+            return message  # the fast path: a whole message is waiting
+        if self._on_message is not None or self._reading:
+            self._check_receiving()
         self._reading = True
         try:
             while True:
-                event = await self._next_fragment()
+                event = self._ready_fragment()
+                if event is None:  # _next_fragment(), inlined
+                    waiter = self._waiter = Waiter(self.loop)
+                    try:
+                        event = await waiter
+                    except asyncio.CancelledError:
+                        self._requeue(waiter)
+                        raise
+                    finally:
+                        self._waiter = None
+                    if event is None:
+                        self._raise_closed()
                 if type(event) is not Data:
                     return event  # type: ignore[return-value]
                 message = self._join(event)
@@ -762,13 +641,17 @@ class Connection(asyncio.BufferedProtocol):
         assert callback is not None
         try:
             callback(message)
-        except Exception:
-            self.logger.exception("on_message callback failed")
-            self._on_message = _drop
-            proto = self.proto
-            if proto is not None and proto.state is State.OPEN and not self._connection_lost:
-                proto.fail(CloseCode.INTERNAL_ERROR, "on_message failed")
-                self._flush(proto)
+        except Exception as exc:
+            self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """on_message raised ``exc``: log it, drop later messages, fail the connection (1011)."""
+        self.logger.error("on_message callback failed", exc_info=exc)
+        self._on_message = _drop
+        proto = self.proto
+        if proto is not None and proto.state is State.OPEN and not self._connection_lost:
+            proto.fail(CloseCode.INTERNAL_ERROR, "on_message failed")
+            self._flush(proto)
 
     async def recv_json(self, *, loads: Callable[[Message], Any] = json.loads) -> Any:
         """Receive the next message and decode it as JSON (text or UTF-8 binary).
@@ -818,53 +701,77 @@ class Connection(asyncio.BufferedProtocol):
                 self.transport.resume_reading()
 
     async def _next_fragment(self) -> Item:
-        queue = self._queue
-        if not queue and self._paused_reading:
-            # Parsing stopped with frames left buffered (max_inflated can stop it after a
-            # single message): parse on, rather than wait for what is already here.
-            self._resume()
-            queue = self._queue
-        if queue:
-            event = queue.popleft()
-            if not queue and self.proto is not None and self.proto.has_pending:
-                self._fail_soon()
-            if self._paused_reading and len(queue) <= self.options.max_queue // 4:
-                self._resume()
-            return event
-        proto = self.proto
-        if self._connection_lost or (proto is not None and proto.close_rcvd):
-            if proto is not None and proto.has_pending:
-                self._fail_pending()
-            raise self._closed_exception()
-        waiter: asyncio.Future[Item | None] = self.loop.create_future()
-        self._waiter = waiter
-        try:
-            result = await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                pending = waiter.result()
-                if pending is not None:
-                    if self._queue is None:
-                        self._queue = collections.deque()
-                    self._queue.appendleft(pending)
-            raise
-        finally:
-            self._waiter = None
-        if result is None:
-            if self.proto is not None and self.proto.has_pending:
-                self._fail_pending()
-            raise self._closed_exception()
-        return result
+        """The next fragment: a queued one, or the next to arrive.
+
+        Raises:
+            ConnectionClosed: no fragment can come any more.
+        """
+        event = self._ready_fragment()
+        if event is None:
+            # What recv() and __anext__ do inline (a coroutine fewer per message).
+            waiter = self._waiter = Waiter(self.loop)
+            try:
+                event = await waiter
+            except asyncio.CancelledError:
+                self._requeue(waiter)
+                raise
+            finally:
+                self._waiter = None
+            if event is None:
+                self._raise_closed()
+        return event
+
+    def _requeue(self, waiter: Waiter) -> None:
+        """A reader was cancelled: keep the fragment its waiter got before it resumed."""
+        if waiter.done() and not waiter.cancelled():
+            pending = waiter.result()
+            if pending is not None:
+                if self._queue is None:
+                    self._queue = collections.deque()
+                self._queue.appendleft(pending)
+
+    def _raise_closed(self) -> NoReturn:
+        """No fragment can come: fail now for a deferred error, then raise ConnectionClosed."""
+        if self.proto is not None and self.proto.has_pending:
+            self._fail_pending()
+        raise self._closed_exception()
 
     def __aiter__(self) -> Connection:
         return self
 
-    async def __anext__(self) -> Message:
-        """``async for message in ws``: the next message; the loop ends on a normal close."""
+    # __anext__ (``async for message in ws``) is the core's: a waiting message is returned
+    # without a coroutine, and the wait is this one.
+
+    async def _anext_wait(self) -> Message:
+        """The next message for ``async for``, when none waits; the loop ends on a normal
+        close."""
+        # recv(), inlined: a coroutine fewer per message in the usual way of receiving.
+        if self._on_message is not None or self._reading:
+            self._check_receiving()
+        self._reading = True
         try:
-            return await self.recv()
+            while True:
+                event = self._ready_fragment()
+                if event is None:  # _next_fragment(), inlined
+                    waiter = self._waiter = Waiter(self.loop)
+                    try:
+                        event = await waiter
+                    except asyncio.CancelledError:
+                        self._requeue(waiter)
+                        raise
+                    finally:
+                        self._waiter = None
+                    if event is None:
+                        self._raise_closed()
+                if type(event) is not Data:
+                    return event  # type: ignore[return-value]
+                message = self._join(event)
+                if message is not None:
+                    return message
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
+        finally:
+            self._reading = False
 
     def _closed_exception(self) -> ConnectionClosed:
         proto = self.proto
@@ -909,8 +816,8 @@ class Connection(asyncio.BufferedProtocol):
             ConnectionClosed: the connection is closed or closing.
             TypeError: the message is of another type (``dict``? use :meth:`send_json`).
         """
-        if self._send_lock.locked():
-            async with self._send_lock:
+        if self._send_held:
+            async with self._holding_send_lock():
                 await self._send(message, compress, locked=True)
             return
         if self._send_fast(message, compress):
@@ -918,51 +825,6 @@ class Connection(asyncio.BufferedProtocol):
                 await self._drain()
             return
         await self._send(message, compress)
-
-    def send_nowait(
-        self, message: Message | bytearray | memoryview, *, compress: bool | None = None
-    ) -> None:
-        """Send a message without waiting: how :attr:`on_message` callbacks answer.
-
-        Takes ``str`` (text) or bytes-like (binary) messages and writes them at once, or
-        buffers them if the socket can't take more now, like the browser's ``send()``:
-        :attr:`buffered_amount` tells how much waits. Files and iterables need :meth:`send`.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-            UsageError: a streamed message is being sent (its frames must come first).
-            TypeError: the message is neither ``str`` nor bytes-like.
-        """
-        if self._send_lock.locked():
-            raise UsageError("a streamed message is being sent: await send() instead")
-        if not self._send_fast(message, compress) and not self._send_whole(message, compress):
-            raise TypeError(
-                f"send_nowait() takes str or bytes-like messages, not {type(message).__name__}"
-            )
-
-    def _send_fast(self, message: Any, compress: bool | None) -> bool:
-        """Send ``str`` or ``bytes`` on an open connection by the shortest path; False if
-        ``message`` is of another type or the connection isn't simply open."""
-        kind = type(message)
-        proto = self.proto
-        if (
-            (kind is bytes or kind is str)
-            and proto is not None
-            and proto.state is State.OPEN
-            and not self._connection_lost
-        ):
-            # The common case, without the detour through _send() and _flush().
-            if kind is str:
-                proto.send_text(message.encode(), compress=compress)
-            else:
-                proto.send_binary(message, compress=compress)
-            chunks = proto.data_to_send()
-            transport = self.transport
-            if transport is None or transport.is_closing():
-                raise self._closed_exception()
-            self._write_or_cork(transport, chunks)
-            return True
-        return False
 
     def _send_whole(self, message: Any, compress: bool | None) -> bool:
         """Send a ``str`` or bytes-like message; False if it is of another type."""
@@ -1001,7 +863,7 @@ class Connection(asyncio.BufferedProtocol):
         """Send ``chunks`` as one fragmented message, holding the send lock (taken here unless
         the caller, ``locked``, already holds it): other sends wait until the message ends."""
         if not locked:
-            async with self._send_lock:
+            async with self._holding_send_lock():
                 await self._send_stream(chunks, compress, True)
             return
         first: Message | None = None
@@ -1048,8 +910,8 @@ class Connection(asyncio.BufferedProtocol):
         """
         data = dumps(obj)
         proto = self._sendable()
-        if self._send_lock.locked():
-            async with self._send_lock:
+        if self._send_held:
+            async with self._holding_send_lock():
                 proto = self._sendable()
                 proto.send_text(data.encode() if isinstance(data, str) else data)
         else:
@@ -1057,6 +919,16 @@ class Connection(asyncio.BufferedProtocol):
         self._flush(proto)
         if self._paused_writing:
             await self._drain()
+
+    @contextlib.asynccontextmanager
+    async def _holding_send_lock(self) -> AsyncIterator[None]:
+        """Hold the send lock; ``_send_held`` tells (without a call) that it is held."""
+        async with self._send_lock:
+            self._send_held = True
+            try:
+                yield
+            finally:
+                self._send_held = False
 
     def _sendable(self) -> Protocol:
         proto = self.proto
@@ -1173,7 +1045,7 @@ class Connection(asyncio.BufferedProtocol):
         """
         proto = self.proto
         if proto is not None and proto.state is State.OPEN and not self._connection_lost:
-            if self._send_lock.locked() and self.proto is not None:
+            if self._send_held and self.proto is not None:
                 # A fragmented message is being streamed: it can't be finished cleanly.
                 proto.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
             else:

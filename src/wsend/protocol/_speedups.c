@@ -1,66 +1,13 @@
-/* Compiled twins of wsend.protocol.mask's pure-Python hot paths: masking (apply_mask_py),
- * parsing runs of whole simple messages (parse_messages_py), and PayloadBufferPy.
+/* Compiled twins of the protocol core's pure-Python hot paths: masking (mask.apply_mask_py),
+ * parsing runs of whole simple messages (mask.parse_messages_py), building frames
+ * (frames.serialize_frame_py), and mask.PayloadBufferPy.
  *
  * Each behaves exactly like its pure-Python twin (same accepted types, same results, same
  * errors); the test suite runs against both. The portable masking loop works on 8 bytes at a
  * time; on x86-64 with GCC or Clang, a 32-byte AVX2 loop is chosen at run time when the CPU
  * has AVX2.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define WSEND_AVX2 1
-#include <immintrin.h>
-
-/* XOR n bytes (a multiple of 32) with a 32-byte key pattern; returns bytes done. */
-__attribute__((target("avx2"))) static Py_ssize_t
-mask_avx2(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *k32)
-{
-    __m256i key = _mm256_loadu_si256((const __m256i *)k32);
-    Py_ssize_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i word = _mm256_loadu_si256((const __m256i *)(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(word, key));
-    }
-    return i;
-}
-
-static int has_avx2 = -1;
-#endif
-
-/* XOR src with the repeated 4-byte key into dst (they may be the same buffer). */
-static void
-mask_into(const unsigned char *src, unsigned char *dst, Py_ssize_t n, const unsigned char *key)
-{
-    Py_ssize_t i = 0;
-    unsigned char k[32];
-    uint64_t key8;
-    for (int j = 0; j < 32; j += 4) {
-        memcpy(k + j, key, 4);
-    }
-#ifdef WSEND_AVX2
-    if (has_avx2 < 0) {
-        __builtin_cpu_init();
-        has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    if (has_avx2 && n >= 64) {
-        i = mask_avx2(src, dst, n, k);
-    }
-#endif
-    memcpy(&key8, k, 8);
-    for (; i + 8 <= n; i += 8) {
-        uint64_t word;
-        memcpy(&word, src + i, 8);
-        word ^= key8;
-        memcpy(dst + i, &word, 8);
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i] ^ key[i & 3];
-    }
-}
+#include "_framing.h"
 
 static PyObject *
 apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -125,9 +72,17 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (expect_mask < 0) {
         return NULL;
     }
-    limit = PyLong_AsLongLong(args[3]);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
+    {
+        /* A limit past the C range is no limit (no frame that large fits in a buffer); one
+         * below it admits nothing. */
+        int overflow;
+        limit = PyLong_AsLongLongAndOverflow(args[3], &overflow);
+        if (limit == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow) {
+            limit = overflow > 0 ? LLONG_MAX : -1;
+        }
     }
     count = PyLong_AsSsize_t(args[4]);
     if (count == -1 && PyErr_Occurred()) {
@@ -147,78 +102,89 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     {
         const unsigned char *buf = (const unsigned char *)view.buf;
-        const Py_ssize_t end = view.len;
-        while (n < count && end - pos >= 2) {
-            unsigned char b0 = buf[pos], b1 = buf[pos + 1];
-            unsigned long long length = b1 & 0x7F;
-            Py_ssize_t hlen = 2, start;
-            PyObject *payload;
-            if ((b0 != 0x81 && b0 != 0x82) || ((b1 & 0x80) != 0) != (expect_mask != 0)) {
-                break;
-            }
-            if (length == 126) {
-                if (end - pos < 4) {
-                    break;
+        SimpleFrame f;
+        while (n < count && simple_frame(buf, pos, view.len, expect_mask, limit, &f)) {
+            PyObject *message = simple_message(buf, &f);
+            if (message == NULL) {
+                if (PyErr_Occurred()) {
+                    goto done;
                 }
-                length = ((unsigned long long)buf[pos + 2] << 8) | buf[pos + 3];
-                hlen = 4;
+                break; /* invalid UTF-8: the general parser reports it */
             }
-            else if (length == 127) {
-                if (end - pos < 10) {
-                    break;
-                }
-                length = 0;
-                for (int i = 2; i < 10; i++) {
-                    length = (length << 8) | buf[pos + i];
-                }
-                hlen = 10;
-            }
-            if (expect_mask) {
-                hlen += 4;
-            }
-            if (limit < 0 || length > (unsigned long long)limit) {
-                break;
-            }
-            start = pos + hlen;
-            if (start > end || length > (unsigned long long)(end - start)) {
-                break;
-            }
-            payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
-            if (payload == NULL) {
+            if (PyList_Append(events, message) < 0) {
+                Py_DECREF(message);
                 goto done;
             }
-            if (expect_mask) {
-                mask_into(buf + start, (unsigned char *)PyBytes_AS_STRING(payload),
-                          (Py_ssize_t)length, buf + start - 4);
-            }
-            else {
-                memcpy(PyBytes_AS_STRING(payload), buf + start, (size_t)length);
-            }
-            if (b0 == 0x81) {
-                PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload),
-                                                      (Py_ssize_t)length, NULL);
-                Py_DECREF(payload);
-                if (text == NULL) {
-                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                        goto done;
-                    }
-                    PyErr_Clear();
-                    break;
-                }
-                payload = text;
-            }
-            if (PyList_Append(events, payload) < 0) {
-                Py_DECREF(payload);
-                goto done;
-            }
-            Py_DECREF(payload);
-            pos = start + (Py_ssize_t)length;
+            Py_DECREF(message);
+            pos = f.start + f.length;
             n++;
         }
     }
-    result = Py_BuildValue("(nn)", pos, n);
+    {
+        PyObject *p = PyLong_FromSsize_t(pos), *c = p ? PyLong_FromSsize_t(n) : NULL;
+        if (c != NULL) {
+            result = PyTuple_Pack(2, p, c);
+        }
+        Py_XDECREF(p);
+        Py_XDECREF(c);
+    }
 done:
     PyBuffer_Release(&view);
+    return result;
+}
+
+/* serialize_frame: one frame, header and payload (twin of frames.serialize_frame_py). */
+static PyObject *
+serialize_frame(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"opcode", "payload", "fin", "rsv1", "mask", NULL};
+    int opcode, fin = 1, rsv1 = 0, n;
+    PyObject *payload, *mask = Py_None, *chunks[2], *result = NULL;
+    Py_buffer data, key;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO|$ppO:serialize_frame", kwlist, &opcode,
+                                     &payload, &fin, &rsv1, &mask)) {
+        return NULL;
+    }
+    if (opcode < 0 || opcode > 15) {
+        PyErr_SetString(PyExc_ValueError, "opcode must be between 0 and 15");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(payload, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    key.buf = NULL;
+    if (mask != Py_None) {
+        if (PyObject_GetBuffer(mask, &key, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&data);
+            return NULL;
+        }
+        if (key.len != 4) {
+            PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+            goto done;
+        }
+    }
+    n = build_frame((unsigned char)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode),
+                    (const char *)data.buf, data.len, payload,
+                    (const unsigned char *)key.buf, chunks);
+    if (n < 0) {
+        goto done;
+    }
+    result = PyList_New(n);
+    if (result == NULL) {
+        for (int i = 0; i < n; i++) {
+            Py_DECREF(chunks[i]);
+        }
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        PyList_SET_ITEM(result, i, chunks[i]);
+    }
+done:
+    if (mask != Py_None) {
+        PyBuffer_Release(&key);
+    }
+    PyBuffer_Release(&data);
     return result;
 }
 
@@ -347,6 +313,10 @@ static PyMethodDef speedups_methods[] = {
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL,
      "parse_messages(buf, pos, expect_mask, limit, count, events) -> (pos, n)\n\n"
      "Parse whole, simple messages from buf[pos:] into events (see parse_messages_py)."},
+    {"serialize_frame", (PyCFunction)(void (*)(void))serialize_frame,
+     METH_VARARGS | METH_KEYWORDS,
+     "serialize_frame(opcode, payload, *, fin=True, rsv1=False, mask=None) -> list\n\n"
+     "Build one frame as a list of chunks (see frames.serialize_frame_py)."},
     {NULL, NULL, 0, NULL},
 };
 

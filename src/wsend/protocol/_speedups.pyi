@@ -10,6 +10,14 @@ def parse_messages(
     events: list[Any],
     /,
 ) -> tuple[int, int]: ...
+def serialize_frame(
+    opcode: int,
+    payload: bytes | bytearray | memoryview,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    mask: bytes | None = None,
+) -> list[bytes | bytearray | memoryview]: ...
 
 class PayloadBuffer:
     def __init__(self, size: int) -> None: ...

@@ -344,6 +344,21 @@ class Connection:
             data = rest
         self._parse_rest(data)
 
+    def defer_data(self, data: Buffer) -> None:
+        """Keep ``data`` unparsed, as :meth:`receive_data` keeps what follows a parse that
+        stopped at :attr:`max_events`.
+
+        For a caller that parsed and handled the first :attr:`max_events` messages of a read
+        itself (the asyncio layer's fast path does): the rest waits for
+        :meth:`parse_buffered`, and :attr:`parse_pending` becomes true. Anywhere but between
+        frames with nothing buffered, this is :meth:`receive_data`.
+        """
+        if self._discard or self._big is not None or self._buf or self._capped or not data:
+            self.receive_data(data)
+            return
+        self._buf = bytearray(data)
+        self._capped = True
+
     @property
     def parse_pending(self) -> bool:
         """Whether a parse stopped at :attr:`max_events` with frames still buffered.

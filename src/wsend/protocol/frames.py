@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from ..exceptions import InvalidPayload, PayloadTooBig, ProtocolError
-from .mask import apply_mask
+from .mask import SPEEDUPS, apply_mask
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -23,6 +23,7 @@ __all__ = [
     "close_code_for",
     "is_valid_close_code",
     "serialize_frame",
+    "serialize_frame_py",
 ]
 
 
@@ -139,7 +140,7 @@ _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
 
 
-def serialize_frame(
+def serialize_frame_py(
     opcode: int,
     payload: bytes | bytearray | memoryview,
     *,
@@ -160,7 +161,12 @@ def serialize_frame(
         The frame as a list of chunks to write in order: a single chunk for small frames (header
         and payload copied together is faster than two writes), header and payload apart for large
         ones (no copy of the payload).
+
+    Raises:
+        ValueError: ``opcode`` is not between 0 and 15, or ``mask`` is not four bytes long.
     """
+    if not 0 <= opcode <= 15:
+        raise ValueError("opcode must be between 0 and 15")
     length = len(payload)
     b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     mbit = 0x80 if mask is not None else 0
@@ -177,3 +183,12 @@ def serialize_frame(
     if length <= 16384:
         return [header + payload]
     return [header, payload]
+
+
+#: :func:`serialize_frame_py`, compiled when the extension is built (``WSEND_NO_SPEEDUPS=1``
+#: forces the pure-Python version; the test suite runs both).
+serialize_frame = serialize_frame_py
+if SPEEDUPS:  # pragma: no cover - depends on the build
+    from ._speedups import serialize_frame as _c_serialize_frame
+
+    serialize_frame = _c_serialize_frame
