@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import os
+import socket
 import struct
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -254,3 +257,43 @@ async def test_oversized_frame_then_trickle_gets_1009_and_a_clean_end(open_raw):
     with pytest.raises(wsend.ConnectionClosedError) as info:
         await ws.recv()
     assert info.value.sent == Close(1009, "")
+
+
+async def test_peer_that_resets_right_after_a_bad_frame(open_raw):
+    """A bad frame followed at once by a reset: the connection closes, nothing is raised into
+    the event loop, whichever of the two the connection sees first."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        for _ in range(20):
+            ws, peer = await open_raw()
+            peer.write(0x0B)  # a reserved opcode: 1002
+            sock = peer.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.writer.transport.abort()
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code in (1002, 1006)
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
+
+
+async def test_shutting_down_writing_on_a_socket_already_gone(open_raw):
+    """Failing the connection shuts writing down first (so that the close frame isn't lost to
+    a reset); when the socket is already gone (ENOTCONN), it is closed instead."""
+    ws, peer = await open_raw(fast_transport=False)
+    transport = ws.transport
+    assert transport is not None
+
+    def write_eof() -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    transport.write_eof = write_eof  # type: ignore[method-assign]
+    peer.write(0x0B)  # a reserved opcode: 1002
+    await asyncio.wait_for(ws.wait_closed(), 10)
+    assert transport.is_closing()
+    with pytest.raises(wsend.ConnectionClosedError) as info:
+        await ws.recv()
+    assert info.value.sent == Close(1002, "")
+    await peer.aclose()

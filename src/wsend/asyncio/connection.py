@@ -502,7 +502,11 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
                 # and close when the peer does (or after close_timeout).
                 if not self._half_closed:
                     self._half_closed = True
-                    transport.write_eof()
+                    try:
+                        transport.write_eof()
+                    except OSError:  # the peer is gone already (ENOTCONN): just close
+                        transport.close()
+                        return
                     if self._close_timer is None:
                         self._arm_close_timer()
             else:
