@@ -676,3 +676,11 @@ async def test_recv_parses_on_when_frames_wait_unparsed_and_nothing_is_queued(op
     assert ws.proto.parse_pending
     assert await asyncio.wait_for(ws.recv(), 5) == "buffered"
     assert not ws._paused_reading
+
+
+async def test_a_size_limit_past_64_bits_is_no_limit_with_compression_too(open_pair):
+    # zlib takes a bound on the output it inflates as a C ssize_t: past it, no bound.
+    local, remote = await open_pair(max_message_size=1 << 64)
+    assert local.extensions
+    await local.send(b"x" * 70_000)
+    assert await remote.recv() == b"x" * 70_000

@@ -40,6 +40,7 @@ before :class:`~wsend.exceptions.PayloadTooBig` is raised.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -330,7 +331,7 @@ class PerMessageDeflate:
             decompressor = zlib.decompressobj(-max(self.remote_max_window_bits, 9))
             self._decompressor = decompressor
         try:
-            if max_length is None:
+            if max_length is None or max_length >= sys.maxsize:  # no bound zlib can take
                 out = decompressor.decompress(data)
             else:
                 # zlib reads max_length=0 as "no limit"; ours is never below 1.
