@@ -17,15 +17,13 @@ from ..exceptions import (
     InvalidMessage,
     InvalidStatus,
     InvalidURI,
-    NegotiationError,
     OpenTimeout,
     TooManyRedirects,
 )
 from ..protocol import handshake
-from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from ..protocol.opening import ClientHandshake, with_credentials
 from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..reconnect import Backoff, ProcessException, process_exception
 from . import transports
@@ -41,7 +39,6 @@ HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 
 # Redirects followed by default: browsers follow 20, websockets 10, Node's ws none by default.
 DEFAULT_MAX_REDIRECTS = 10
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Headers that carry credentials, dropped when a redirect leaves the origin.
 _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 
@@ -146,56 +143,16 @@ class ClientConnection(Connection):
             self._handshake_done.exception()
         super().connection_lost(exc)
 
-    async def handshake(
-        self,
-        uri: WebSocketURI,
-        *,
-        origin: str | None,
-        subprotocols: Sequence[str],
-        headers: Headers,
-        deflate: ClientDeflate | None,
-        user_agent: str | None,
-    ) -> Response | None:
+    async def handshake(self, opening: ClientHandshake) -> Response | None:
         """Run the opening handshake; return a redirect response to follow, or ``None``."""
-        key = handshake.generate_key()
-        offer = None
-        if deflate is not None:
-            offer = handshake.build_extensions([("permessage-deflate", deflate.offer())])
-        request = handshake.build_request(
-            host=uri.host,
-            port=uri.port,
-            secure=uri.secure,
-            resource=uri.resource,
-            key=key,
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=offer,
-            extra_headers=headers,
-            user_agent=user_agent,
-        )
-        self.request = request
+        self.request = opening.request
         assert self.transport is not None
-        self.transport.write(request.serialize())
+        self.transport.write(opening.request.serialize())
         response, leftover = await self._handshake_done
         self.response = response
-        if response.status in _REDIRECT_STATUSES and "Location" in response.headers:
+        if opening.redirects(response):
             return response
-        self.protocol, accepted = handshake.check_response(
-            response, key=key, subprotocols=subprotocols
-        )
-        negotiated = None
-        for name, params in accepted:
-            if name != "permessage-deflate" or deflate is None or negotiated is not None:
-                raise NegotiationError(f"unexpected extension {name!r} in the response")
-            negotiated = deflate.accept(params)
-            self.extensions = [name]
-        proto = Protocol(
-            Side.CLIENT,
-            max_message_size=self.options.max_message_size,
-            max_frame_size=self.options.max_frame_size,
-            deflate=negotiated,
-            defer_failure=True,
-        )
+        self.protocol, self.extensions, proto = opening.accept(response, self.options)
         self.start(proto, leftover)
         return None
 
@@ -320,21 +277,11 @@ class connect:
 
     async def _connect_following_redirects(self) -> ClientConnection:
         uri = self.uri
-        headers = self.headers.copy()
-        if uri.user is not None and "Authorization" not in headers:
-            assert uri.password is not None
-            headers["Authorization"] = handshake.build_basic_auth(uri.user, uri.password)
+        headers = with_credentials(uri, self.headers)
         for _ in range(self.max_redirects + 1):
             conn = await self._open(uri)
             try:
-                redirect = await conn.handshake(
-                    uri,
-                    origin=self.origin,
-                    subprotocols=self.subprotocols,
-                    headers=headers,
-                    deflate=self.deflate,
-                    user_agent=self.user_agent,
-                )
+                redirect = await conn.handshake(ClientHandshake(uri, headers, self))
             except InvalidHandshake:
                 conn.abort()
                 raise

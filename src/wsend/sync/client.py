@@ -18,19 +18,11 @@ from ..asyncio.client import (
     parse_uri,
 )
 from ..asyncio.connection import DEFAULT_OPEN_TIMEOUT, ConnectionOptions
-from ..exceptions import (
-    InvalidMessage,
-    InvalidStatus,
-    NegotiationError,
-    OpenTimeout,
-    TooManyRedirects,
-    UsageError,
-)
+from ..exceptions import InvalidMessage, InvalidStatus, OpenTimeout, TooManyRedirects, UsageError
 from ..protocol import handshake
-from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import Side
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
+from ..protocol.opening import ClientHandshake, with_credentials
 from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..reconnect import Backoff, ProcessException, Reconnector, display_uri, process_exception
 from .connection import Connection
@@ -40,8 +32,6 @@ __all__ = ["ClientConnection", "connect"]
 
 logger = logging.getLogger("wsend.client")
 
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
 
 class ClientConnection(Connection):
     """A connection opened by :class:`connect`."""
@@ -50,57 +40,18 @@ class ClientConnection(Connection):
     logger = logger
 
     def _handshake(
-        self,
-        uri: WebSocketURI,
-        deadline: Deadline,
-        *,
-        origin: str | None,
-        subprotocols: Sequence[str],
-        headers: Headers,
-        deflate: ClientDeflate | None,
-        user_agent: str | None,
-        limits: HTTPLimits,
+        self, opening: ClientHandshake, deadline: Deadline, limits: HTTPLimits
     ) -> Response | None:
         """Run the opening handshake; return a redirect response to follow, or ``None`` once
         the connection is open."""
-        key = handshake.generate_key()
-        offer = None
-        if deflate is not None:
-            offer = handshake.build_extensions([("permessage-deflate", deflate.offer())])
-        self.request = handshake.build_request(
-            host=uri.host,
-            port=uri.port,
-            secure=uri.secure,
-            resource=uri.resource,
-            key=key,
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=offer,
-            extra_headers=headers,
-            user_agent=user_agent,
-        )
+        self.request = opening.request
         deadline.apply(self._sock)
         self._send_raw(self.request.serialize())
         response, leftover = self._read_response(limits, deadline)
         self.response = response
-        if response.status in _REDIRECT_STATUSES and "Location" in response.headers:
+        if opening.redirects(response):
             return response
-        self.protocol, accepted = handshake.check_response(
-            response, key=key, subprotocols=subprotocols
-        )
-        negotiated = None
-        for name, params in accepted:
-            if name != "permessage-deflate" or deflate is None or negotiated is not None:
-                raise NegotiationError(f"unexpected extension {name!r} in the response")
-            negotiated = deflate.accept(params)
-            self.extensions = [name]
-        proto = Protocol(
-            Side.CLIENT,
-            max_message_size=self.options.max_message_size,
-            max_frame_size=self.options.max_frame_size,
-            deflate=negotiated,
-            defer_failure=True,
-        )
+        self.protocol, self.extensions, proto = opening.accept(response, self.options)
         self._start(proto, leftover)
         return None
 
@@ -239,23 +190,12 @@ class connect:
         """
         deadline = Deadline(self.open_timeout)
         uri = self.uri
-        headers = self.headers.copy()
-        if uri.user is not None and "Authorization" not in headers:
-            assert uri.password is not None
-            headers["Authorization"] = handshake.build_basic_auth(uri.user, uri.password)
+        headers = with_credentials(uri, self.headers)
         for attempt in range(self.max_redirects + 1):
             conn = self._connect_socket(uri, deadline, first=attempt == 0)
             try:
-                redirect = conn._handshake(
-                    uri,
-                    deadline,
-                    origin=self.origin,
-                    subprotocols=self.subprotocols,
-                    headers=headers,
-                    deflate=self.deflate,
-                    user_agent=self.user_agent,
-                    limits=self.limits,
-                )
+                opening = ClientHandshake(uri, headers, self)
+                redirect = conn._handshake(opening, deadline, self.limits)
             except TimeoutError as exc:
                 conn._sock.close()
                 if isinstance(exc, OpenTimeout):

@@ -1,0 +1,170 @@
+"""The opening handshake's negotiation, for both I/O layers (asyncio and threads); no I/O.
+
+:mod:`~wsend.protocol.handshake` builds and checks the messages; this module decides what they
+offer and accept from a client's or server's settings, and makes the sans-I/O
+:class:`~wsend.protocol.connection.Connection` the handshake opens:
+
+- Client: :class:`ClientHandshake` is one attempt: send its :attr:`~ClientHandshake.request`,
+  parse the answer, then follow it if it :meth:`~ClientHandshake.redirects` or
+  :meth:`~ClientHandshake.accept` it (RFC 6455 section 4.1; RFC 7692 section 5 for
+  permessage-deflate).
+- Both: :func:`new_protocol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..exceptions import NegotiationError
+from . import handshake
+from .connection import Connection, Side
+from .deflate import ClientDeflate, PerMessageDeflate
+from .http import Headers, Request, Response
+
+__all__ = [
+    "REDIRECT_STATUSES",
+    "ClientHandshake",
+    "new_protocol",
+    "with_credentials",
+]
+
+#: The statuses whose Location a client follows (RFC 9110 section 15.4).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class SizeLimits(Protocol):
+    """The message and frame size limits of a connection (``ConnectionOptions`` has them)."""
+
+    @property
+    def max_message_size(self) -> int | None: ...
+
+    @property
+    def max_frame_size(self) -> int | None: ...
+
+
+class Target(Protocol):
+    """Where a client connects (a ``WebSocketURI``)."""
+
+    @property
+    def secure(self) -> bool: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def resource(self) -> str: ...
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def password(self) -> str | None: ...
+
+
+class ClientSettings(Protocol):
+    """What a client offers in its opening handshake (a ``connect`` object has it)."""
+
+    @property
+    def origin(self) -> str | None: ...
+
+    @property
+    def subprotocols(self) -> Sequence[str]: ...
+
+    @property
+    def deflate(self) -> ClientDeflate | None: ...
+
+    @property
+    def user_agent(self) -> str | None: ...
+
+
+def new_protocol(side: Side, deflate: PerMessageDeflate | None, limits: SizeLimits) -> Connection:
+    """The sans-I/O connection a completed handshake opens.
+
+    Its failures are deferred (``defer_failure``): the I/O layers deliver the messages that
+    came before a peer's error first.
+    """
+    return Connection(
+        side,
+        max_message_size=limits.max_message_size,
+        max_frame_size=limits.max_frame_size,
+        deflate=deflate,
+        defer_failure=True,
+    )
+
+
+def with_credentials(uri: Target, headers: Headers) -> Headers:
+    """A copy of ``headers`` with the URI's ``user:password`` as Basic credentials, unless
+    they set ``Authorization`` already (RFC 7617)."""
+    headers = headers.copy()
+    if uri.user is not None and "Authorization" not in headers:
+        assert uri.password is not None
+        headers["Authorization"] = handshake.build_basic_auth(uri.user, uri.password)
+    return headers
+
+
+class ClientHandshake:
+    """One attempt at the client's opening handshake (RFC 6455 section 4.1).
+
+    Args:
+        uri: where the request goes (its Host and request-target).
+        headers: more request headers (see :func:`~wsend.protocol.handshake.build_request`).
+        settings: the origin, subprotocols, permessage-deflate offer and User-Agent.
+
+    Raises:
+        ValueError: ``headers`` sets a header the handshake owns, or a value is invalid.
+    """
+
+    __slots__ = ("deflate", "key", "request", "subprotocols")
+
+    def __init__(self, uri: Target, headers: Headers, settings: ClientSettings) -> None:
+        self.key = handshake.generate_key()
+        self.subprotocols = settings.subprotocols
+        self.deflate = settings.deflate
+        offer = None
+        if self.deflate is not None:
+            offer = handshake.build_extensions([("permessage-deflate", self.deflate.offer())])
+        #: The request to send.
+        self.request: Request = handshake.build_request(
+            host=uri.host,
+            port=uri.port,
+            secure=uri.secure,
+            resource=uri.resource,
+            key=self.key,
+            origin=settings.origin,
+            subprotocols=self.subprotocols,
+            extensions=offer,
+            extra_headers=headers,
+            user_agent=settings.user_agent,
+        )
+
+    @staticmethod
+    def redirects(response: Response) -> bool:
+        """Whether ``response`` is a redirect to follow (a 3xx with a Location)."""
+        return response.status in REDIRECT_STATUSES and "Location" in response.headers
+
+    def accept(
+        self, response: Response, limits: SizeLimits
+    ) -> tuple[str | None, list[str], Connection]:
+        """Check the server's answer; return the subprotocol, the extensions and the
+        sans-I/O connection that now runs.
+
+        Raises:
+            InvalidHandshake: see :func:`~wsend.protocol.handshake.check_response`.
+            NegotiationError: the server accepted an extension that wasn't offered, or
+                permessage-deflate with parameters the offer doesn't allow (RFC 7692 section 5).
+        """
+        subprotocol, accepted = handshake.check_response(
+            response, key=self.key, subprotocols=self.subprotocols
+        )
+        negotiated = None
+        extensions: list[str] = []
+        for name, params in accepted:
+            if name != "permessage-deflate" or self.deflate is None or negotiated is not None:
+                raise NegotiationError(f"unexpected extension {name!r} in the response")
+            negotiated = self.deflate.accept(params)
+            extensions = [name]
+        return subprotocol, extensions, new_protocol(Side.CLIENT, negotiated, limits)
