@@ -8,7 +8,9 @@ a whole handshake without I/O; both layers run the same code over real sockets i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -17,9 +19,14 @@ from wsend.asyncio.connection import ConnectionOptions
 from wsend.exceptions import NegotiationError
 from wsend.protocol import handshake
 from wsend.protocol.connection import Side, State
-from wsend.protocol.deflate import ClientDeflate, ServerDeflate
-from wsend.protocol.http import Headers, Response
-from wsend.protocol.opening import REDIRECT_STATUSES, ClientHandshake, with_credentials
+from wsend.protocol.deflate import ClientDeflate, PerMessageDeflate, ServerDeflate
+from wsend.protocol.http import Headers, Request, Response
+from wsend.protocol.opening import (
+    REDIRECT_STATUSES,
+    ClientHandshake,
+    ServerNegotiation,
+    with_credentials,
+)
 
 
 @dataclass
@@ -135,3 +142,125 @@ def test_with_credentials_keeps_explicit_authorization():
     sent = with_credentials(uri, Headers({"Authorization": "Bearer t"}))
     assert sent.get_all("Authorization") == ["Bearer t"]
     assert with_credentials(parse_uri("ws://example.com/"), Headers()) == Headers()
+
+
+# -- server ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSettings:
+    """What a ``Server`` accepts."""
+
+    deflate: ServerDeflate | None = None
+    subprotocols: list[str] = field(default_factory=list)
+    select_subprotocol: Callable[[Any, list[str]], str | None] | None = None
+    require_subprotocol: bool = False
+    extra_headers: dict[str, str] | None = None
+    server_header: str | None = "test-server"
+
+
+class Negotiating(ServerNegotiation):
+    """A server connection's handshake state, as both I/O layers keep it."""
+
+    def __init__(self, server: ServerSettings) -> None:
+        self.server = server
+        self.options = ConnectionOptions(max_message_size=1000)
+        self.protocol: str | None = None
+        self.extensions: list[str] = []
+        self._deflate: PerMessageDeflate | None = None
+        self._protocol = None
+
+
+def upgrade(subprotocols: str | None = None, extensions: str | None = None) -> tuple[Request, str]:
+    """A checked upgrade request offering ``subprotocols`` and ``extensions``; its key."""
+    headers = Headers(
+        [
+            ("Host", "example.com"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+    )
+    if subprotocols is not None:
+        headers["Sec-WebSocket-Protocol"] = subprotocols
+    if extensions is not None:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    request = Request("GET", "/", headers)
+    return request, handshake.check_request(request)
+
+
+def test_accept_upgrade_plain():
+    conn = Negotiating(ServerSettings(extra_headers={"X-Extra": "1"}))
+    request, key = upgrade(subprotocols="v1", extensions="permessage-deflate")
+    response = conn._accept_upgrade(request, key)
+    assert response.status == 101
+    assert response.headers["Sec-WebSocket-Accept"] == handshake.accept_key(key)
+    assert response.headers["Server"] == "test-server"
+    assert response.headers["X-Extra"] == "1"
+    assert "Sec-WebSocket-Protocol" not in response.headers
+    assert "Sec-WebSocket-Extensions" not in response.headers
+    assert (conn.protocol, conn.extensions) == (None, [])
+    assert conn._protocol is not None
+    assert conn._protocol.side is Side.SERVER
+    assert conn._protocol.max_message_size == 1000
+    assert conn._protocol.deflate is None
+
+
+def test_accept_upgrade_deflate():
+    conn = Negotiating(ServerSettings(deflate=ServerDeflate()))
+    request, key = upgrade(extensions="x-other, permessage-deflate; client_max_window_bits")
+    response = conn._accept_upgrade(request, key)
+    assert response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+    assert conn.extensions == ["permessage-deflate"]
+    assert conn._protocol is not None
+    assert conn._protocol.deflate is conn._deflate is not None
+
+
+def test_accept_upgrade_deflate_unacceptable_offer():
+    conn = Negotiating(ServerSettings(deflate=ServerDeflate()))
+    request, key = upgrade(extensions="permessage-deflate; server_max_window_bits=7")
+    response = conn._accept_upgrade(request, key)
+    assert "Sec-WebSocket-Extensions" not in response.headers
+    assert conn.extensions == []
+    assert conn._deflate is None
+
+
+@pytest.mark.parametrize(
+    ("supported", "offered", "chosen"),
+    [([], "v1", None), (["v2", "v1"], "v1, v2", "v2"), (["v3"], "v1", None), (["v1"], None, None)],
+)
+def test_choose_subprotocol_supported(supported, offered, chosen):
+    conn = Negotiating(ServerSettings(subprotocols=supported))
+    request, key = upgrade(subprotocols=offered)
+    response = conn._accept_upgrade(request, key)
+    assert conn.protocol == chosen
+    assert response.headers.get("Sec-WebSocket-Protocol") == chosen
+
+
+def test_choose_subprotocol_required():
+    conn = Negotiating(ServerSettings(subprotocols=["v3"], require_subprotocol=True))
+    request, key = upgrade(subprotocols="v1")
+    with pytest.raises(NegotiationError, match="no supported subprotocol"):
+        conn._accept_upgrade(request, key)
+
+
+def test_choose_subprotocol_hook():
+    calls = []
+
+    def select(ws: Any, offered: list[str]) -> str | None:
+        calls.append((ws, offered))
+        return offered[-1]
+
+    conn = Negotiating(ServerSettings(subprotocols=["v1"], select_subprotocol=select))
+    request, key = upgrade(subprotocols="v1, v2")
+    conn._accept_upgrade(request, key)
+    assert calls == [(conn, ["v1", "v2"])]
+    assert conn.protocol == "v2"
+
+
+def test_choose_subprotocol_hook_choosing_what_was_not_offered():
+    conn = Negotiating(ServerSettings(select_subprotocol=lambda ws, offered: "v9"))
+    request, key = upgrade(subprotocols="v1")
+    with pytest.raises(NegotiationError, match="was not offered"):
+        conn._accept_upgrade(request, key)

@@ -16,15 +16,15 @@ from ..exceptions import (
     InvalidHandshake,
     InvalidHeader,
     InvalidMessage,
-    NegotiationError,
 )
 from ..protocol import handshake
 from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import Side, State
+from ..protocol.connection import State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.hosts import AllowedHosts, HostPattern, check_host
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
+from ..protocol.opening import ServerNegotiation
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
 from .routes import Router, default_response
@@ -49,7 +49,7 @@ _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 4 << 20
 
 
-class ServerConnection(Connection):
+class ServerConnection(Connection, ServerNegotiation):
     """A connection accepted by :func:`serve`, passed to the handler once open."""
 
     __slots__ = (
@@ -65,6 +65,7 @@ class ServerConnection(Connection):
 
     is_client = False
     logger = logger
+    server: Server
 
     def __init__(self, server: Server) -> None:
         super().__init__(server.options)
@@ -202,58 +203,7 @@ class ServerConnection(Connection):
                 result = await result
             if result is not None:
                 return result
-        self.protocol = self._choose_subprotocol(request)
-        extensions = self._negotiate_extensions(request)
-        self._protocol = self._new_protocol()
-        return handshake.build_accept(
-            request,
-            key,
-            subprotocol=self.protocol,
-            extensions=extensions,
-            extra_headers=server.extra_headers,
-            server=server.server_header,
-        )
-
-    def _new_protocol(self) -> Protocol:
-        """The sans-I/O connection for the negotiated settings (see _negotiate_extensions)."""
-        return Protocol(
-            Side.SERVER,
-            max_message_size=self.options.max_message_size,
-            max_frame_size=self.options.max_frame_size,
-            deflate=self._deflate,
-            defer_failure=True,
-        )
-
-    def _choose_subprotocol(self, request: Request) -> str | None:
-        offered = handshake.parse_subprotocols(request.headers)
-        select = self.server.select_subprotocol
-        if select is not None:
-            chosen = select(self, offered)
-            if chosen is not None and chosen not in offered:
-                raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
-            return chosen
-        supported = self.server.subprotocols
-        if not supported:
-            return None
-        chosen = handshake.select_subprotocol(offered, supported)
-        if chosen is None and self.server.require_subprotocol:
-            raise NegotiationError("no supported subprotocol offered")
-        return chosen
-
-    def _negotiate_extensions(self, request: Request) -> str | None:
-        self._deflate = None
-        factory = self.server.deflate
-        if factory is None:
-            return None
-        for name, params in handshake.parse_extensions(request.headers):
-            if name != "permessage-deflate":
-                continue
-            result = factory.negotiate(params)
-            if result is not None:
-                response_params, self._deflate = result
-                self.extensions = [name]
-                return handshake.build_extensions([(name, response_params)])
-        return None
+        return self._accept_upgrade(request, key)
 
 
 class Server:

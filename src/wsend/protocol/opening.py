@@ -8,23 +8,27 @@ offer and accept from a client's or server's settings, and makes the sans-I/O
   parse the answer, then follow it if it :meth:`~ClientHandshake.redirects` or
   :meth:`~ClientHandshake.accept` it (RFC 6455 section 4.1; RFC 7692 section 5 for
   permessage-deflate).
+- Server: :class:`ServerNegotiation`, mixed into both layers' server connections, chooses the
+  subprotocol and extensions of an upgrade request and builds the 101 response (RFC 6455
+  section 4.2.2).
 - Both: :func:`new_protocol`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import NegotiationError
 from . import handshake
 from .connection import Connection, Side
-from .deflate import ClientDeflate, PerMessageDeflate
-from .http import Headers, Request, Response
+from .deflate import ClientDeflate, PerMessageDeflate, ServerDeflate
+from .http import Headers, HeadersLike, Request, Response
 
 __all__ = [
     "REDIRECT_STATUSES",
     "ClientHandshake",
+    "ServerNegotiation",
     "new_protocol",
     "with_credentials",
 ]
@@ -79,6 +83,28 @@ class ClientSettings(Protocol):
 
     @property
     def user_agent(self) -> str | None: ...
+
+
+class ServerSettings(Protocol):
+    """What a server accepts in opening handshakes (a ``Server`` has it)."""
+
+    @property
+    def deflate(self) -> ServerDeflate | None: ...
+
+    @property
+    def subprotocols(self) -> Sequence[str]: ...
+
+    @property
+    def select_subprotocol(self) -> Callable[[Any, list[str]], str | None] | None: ...
+
+    @property
+    def require_subprotocol(self) -> bool: ...
+
+    @property
+    def extra_headers(self) -> HeadersLike | None: ...
+
+    @property
+    def server_header(self) -> str | None: ...
 
 
 def new_protocol(side: Side, deflate: PerMessageDeflate | None, limits: SizeLimits) -> Connection:
@@ -168,3 +194,87 @@ class ClientHandshake:
             negotiated = self.deflate.accept(params)
             extensions = [name]
         return subprotocol, extensions, new_protocol(Side.CLIENT, negotiated, limits)
+
+
+class ServerNegotiation:
+    """The server side's choices in the opening handshake, for a server connection.
+
+    Mixed into the asyncio and threading ``ServerConnection``: it reads the settings of
+    :attr:`server` and :attr:`options`, and records what it chose in :attr:`protocol`,
+    :attr:`extensions`, ``_deflate`` and ``_protocol`` (the sans-I/O connection to start once
+    the 101 response is sent).
+    """
+
+    server: ServerSettings
+    protocol: str | None
+    extensions: list[str]
+    _deflate: PerMessageDeflate | None
+    _protocol: Connection | None
+
+    if TYPE_CHECKING:
+
+        @property
+        def options(self) -> SizeLimits: ...
+
+    def _accept_upgrade(self, request: Request, key: str) -> Response:
+        """Negotiate the subprotocol and extensions of ``request`` (checked already, its
+        key ``key``); return the 101 response to send.
+
+        Raises:
+            NegotiationError: no acceptable subprotocol (see :meth:`_choose_subprotocol`).
+        """
+        self.protocol = self._choose_subprotocol(request)
+        extensions = self._negotiate_extensions(request)
+        self._protocol = self._new_protocol()
+        return handshake.build_accept(
+            request,
+            key,
+            subprotocol=self.protocol,
+            extensions=extensions,
+            extra_headers=self.server.extra_headers,
+            server=self.server.server_header,
+        )
+
+    def _new_protocol(self) -> Connection:
+        """The sans-I/O connection for the negotiated settings (see _negotiate_extensions)."""
+        return new_protocol(Side.SERVER, self._deflate, self.options)
+
+    def _choose_subprotocol(self, request: Request) -> str | None:
+        """The server's ``select_subprotocol`` hook's choice, or the first of its
+        ``subprotocols`` that the client offered.
+
+        Raises:
+            NegotiationError: the hook chose one that wasn't offered, or none is supported
+                and the server requires one.
+        """
+        offered = handshake.parse_subprotocols(request.headers)
+        select = self.server.select_subprotocol
+        if select is not None:
+            chosen = select(self, offered)
+            if chosen is not None and chosen not in offered:
+                raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
+            return chosen
+        supported = self.server.subprotocols
+        if not supported:
+            return None
+        chosen = handshake.select_subprotocol(offered, supported)
+        if chosen is None and self.server.require_subprotocol:
+            raise NegotiationError("no supported subprotocol offered")
+        return chosen
+
+    def _negotiate_extensions(self, request: Request) -> str | None:
+        """Accept the first permessage-deflate offer the server's settings allow; return the
+        Sec-WebSocket-Extensions value of the response (``None``: no extension)."""
+        self._deflate = None
+        factory = self.server.deflate
+        if factory is None:
+            return None
+        for name, params in handshake.parse_extensions(request.headers):
+            if name != "permessage-deflate":
+                continue
+            result = factory.negotiate(params)
+            if result is not None:
+                response_params, self._deflate = result
+                self.extensions = [name]
+                return handshake.build_extensions([(name, response_params)])
+        return None

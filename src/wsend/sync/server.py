@@ -26,15 +26,15 @@ from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidMessage,
-    NegotiationError,
     UsageError,
 )
 from ..protocol import handshake
 from ..protocol.connection import Connection as Protocol
-from ..protocol.connection import Side, State
+from ..protocol.connection import State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
+from ..protocol.opening import ServerNegotiation
 from .connection import Connection
 from .transport import READ_SIZE, TLS, Deadline, set_nodelay, wait_readable
 
@@ -55,7 +55,7 @@ _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 4 << 20
 
 
-class ServerConnection(Connection):
+class ServerConnection(Connection, ServerNegotiation):
     """A connection accepted by :func:`serve`, passed to the handler once open.
 
     Attributes:
@@ -63,6 +63,7 @@ class ServerConnection(Connection):
     """
 
     logger = logger
+    server: Server
 
     def __init__(self, server: Server, sock: socket.socket, tls: TLS | None) -> None:
         super().__init__(sock, server.options, tls)
@@ -137,53 +138,7 @@ class ServerConnection(Connection):
             result = _call(hook, self, request)
             if result is not None:
                 return cast(Response, result)
-        self.protocol = self._choose_subprotocol(request)
-        extensions = self._negotiate_extensions(request)
-        self._protocol = Protocol(
-            Side.SERVER,
-            max_message_size=self.options.max_message_size,
-            max_frame_size=self.options.max_frame_size,
-            deflate=self._deflate,
-            defer_failure=True,
-        )
-        return handshake.build_accept(
-            request,
-            key,
-            subprotocol=self.protocol,
-            extensions=extensions,
-            extra_headers=server.extra_headers,
-            server=server.server_header,
-        )
-
-    def _choose_subprotocol(self, request: Request) -> str | None:
-        offered = handshake.parse_subprotocols(request.headers)
-        select = self.server.select_subprotocol
-        if select is not None:
-            chosen = select(self, offered)
-            if chosen is not None and chosen not in offered:
-                raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
-            return chosen
-        supported = self.server.subprotocols
-        if not supported:
-            return None
-        chosen = handshake.select_subprotocol(offered, supported)
-        if chosen is None and self.server.require_subprotocol:
-            raise NegotiationError("no supported subprotocol offered")
-        return chosen
-
-    def _negotiate_extensions(self, request: Request) -> str | None:
-        factory = self.server.deflate
-        if factory is None:
-            return None
-        for name, params in handshake.parse_extensions(request.headers):
-            if name != "permessage-deflate":
-                continue
-            result = factory.negotiate(params)
-            if result is not None:
-                response_params, self._deflate = result
-                self.extensions = [name]
-                return handshake.build_extensions([(name, response_params)])
-        return None
+        return self._accept_upgrade(request, key)
 
 
 def _call(func: Callable[..., Any], *args: Any) -> Any:
