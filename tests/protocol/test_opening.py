@@ -25,6 +25,9 @@ from wsend.protocol.opening import (
     REDIRECT_STATUSES,
     ClientHandshake,
     ServerNegotiation,
+    check_tls_setting,
+    deflate_setting,
+    hook_list,
     with_credentials,
 )
 
@@ -264,3 +267,51 @@ def test_choose_subprotocol_hook_choosing_what_was_not_offered():
     request, key = upgrade(subprotocols="v1")
     with pytest.raises(NegotiationError, match="was not offered"):
         conn._accept_upgrade(request, key)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [ClientDeflate, ServerDeflate])
+def test_deflate_setting(kind):
+    assert isinstance(deflate_setting("deflate", kind), kind)
+    assert deflate_setting(None, kind) is None
+    custom = kind()
+    assert deflate_setting(custom, kind) is custom
+
+
+@pytest.mark.parametrize(
+    ("compression", "kind"),
+    [("gzip", ClientDeflate), (ServerDeflate(), ClientDeflate), (ClientDeflate(), ServerDeflate)],
+)
+def test_deflate_setting_refuses_others(compression, kind):
+    with pytest.raises(ValueError, match="unsupported compression"):
+        deflate_setting(compression, kind)
+
+
+@pytest.mark.parametrize("ssl", [None, True, object()])
+def test_check_tls_setting_secure(ssl):
+    check_tls_setting(ssl, True)
+
+
+@pytest.mark.parametrize("ssl", [None, False])
+def test_check_tls_setting_plain(ssl):
+    check_tls_setting(ssl, False)
+
+
+def test_check_tls_setting_mismatch():
+    with pytest.raises(ValueError, match="only for wss://"):
+        check_tls_setting(True, False)
+    with pytest.raises(ValueError, match="need TLS"):
+        check_tls_setting(False, True)
+
+
+def test_hook_list():
+    def hook(ws: Any, request: Request) -> None:
+        return None
+
+    assert hook_list(None) == []
+    assert hook_list(hook) == [hook]
+    hooks = (hook, hook)
+    assert hook_list(hooks) == [hook, hook]
+    assert hook_list([]) == []

@@ -19,6 +19,7 @@ from wsend.protocol.proxy import (
     Proxy,
     build_connect_request,
     check_connect_response,
+    choose_proxy,
     no_proxy_matches,
     parse_proxy,
     proxy_from_environment,
@@ -169,6 +170,23 @@ def test_no_proxy_in_the_environment(name):
 def test_lower_case_no_proxy_wins():
     env = {"https_proxy": "h", "no_proxy": "a.example", "NO_PROXY": "ws.example"}
     assert choose(env, host="ws.example") == "h"
+
+
+def test_choose_proxy():
+    env = {"https_proxy": "socks5://user:pw@proxy.example", "no_proxy": "direct.example"}
+    chosen = choose_proxy(True, True, "ws.example", 443, env)
+    assert chosen == Proxy("socks5", "proxy.example", 1080, "user", "pw")
+    assert choose_proxy(True, True, "direct.example", 443, env) is None
+    assert choose_proxy(True, True, "ws.example", 443, {}) is None
+    given_proxy = Proxy("http", "other.example", 3128)
+    for setting in (given_proxy, None, False):
+        expected = given_proxy if setting else None
+        assert choose_proxy(setting, True, "ws.example", 443, env) == expected
+
+
+def test_choose_proxy_invalid_url_in_the_environment():
+    with pytest.raises(InvalidProxy):
+        choose_proxy(True, False, "ws.example", 80, {"ws_proxy": "ftp://proxy.example"})
 
 
 # no_proxy

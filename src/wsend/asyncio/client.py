@@ -23,8 +23,13 @@ from ..exceptions import (
 from ..protocol import handshake
 from ..protocol.deflate import ClientDeflate
 from ..protocol.http import Headers, HTTPLimits, Response, ResponseParser
-from ..protocol.opening import ClientHandshake, with_credentials
-from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
+from ..protocol.opening import (
+    ClientHandshake,
+    check_tls_setting,
+    deflate_setting,
+    with_credentials,
+)
+from ..protocol.proxy import Proxy, choose_proxy, parse_proxy
 from ..reconnect import Backoff, ProcessException, process_exception
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
@@ -243,16 +248,8 @@ class connect:
         self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
         self.fast = transports.use_fast(fast_transport)
         self.options = ConnectionOptions(**kwargs)
-        if compression == "deflate":
-            self.deflate: ClientDeflate | None = ClientDeflate()
-        elif compression is None or isinstance(compression, ClientDeflate):
-            self.deflate = compression
-        else:
-            raise ValueError(f"unsupported compression: {compression!r}")
-        if ssl is not None and ssl is not False and not self.uri.secure:
-            raise ValueError("ssl is only for wss:// URIs")
-        if ssl is False and self.uri.secure:
-            raise ValueError("wss:// URIs need TLS: pass an SSLContext, or use ws://")
+        self.deflate = deflate_setting(compression, ClientDeflate)
+        check_tls_setting(ssl, self.uri.secure)
         self.ssl = ssl
         self.origin = origin
         self.subprotocols = list(subprotocols or ())
@@ -335,10 +332,7 @@ class connect:
         """The proxy to reach ``uri`` through, or ``None`` (see the ``proxy`` argument)."""
         if self.sock is not None or self.path is not None:
             return None
-        if self.proxy is True:
-            url = proxy_from_environment(uri.secure, uri.host, uri.port, os.environ)
-            return None if url is None else parse_proxy(url)
-        return self.proxy if isinstance(self.proxy, Proxy) else None
+        return choose_proxy(self.proxy, uri.secure, uri.host, uri.port, os.environ)
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect().__await__()

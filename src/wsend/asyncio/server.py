@@ -24,7 +24,7 @@ from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.hosts import AllowedHosts, HostPattern, check_host
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
-from ..protocol.opening import ServerNegotiation
+from ..protocol.opening import ServerNegotiation, deflate_setting, hook_list
 from . import transports
 from .connection import DEFAULT_OPEN_TIMEOUT, Connection, ConnectionOptions
 from .routes import Router, default_response
@@ -233,23 +233,13 @@ class Server:
     ) -> None:
         self.handler = handler
         self.options = options
-        if compression == "deflate":
-            self.deflate: ServerDeflate | None = ServerDeflate()
-        elif compression is None or isinstance(compression, ServerDeflate):
-            self.deflate = compression
-        else:
-            raise ValueError(f"unsupported compression: {compression!r}")
+        self.deflate = deflate_setting(compression, ServerDeflate)
         self.origins = origins
         self.allowed_hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
         self.subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.require_subprotocol = require_subprotocol
-        if process_request is None:
-            self.process_request: list[ProcessRequest] = []
-        elif callable(process_request):
-            self.process_request = [process_request]
-        else:
-            self.process_request = list(process_request)
+        self.process_request: list[ProcessRequest] = hook_list(process_request)
         self.router = router if router is not None else Router()
         self.extra_headers = extra_headers
         self.server_header = server_header

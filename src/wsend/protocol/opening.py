@@ -11,13 +11,15 @@ offer and accept from a client's or server's settings, and makes the sans-I/O
 - Server: :class:`ServerNegotiation`, mixed into both layers' server connections, chooses the
   subprotocol and extensions of an upgrade request and builds the 101 response (RFC 6455
   section 4.2.2).
-- Both: :func:`new_protocol`.
+- Both: :func:`new_protocol`, and checks of the ``connect`` and ``serve`` arguments:
+  :func:`deflate_setting` (``compression``), :func:`check_tls_setting` (a client's ``ssl``),
+  :func:`hook_list` (a server's ``process_request``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..exceptions import NegotiationError
 from . import handshake
@@ -29,12 +31,18 @@ __all__ = [
     "REDIRECT_STATUSES",
     "ClientHandshake",
     "ServerNegotiation",
+    "check_tls_setting",
+    "deflate_setting",
+    "hook_list",
     "new_protocol",
     "with_credentials",
 ]
 
 #: The statuses whose Location a client follows (RFC 9110 section 15.4).
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+_Deflate = TypeVar("_Deflate", ClientDeflate, ServerDeflate)
+_Hook = TypeVar("_Hook")
 
 
 class SizeLimits(Protocol):
@@ -120,6 +128,46 @@ def new_protocol(side: Side, deflate: PerMessageDeflate | None, limits: SizeLimi
         deflate=deflate,
         defer_failure=True,
     )
+
+
+def deflate_setting(compression: str | _Deflate | None, kind: type[_Deflate]) -> _Deflate | None:
+    """The permessage-deflate settings for a ``compression`` argument.
+
+    Args:
+        compression: ``"deflate"`` for the default settings, ``None`` for no compression, or
+            an instance of ``kind`` with custom settings.
+        kind: :class:`~wsend.protocol.deflate.ClientDeflate` or
+            :class:`~wsend.protocol.deflate.ServerDeflate`.
+
+    Raises:
+        ValueError: ``compression`` is none of those.
+    """
+    if compression == "deflate":
+        return kind()
+    if compression is None or isinstance(compression, kind):
+        return compression
+    raise ValueError(f"unsupported compression: {compression!r}")
+
+
+def check_tls_setting(ssl: object, secure: bool) -> None:
+    """Check a client's ``ssl`` argument against its URI's scheme.
+
+    Raises:
+        ValueError: TLS settings for a ``ws://`` URI, or ``ssl=False`` for a ``wss://`` one.
+    """
+    if ssl is not None and ssl is not False and not secure:
+        raise ValueError("ssl is only for wss:// URIs")
+    if ssl is False and secure:
+        raise ValueError("wss:// URIs need TLS: pass an SSLContext, or use ws://")
+
+
+def hook_list(hooks: _Hook | Sequence[_Hook] | None) -> list[_Hook]:
+    """A server's ``process_request`` argument (one hook, several, or none) as a list."""
+    if hooks is None:
+        return []
+    if callable(hooks):
+        return [hooks]
+    return list(hooks)  # type: ignore[arg-type]
 
 
 def with_credentials(uri: Target, headers: Headers) -> Headers:

@@ -31,6 +31,7 @@ __all__ = [
     "Proxy",
     "build_connect_request",
     "check_connect_response",
+    "choose_proxy",
     "no_proxy_matches",
     "parse_proxy",
     "proxy_from_environment",
@@ -180,6 +181,25 @@ def proxy_from_environment(
         if value:
             return value
     return None
+
+
+def choose_proxy(
+    setting: Proxy | bool | None, secure: bool, host: str, port: int, environ: Mapping[str, str]
+) -> Proxy | None:
+    """The proxy to reach a server through, as a client's ``proxy`` argument says.
+
+    Args:
+        setting: ``True`` for the proxy ``environ`` names (:func:`proxy_from_environment`),
+            a :class:`Proxy`, or ``None`` or ``False`` to connect directly.
+        secure, host, port, environ: as for :func:`proxy_from_environment`.
+
+    Raises:
+        InvalidProxy: the environment names an invalid proxy URL.
+    """
+    if setting is True:
+        url = proxy_from_environment(secure, host, port, environ)
+        return None if url is None else parse_proxy(url)
+    return setting if isinstance(setting, Proxy) else None
 
 
 def _getenv(environ: Mapping[str, str], name: str) -> str | None:

@@ -34,7 +34,7 @@ from ..protocol.connection import State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
-from ..protocol.opening import ServerNegotiation
+from ..protocol.opening import ServerNegotiation, deflate_setting, hook_list
 from .connection import Connection
 from .transport import READ_SIZE, TLS, Deadline, set_nodelay, wait_readable
 
@@ -200,22 +200,12 @@ class Server:
         self.socket = sock
         self.options = options
         self.ssl = ssl
-        if compression == "deflate":
-            self.deflate: ServerDeflate | None = ServerDeflate()
-        elif compression is None or isinstance(compression, ServerDeflate):
-            self.deflate = compression
-        else:
-            raise ValueError(f"unsupported compression: {compression!r}")
+        self.deflate = deflate_setting(compression, ServerDeflate)
         self.origins = origins
         self.subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.require_subprotocol = require_subprotocol
-        if process_request is None:
-            self.process_request: list[ProcessRequest] = []
-        elif callable(process_request):
-            self.process_request = [process_request]
-        else:
-            self.process_request = list(process_request)
+        self.process_request: list[ProcessRequest] = hook_list(process_request)
         self.router = router if router is not None else Router()
         self.extra_headers = extra_headers
         self.server_header = server_header
