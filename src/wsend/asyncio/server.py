@@ -371,6 +371,36 @@ class Server:
         await self.shutdown()
 
 
+def pop_options(kwargs: dict[str, Any]) -> ConnectionOptions:
+    """Take the :class:`ConnectionOptions` arguments out of a ``serve()`` call's ``kwargs``.
+
+    Raises:
+        ValueError: an option's value is invalid.
+    """
+    names = ConnectionOptions.__slots__
+    return ConnectionOptions(**{name: kwargs.pop(name) for name in list(kwargs) if name in names})
+
+
+def server_tls(
+    ssl: ssl_module.SSLContext | None, certfile: str | None, keyfile: str | None
+) -> ssl_module.SSLContext | None:
+    """The TLS context of a ``serve()`` call: ``ssl``, or a server context loading
+    ``certfile`` and ``keyfile``.
+
+    Raises:
+        ValueError: both ``ssl`` and ``certfile`` are given.
+        OSError: the files can't be read (:class:`ssl.SSLError` if they don't hold a
+            certificate and its key).
+    """
+    if certfile is None:
+        return ssl
+    if ssl is not None:
+        raise ValueError("pass either ssl or certfile, not both")
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 async def _close_quietly(conn: Connection, code: int, reason: str) -> None:
     try:
         await conn.close(code, reason)
@@ -434,13 +464,8 @@ class serve:
         fast_transport: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        option_names = ConnectionOptions.__slots__
-        options = ConnectionOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in option_names})
-        if certfile is not None:
-            if ssl is not None:
-                raise ValueError("pass either ssl or certfile, not both")
-            ssl = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
-            ssl.load_cert_chain(certfile, keyfile)
+        options = pop_options(kwargs)
+        ssl = server_tls(ssl, certfile, keyfile)
         self.server = Server(handler, options=options, open_timeout=open_timeout, **kwargs)
         self._kwargs: dict[str, Any] = {
             "ssl": ssl,

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from ..asyncio.connection import DEFAULT_OPEN_TIMEOUT, ConnectionOptions
 from ..asyncio.routes import Router, fallback_response, without_body
+from ..asyncio.server import pop_options, server_tls
 from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -427,13 +428,8 @@ def serve(
     """
     if sum(x is not None for x in (path, sock)) + (host is not None or port is not None) > 1:
         raise ValueError("pass one of host and port, path, or sock")
-    option_names = ConnectionOptions.__slots__
-    options = ConnectionOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in option_names})
-    if certfile is not None:
-        if ssl is not None:
-            raise ValueError("pass either ssl or certfile, not both")
-        ssl = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
-        ssl.load_cert_chain(certfile, keyfile)
+    options = pop_options(kwargs)
+    ssl = server_tls(ssl, certfile, keyfile)
     if sock is None:
         sock = _listen(host, port, path, reuse_port=reuse_port, backlog=backlog)
     return Server(handler, sock, options=options, ssl=ssl, **kwargs)
