@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import socket
 import ssl as ssl_module
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from .exceptions import (
     InvalidMessage,
@@ -29,7 +31,13 @@ from .protocol.handshake import USER_AGENT
 from .protocol.http import HeadersLike, HTTPLimits, ResponseParser
 from .protocol.proxy import Proxy, build_connect_request, check_connect_response, parse_proxy
 
-__all__ = ["open_proxy_socket", "proxy_unreachable", "socks_proxy_error"]
+__all__ = [
+    "Stream",
+    "open_http_tunnel",
+    "open_proxy_socket",
+    "proxy_unreachable",
+    "socks_proxy_error",
+]
 
 SOCKS_MISSING = "{scheme}:// proxies need python-socks: pip install 'wsend[socks]'"
 # Bytes read at once while waiting for the answer to CONNECT.
@@ -81,43 +89,96 @@ def open_proxy_socket(
         proxy = parse_proxy(proxy)
     if proxy.is_socks:
         return _socks(proxy, host, port, timeout)
+    checked = proxy
+
+    def start(sock: socket.socket) -> socket.socket:
+        if checked.scheme != "https":
+            return sock
+        context = proxy_ssl or ssl_module.create_default_context()
+        try:
+            return context.wrap_socket(sock, server_hostname=checked.host)
+        except ssl_module.SSLError as exc:
+            raise proxy_unreachable(checked, exc) from exc
+
+    _, stream = open_http_tunnel(
+        proxy,
+        host,
+        port,
+        start,
+        timeout=timeout,
+        proxy_headers=proxy_headers,
+        user_agent=user_agent,
+        limits=limits,
+    )
+    return stream
+
+
+class Stream(Protocol):
+    """What the CONNECT exchange needs of the connection to the proxy: a blocking socket, an
+    :class:`ssl.SSLSocket`, or TLS over memory buffers that reads and writes a socket."""
+
+    def sendall(self, data: bytes, /) -> None: ...  # pragma: no cover - a protocol
+
+    def recv(self, size: int, /) -> bytes: ...  # pragma: no cover - a protocol
+
+    def close(self) -> None: ...  # pragma: no cover - a protocol
+
+
+StreamT = TypeVar("StreamT", bound=Stream)
+
+
+def open_http_tunnel(
+    proxy: Proxy,
+    host: str,
+    port: int,
+    start: Callable[[socket.socket], StreamT],
+    *,
+    timeout: float | None,
+    proxy_headers: HeadersLike | None,
+    user_agent: str | None,
+    limits: HTTPLimits | None,
+) -> tuple[socket.socket, StreamT]:
+    """Open a tunnel to ``host:port`` through the HTTP or HTTPS ``proxy`` (CONNECT).
+
+    Args:
+        start: called with the TCP connection to the proxy, returns the stream that the
+            CONNECT exchange runs on: the socket itself, or TLS with an ``https://`` proxy
+            (raising :class:`ProxyConnectionError` when its handshake fails).
+        timeout, proxy_headers, user_agent, limits: as for :func:`open_proxy_socket`.
+
+    Returns:
+        The socket to the proxy and the stream made by ``start``, past the proxy's answer.
+
+    Raises:
+        As :func:`open_proxy_socket`.
+    """
     try:
         sock = socket.create_connection((proxy.host, proxy.port), timeout)
     except OSError as exc:
         raise proxy_unreachable(proxy, exc) from exc
+    stream: Stream = sock
     try:
-        if proxy.scheme == "https":
-            sock = _tls(sock, proxy, proxy_ssl)
+        stream = started = start(sock)
         request = build_connect_request(
             proxy, host, port, headers=proxy_headers, user_agent=user_agent
         )
-        sock.sendall(request.serialize())
-        _read_answer(sock, proxy, host, port, limits or HTTPLimits())
+        stream.sendall(request.serialize())
+        _read_answer(stream, proxy, host, port, limits or HTTPLimits())
     except TimeoutError as exc:
+        stream.close()
         sock.close()
         raise OpenTimeout(f"timed out opening a tunnel through proxy {proxy.address}") from exc
     except BaseException:
+        stream.close()
         sock.close()
         raise
-    return sock
+    return sock, started
 
 
-def _tls(
-    sock: socket.socket, proxy: Proxy, context: ssl_module.SSLContext | None
-) -> ssl_module.SSLSocket:
-    context = context or ssl_module.create_default_context()
-    try:
-        return context.wrap_socket(sock, server_hostname=proxy.host)
-    except ssl_module.SSLError as exc:
-        raise proxy_unreachable(proxy, exc) from exc
-
-
-def _read_answer(
-    sock: socket.socket, proxy: Proxy, host: str, port: int, limits: HTTPLimits
-) -> None:
+def _read_answer(stream: Stream, proxy: Proxy, host: str, port: int, limits: HTTPLimits) -> None:
     parser = ResponseParser(limits, head_only=True)
     while True:
-        data = sock.recv(_READ_SIZE)
+        data = stream.recv(_READ_SIZE)
         if not data:
             raise InvalidProxyMessage("the proxy closed the connection without answering")
         try:

@@ -5,6 +5,7 @@ the server behind the proxy is down."""
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -65,10 +66,84 @@ def test_the_environment_names_the_proxy(
     assert len(proxy.tunnels()) == before + 1
 
 
-def test_https_proxies_are_refused(start_sync_server: StartServer) -> None:
+@pytest.fixture(scope="module")
+def tls_proxy(certs: Certs) -> Iterator[ProxyServer]:
+    """An HTTPS proxy: HTTP CONNECT over TLS, with the test CA's certificate."""
+    server = ProxyServer("http", certfile=certs.certfile, keyfile=certs.keyfile)
+    yield server
+    server.stop()
+
+
+def test_ws_through_an_https_proxy(
+    tls_proxy: ProxyServer, start_sync_server: StartServer, certs: Certs
+) -> None:
     server = start_sync_server()
-    with pytest.raises(wsend.UsageError, match="https:// proxies"):
-        wsend.sync.connect(uri(server), proxy="https://127.0.0.1:1").open()
+    with wsend.sync.connect(
+        uri(server), proxy=tls_proxy.url, proxy_ssl=certs.client_context
+    ) as ws:
+        ws.send("through TLS")
+        assert ws.recv(timeout=5) == "through TLS"
+        ws.send(b"\x00" * 1_000_000)  # many TLS records each way
+        assert ws.recv(timeout=5) == b"\x00" * 1_000_000
+    assert f"127.0.0.1:{server.port}" in tls_proxy.tunnels()
+
+
+def test_wss_through_an_https_proxy_from_threads(
+    tls_proxy: ProxyServer, start_sync_server: StartServer, certs: Certs
+) -> None:
+    """TLS inside TLS: the server's certificate is checked through the tunnel, and threads
+    that send while the reader thread decrypts share both sessions safely."""
+    server = start_sync_server(ssl=certs.server_context)
+    with wsend.sync.connect(
+        uri(server, scheme="wss"),
+        ssl=certs.client_context,
+        proxy=tls_proxy.url,
+        proxy_ssl=certs.client_context,
+    ) as ws:
+        ws.send("y" * 300_000)
+        assert ws.recv(timeout=5) == "y" * 300_000
+        threads = [
+            threading.Thread(target=lambda i=i: [ws.send(f"{i}:{n}") for n in range(200)])
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        received = [ws.recv(timeout=10) for _ in range(800)]
+        for thread in threads:
+            thread.join(10)
+        assert ws.ping(timeout=5) >= 0  # the latency
+    for i in range(4):
+        assert [m for m in received if m.startswith(f"{i}:")] == [f"{i}:{n}" for n in range(200)]
+    assert ws.close_code == 1000
+    assert f"127.0.0.1:{server.port}" in tls_proxy.tunnels()
+
+
+def test_https_proxy_certificates_are_verified(
+    tls_proxy: ProxyServer, start_sync_server: StartServer, certs: Certs
+) -> None:
+    plain = start_sync_server()
+    with pytest.raises(wsend.ProxyConnectionError) as info:
+        wsend.sync.connect(uri(plain), proxy=tls_proxy.url).open()  # the system's CAs
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+    assert "TLS handshake with proxy https://127.0.0.1" in str(info.value)
+    secure = start_sync_server(ssl=certs.server_context)
+    for _ in range(2):  # the failure leaves nothing behind that breaks the next attempt
+        with pytest.raises(ssl.SSLCertVerificationError):
+            wsend.sync.connect(
+                uri(secure, scheme="wss"), proxy=tls_proxy.url, proxy_ssl=certs.client_context
+            ).open()
+    with wsend.sync.connect(
+        uri(secure, scheme="wss"),
+        ssl=certs.client_context,
+        proxy=tls_proxy.url,
+        proxy_ssl=certs.client_context,
+    ) as ws:
+        ws.send("verified")
+        assert ws.recv(timeout=5) == "verified"
+
+
+def test_invalid_proxy_urls_are_refused(start_sync_server: StartServer) -> None:
+    server = start_sync_server()
     with pytest.raises(wsend.InvalidProxy):
         wsend.sync.connect(uri(server), proxy="ftp://127.0.0.1:1")
 

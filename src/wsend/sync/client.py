@@ -31,7 +31,7 @@ from ..protocol.opening import (
 from ..protocol.proxy import Proxy, choose_proxy, parse_proxy
 from ..reconnect import Backoff, ProcessException, Reconnector, display_uri, process_exception
 from .connection import Connection
-from .transport import TLS, Deadline, open_socket, set_nodelay
+from .transport import TLS, Deadline, TLSStream, TunnelTLS, open_socket, set_nodelay
 
 __all__ = ["ClientConnection", "connect"]
 
@@ -119,7 +119,9 @@ class connect:
         limits: :class:`~wsend.protocol.http.HTTPLimits` for the response.
         proxy: as for :func:`wsend.connect`: ``True`` (default) to use the proxy the environment
             names for the URI, ``None`` or ``False`` to connect directly, or the URL of an
-            ``http://`` or SOCKS proxy (``https://`` proxies need ``wsend.connect``).
+            ``http://``, ``https://`` or SOCKS proxy.
+        proxy_ssl: the TLS context for an ``https://`` proxy (default: verify its certificate
+            with the system's CAs).
         proxy_headers: more headers for an HTTP proxy's CONNECT request.
         backoff: with ``for``, the delays between attempts (:class:`~wsend.Backoff`).
         process_exception: with ``for``, ``f(exc)`` returning ``None`` to retry after a failed
@@ -148,6 +150,7 @@ class connect:
         user_agent: str | None = handshake.USER_AGENT,
         limits: HTTPLimits | None = None,
         proxy: str | Proxy | bool | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
         proxy_headers: HeadersLike | None = None,
         backoff: Backoff | None = None,
         process_exception: ProcessException = process_exception,
@@ -155,6 +158,7 @@ class connect:
     ) -> None:
         self.uri = parse_uri(uri)
         self.proxy = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        self.proxy_ssl = proxy_ssl
         self.proxy_headers = Headers(proxy_headers) if proxy_headers is not None else None
         self.options = ConnectionOptions(**kwargs)
         self.deflate = deflate_setting(compression, ClientDeflate)
@@ -214,19 +218,21 @@ class connect:
         self, uri: WebSocketURI, deadline: Deadline, first: bool
     ) -> ClientConnection:
         """Open the socket (and TLS) for ``uri``."""
+        proxy_tls = None
         if self.sock is not None and first:
             sock = self.sock
         else:
-            sock = open_socket(
+            sock, proxy_tls = open_socket(
                 uri,
                 deadline=deadline,
                 path=self.path,
                 proxy=self._proxy_for(uri),
+                proxy_ssl=self.proxy_ssl,
                 proxy_headers=self.proxy_headers,
                 user_agent=self.user_agent,
                 limits=self.limits,
             )
-        tls = None
+        tls: TLS | TunnelTLS | None = proxy_tls
         try:
             deadline.apply(sock)
             set_nodelay(sock)
@@ -234,10 +240,15 @@ class connect:
                 context = self.ssl if isinstance(self.ssl, ssl_module.SSLContext) else None
                 if context is None:
                     context = ssl_module.create_default_context()
-                tls = TLS(
+                server_tls = TLS(
                     context, server_side=False, server_hostname=self.server_hostname or uri.host
                 )
-                tls.handshake(sock)
+                if proxy_tls is None:
+                    server_tls.handshake(sock)
+                    tls = server_tls
+                else:  # TLS inside the proxy's TLS
+                    server_tls.handshake(TLSStream(sock, proxy_tls))
+                    tls = TunnelTLS(proxy_tls, server_tls)
         except TimeoutError as exc:
             sock.close()
             if isinstance(exc, OpenTimeout):

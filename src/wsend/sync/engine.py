@@ -49,7 +49,7 @@ from ..protocol.connection import Data, Event, Pong, State
 from ..protocol.frames import OK_CLOSE_CODES, CloseCode
 from ..protocol.http import Request, Response
 from . import watchdog
-from .transport import READ_SIZE, TLS, wait_readable, write_all
+from .transport import READ_SIZE, TLS, TunnelTLS, wait_readable, write_all
 
 __all__ = ["Engine"]
 
@@ -77,7 +77,10 @@ class Engine:
     logger = logging.getLogger("wsend.sync")
 
     def __init__(
-        self, sock: socket.socket, options: ConnectionOptions, tls: TLS | None = None
+        self,
+        sock: socket.socket,
+        options: ConnectionOptions,
+        tls: TLS | TunnelTLS | None = None,
     ) -> None:
         self.options = options
         self.proto: Protocol | None = None

@@ -18,15 +18,23 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..exceptions import OpenTimeout, UsageError
+from ..exceptions import OpenTimeout
 from ..protocol.proxy import Proxy
-from ..proxy_socket import open_proxy_socket
+from ..proxy_socket import Stream, open_http_tunnel, open_proxy_socket, proxy_unreachable
 
 if TYPE_CHECKING:
     from ..asyncio.client import WebSocketURI
     from ..protocol.http import HeadersLike, HTTPLimits
 
-__all__ = ["TLS", "Deadline", "open_socket", "wait_readable", "write_all"]
+__all__ = [
+    "TLS",
+    "Deadline",
+    "TLSStream",
+    "TunnelTLS",
+    "open_socket",
+    "wait_readable",
+    "write_all",
+]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -73,10 +81,11 @@ def open_socket(
     deadline: Deadline,
     path: str | None = None,
     proxy: Proxy | None = None,
+    proxy_ssl: ssl_module.SSLContext | None = None,
     proxy_headers: HeadersLike | None = None,
     user_agent: str | None = None,
     limits: HTTPLimits | None = None,
-) -> socket.socket:
+) -> tuple[socket.socket, TLS | None]:
     """Open the network connection of a client: TCP to the URI's host and port (through
     ``proxy`` if given), or ``path``.
 
@@ -87,27 +96,25 @@ def open_socket(
         uri: the server's URI.
         deadline: when to give up.
         path: a Unix socket to connect to instead of the URI's host and port.
-        proxy: an HTTP or SOCKS proxy to open a tunnel through
+        proxy: an HTTP, HTTPS or SOCKS proxy to open a tunnel through
             (:func:`wsend.proxy_socket.open_proxy_socket`).
+        proxy_ssl: the TLS context for an ``https://`` proxy (default: the system's CAs).
         proxy_headers, user_agent, limits: for an HTTP proxy's CONNECT exchange.
 
     Returns:
-        A connected socket in blocking mode with the deadline's timeout set; TCP_NODELAY is on.
+        A connected socket in blocking mode with the deadline's timeout set (TCP_NODELAY is
+        on), and the TLS session with an ``https://`` proxy that carries the tunnel, if any.
 
     Raises:
         OSError: the connection failed (refused, unreachable, name not resolved);
             ProxyConnectionError: the proxy can't be reached.
         ProxyError: the proxy refused the tunnel or answered nonsense.
-        UsageError: an ``https://`` proxy: its TLS session would be used by two threads at
-            once (see :mod:`wsend.sync.transport`); a SOCKS proxy without python-socks.
+        UsageError: a SOCKS proxy without python-socks.
         OpenTimeout: the deadline passed.
     """
     if proxy is not None and path is None:
         if proxy.scheme == "https":
-            raise UsageError(
-                "wsend.sync can't use https:// proxies (TLS to the proxy would be shared by "
-                "two threads): use an http:// or socks5:// proxy, or wsend.connect"
-            )
+            return _https_tunnel(uri, deadline, proxy, proxy_ssl, proxy_headers, user_agent, limits)
         sock = open_proxy_socket(
             proxy,
             uri.host,
@@ -118,7 +125,7 @@ def open_socket(
             limits=limits,
         )
         set_nodelay(sock)
-        return sock
+        return sock, None
     try:
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -128,14 +135,52 @@ def open_socket(
             except BaseException:
                 sock.close()
                 raise
-            return sock
+            return sock, None
         sock = socket.create_connection((uri.host, uri.port), timeout=deadline.remaining())
     except TimeoutError as exc:
         if isinstance(exc, OpenTimeout):
             raise
         raise OpenTimeout("timed out while connecting") from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return sock, None
+
+
+def _https_tunnel(
+    uri: WebSocketURI,
+    deadline: Deadline,
+    proxy: Proxy,
+    context: ssl_module.SSLContext | None,
+    proxy_headers: HeadersLike | None,
+    user_agent: str | None,
+    limits: HTTPLimits | None,
+) -> tuple[socket.socket, TLS]:
+    """Open a tunnel through an ``https://`` proxy: TLS with the proxy over memory buffers
+    (as the connection's own TLS, for the same reason), and CONNECT inside it."""
+    outer = TLS(
+        context or ssl_module.create_default_context(),
+        server_side=False,
+        server_hostname=proxy.host,
+    )
+
+    def start(sock: socket.socket) -> TLSStream:
+        try:
+            outer.handshake(sock)
+        except ssl_module.SSLError as exc:
+            raise proxy_unreachable(proxy, exc) from exc
+        return TLSStream(sock, outer)
+
+    sock, _ = open_http_tunnel(
+        proxy,
+        uri.host,
+        uri.port,
+        start,
+        timeout=deadline.remaining(),
+        proxy_headers=proxy_headers,
+        user_agent=user_agent,
+        limits=limits,
+    )
+    set_nodelay(sock)
+    return sock, outer
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -222,8 +267,9 @@ class TLS:
         """The negotiated TLS version (``"TLSv1.3"``...)."""
         return self._obj.version()
 
-    def handshake(self, sock: socket.socket) -> None:
-        """Run the TLS handshake over ``sock``, blocking (bounded by the socket's timeout).
+    def handshake(self, sock: Stream) -> None:
+        """Run the TLS handshake over ``sock`` (a socket, or a :class:`TLSStream` for TLS inside
+        TLS), blocking (bounded by the socket's timeout).
 
         Raises:
             ssl.SSLError: the handshake failed (ssl.SSLCertVerificationError: the certificate).
@@ -244,7 +290,7 @@ class TLS:
                 self._incoming.write(data)
         self._send_pending(sock)
 
-    def _send_pending(self, sock: socket.socket) -> None:
+    def _send_pending(self, sock: Stream) -> None:
         data = self._outgoing.read()
         if data:
             sock.sendall(data)
@@ -292,3 +338,81 @@ class TLS:
         with contextlib.suppress(ssl_module.SSLError):
             self._obj.unwrap()
         return self._outgoing.read()
+
+
+class TLSStream:
+    """Blocking reads and writes of plaintext through a :class:`TLS` session over ``sock``,
+    for the exchanges that run before a connection starts: a proxy's answer to CONNECT, and
+    the server's TLS handshake inside the proxy's TLS.
+
+    Args:
+        sock: the socket to the peer of ``tls``.
+        tls: the TLS session; the stream is its only user until the connection starts.
+    """
+
+    def __init__(self, sock: socket.socket, tls: TLS) -> None:
+        self._sock = sock
+        self._tls = tls
+
+    def sendall(self, data: bytes, /) -> None:
+        """Encrypt ``data`` and write it all."""
+        self._sock.sendall(self._tls.encrypt([data]))
+
+    def recv(self, size: int, /) -> bytes:
+        """Return the next plaintext (any size: ``size`` is a hint), ``b""`` at the end."""
+        plain = self._tls.decrypt(b"")  # what arrived with earlier records
+        while not plain and not self._tls.eof:
+            data = self._sock.recv(max(size, READ_SIZE))
+            if not data:
+                break
+            plain = self._tls.decrypt(data)
+            pending = self._tls.pending()
+            if pending:
+                self._sock.sendall(pending)
+        return plain
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()
+
+
+class TunnelTLS:
+    """TLS inside TLS: the session with the server (``inner``) carried by the session with an
+    ``https://`` proxy (``outer``). Used as a :class:`TLS` by the connection.
+
+    Args:
+        outer: the TLS session with the proxy.
+        inner: the TLS session with the server, after its handshake.
+    """
+
+    def __init__(self, outer: TLS, inner: TLS) -> None:
+        self._outer = outer
+        self._inner = inner
+
+    @property
+    def eof(self) -> bool:
+        """Whether the server or the proxy ended its session."""
+        return self._inner.eof or self._outer.eof
+
+    @property
+    def version(self) -> str | None:
+        """The TLS version negotiated with the server."""
+        return self._inner.version
+
+    def encrypt(self, chunks: Sequence[Buffer]) -> bytes:
+        """Encrypt ``chunks`` for the server, then for the proxy."""
+        return self._outer.encrypt([self._inner.encrypt(chunks)])
+
+    def decrypt(self, data: Buffer) -> bytes:
+        """Decrypt the proxy's records, then the server's records they carry."""
+        return self._inner.decrypt(self._outer.decrypt(data))
+
+    def pending(self) -> bytes:
+        """Records either session produced by itself, the server's inside the proxy's."""
+        inner = self._inner.pending()
+        return (self._outer.encrypt([inner]) if inner else b"") + self._outer.pending()
+
+    def close_notify(self) -> bytes:
+        """End both sessions: the server's close_notify inside the proxy's, then the proxy's."""
+        inner = self._inner.close_notify()
+        return (self._outer.encrypt([inner]) if inner else b"") + self._outer.close_notify()
