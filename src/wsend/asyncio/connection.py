@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn, cast
@@ -41,6 +40,7 @@ from ..protocol.connection import Data, Event, Ping, Pong, State
 from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
 from ..protocol.http import Request, Response
 from .fastpath import ConnectionCore, Waiter
+from .transports import has_vectored_writes
 
 __all__ = ["Connection", "ConnectionOptions"]
 
@@ -67,15 +67,6 @@ STREAM_CHUNK_SIZE = 65536
 _MAX_EVENTS_PER_READ = 1024
 # Decompressed bytes parsed from one read at most (see Connection.start).
 _MAX_INFLATED_PER_READ = 4 << 20
-
-
-def _has_vectored_writes(transport: asyncio.BaseTransport) -> bool:
-    """Whether ``transport.writelines()`` writes its buffers without joining them first.
-
-    It does on aiofastnet, uvloop, TLS transports and asyncio from Python 3.12; asyncio's plain
-    socket transport before 3.12 joins them (a copy of every payload): write them one by one.
-    """
-    return sys.version_info >= (3, 12) or type(transport).__name__ != "_SelectorSocketTransport"
 
 
 class ConnectionOptions:
@@ -268,7 +259,7 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             high, low = high
         transport.set_write_buffer_limits(high, high // 4 if low is None else low)
         self._high_water = high
-        self._vectored = _has_vectored_writes(transport)
+        self._vectored = has_vectored_writes(transport)
 
     def handshake_data(self, data: bytes) -> None:
         """Bytes received during the opening handshake (implemented by client and server)."""

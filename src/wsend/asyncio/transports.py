@@ -16,6 +16,7 @@ aiofastnet a write is one C call and TLS skips asyncio's pure-Python ``SSLProtoc
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import asyncio.sslproto
 import inspect
 import os
@@ -28,6 +29,7 @@ __all__ = [
     "create_connection",
     "create_server",
     "fast_transport_available",
+    "has_vectored_writes",
     "start_tls",
     "use_fast",
 ]
@@ -71,6 +73,31 @@ def use_fast(fast_transport: bool | None) -> bool:
     if not available:
         raise UsageError("fast_transport=True needs aiofastnet: pip install 'wsend[fast]'")
     return True
+
+
+def has_vectored_writes(transport: asyncio.BaseTransport) -> bool:
+    """Whether ``transport.writelines()`` can take a frame's chunks: it writes them without
+    joining them first, and pauses the protocol past the high-water mark as ``write()`` does.
+
+    aiofastnet's, uvloop's and the TLS transports do. asyncio's plain socket transport does
+    neither before Python 3.12 (the inherited ``writelines`` joins its buffers: a copy of every
+    payload). From 3.12 it sends them with one ``sendmsg()``, but its first releases never call
+    ``pause_writing()`` from ``writelines`` (CPython gh-127655, advisory PSF-2024-14, fixed in
+    later patch releases): the buffer grows without bound and ``send()`` never waits. Whether
+    the method pauses is read from its code, whatever the version. Where ``False``, chunks are
+    written one ``write()`` at a time, which applies backpressure on every version.
+
+    Returns:
+        ``True`` for any transport other than asyncio's plain socket transport, and for that
+        one when its ``writelines`` is its own and pauses the protocol.
+    """
+    # typeshed doesn't describe the private transport: go untyped.
+    selector_events: Any = asyncio.selector_events
+    cls: Any = type(transport)
+    if not issubclass(cls, selector_events._SelectorSocketTransport):
+        return True
+    code = getattr(cls.writelines, "__code__", None)
+    return code is not None and "_maybe_pause_protocol" in code.co_names
 
 
 async def create_server(fast: bool, factory: Any, path: str | None, **kwargs: Any) -> Any:
