@@ -84,11 +84,13 @@ class _Sink(asyncio.Protocol):
     """A peer that never reads: what is written to it piles up in the writer's buffer."""
 
     accepted: list[asyncio.Transport]
+    ready: asyncio.Event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
         transport.pause_reading()
         self.accepted.append(transport)  # closed by the test: it never reads the EOF
+        self.ready.set()
 
 
 class _Writer(asyncio.Protocol):
@@ -112,10 +114,12 @@ async def _writelines_until_paused(
         server_kwargs["ssl"] = certs.server_context
         client_kwargs["ssl"] = certs.client_context
     accepted: list[asyncio.Transport] = []
+    ready = asyncio.Event()
 
     def sink() -> _Sink:
         protocol = _Sink()
         protocol.accepted = accepted
+        protocol.ready = ready
         return protocol
 
     server = await transports.create_server(fast, sink, path, **server_kwargs)
@@ -123,8 +127,7 @@ async def _writelines_until_paused(
         client_kwargs["host"], client_kwargs["port"] = server.sockets[0].getsockname()[:2]
     transport, writer = await transports.create_connection(fast, _Writer, path, **client_kwargs)
     async with asyncio.timeout(10):  # the server side's TLS handshake is done too
-        while not accepted:
-            await asyncio.sleep(0.01)
+        await ready.wait()
     transport.set_write_buffer_limits(65536)
     frame = [b"\x82\x7f" + bytes(8), bytes(65536)]  # a frame's header and payload, apart
     try:
@@ -150,7 +153,8 @@ def _check_vectored_writes(transport: asyncio.Transport, paused: bool) -> None:
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         assert vectored is (paused and not joins)
     else:
-        assert vectored and paused
+        assert vectored
+        assert paused
 
 
 @pytest.mark.parametrize("kind", ["tcp", "tls", "unix"])

@@ -66,6 +66,22 @@ def test_the_environment_names_the_proxy(
     assert len(proxy.tunnels()) == before + 1
 
 
+def echo_from_threads(ws: wsend.sync.ClientConnection, count: int) -> None:
+    """Send ``count`` messages from each of four threads at once to an echo server; check that
+    each thread's messages come back in order."""
+    threads = [
+        threading.Thread(target=lambda i=i: [ws.send(f"{i}:{n}") for n in range(count)])
+        for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    received = [ws.recv(timeout=10) for _ in range(4 * count)]
+    for thread in threads:
+        thread.join(10)
+    for i in range(4):
+        assert [m for m in received if m.startswith(f"{i}:")] == [f"{i}:{n}" for n in range(count)]
+
+
 @pytest.fixture(scope="module")
 def tls_proxy(certs: Certs) -> Iterator[ProxyServer]:
     """An HTTPS proxy: HTTP CONNECT over TLS, with the test CA's certificate."""
@@ -78,9 +94,7 @@ def test_ws_through_an_https_proxy(
     tls_proxy: ProxyServer, start_sync_server: StartServer, certs: Certs
 ) -> None:
     server = start_sync_server()
-    with wsend.sync.connect(
-        uri(server), proxy=tls_proxy.url, proxy_ssl=certs.client_context
-    ) as ws:
+    with wsend.sync.connect(uri(server), proxy=tls_proxy.url, proxy_ssl=certs.client_context) as ws:
         ws.send("through TLS")
         assert ws.recv(timeout=5) == "through TLS"
         ws.send(b"\x00" * 1_000_000)  # many TLS records each way
@@ -102,18 +116,8 @@ def test_wss_through_an_https_proxy_from_threads(
     ) as ws:
         ws.send("y" * 300_000)
         assert ws.recv(timeout=5) == "y" * 300_000
-        threads = [
-            threading.Thread(target=lambda i=i: [ws.send(f"{i}:{n}") for n in range(200)])
-            for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        received = [ws.recv(timeout=10) for _ in range(800)]
-        for thread in threads:
-            thread.join(10)
+        echo_from_threads(ws, 200)
         assert ws.ping(timeout=5) >= 0  # the latency
-    for i in range(4):
-        assert [m for m in received if m.startswith(f"{i}:")] == [f"{i}:{n}" for n in range(200)]
     assert ws.close_code == 1000
     assert f"127.0.0.1:{server.port}" in tls_proxy.tunnels()
 
@@ -197,14 +201,4 @@ def test_threads_share_a_proxied_connection(
 ) -> None:
     server = start_sync_server()
     with wsend.sync.connect(uri(server), proxy=proxy.url.replace("http", "socks5")) as ws:
-        threads = [
-            threading.Thread(target=lambda i=i: [ws.send(f"{i}:{n}") for n in range(100)])
-            for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        received = [ws.recv(timeout=10) for _ in range(400)]
-        for thread in threads:
-            thread.join(10)
-    for i in range(4):
-        assert [m for m in received if m.startswith(f"{i}:")] == [f"{i}:{n}" for n in range(100)]
+        echo_from_threads(ws, 100)
