@@ -32,9 +32,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from .exceptions import InvalidMessage, InvalidProxyMessage, InvalidStatus, ProxyRefused
+from .protocol.opening import Target
 
 __all__ = ["Backoff", "ProcessException", "Reconnector", "display_uri", "process_exception"]
 
@@ -183,18 +183,7 @@ def retry_after(exc: Exception, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class _URI(Protocol):
-    @property
-    def secure(self) -> bool: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def resource(self) -> str: ...
-
-
-def display_uri(uri: _URI) -> str:
+def display_uri(uri: Target) -> str:
     """A parsed URI as logs show it: without its credentials."""
     host = f"[{uri.host}]" if ":" in uri.host else uri.host
     return f"{'wss' if uri.secure else 'ws'}://{host}:{uri.port}{uri.resource}"
