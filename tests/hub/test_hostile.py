@@ -21,6 +21,7 @@ import wsend
 from wsend.exceptions import ConnectionClosed
 from wsend.hub.codes import DisconnectCode, ErrorCode, HubError
 from wsend.hub.options import HubOptions, NamespaceOptions, RateLimit
+from wsend.hub.wire import MAX_DATA_DEPTH
 
 from .e2e import RawClient, error_code, options, raw, run_hub, token, wait_until
 
@@ -106,6 +107,10 @@ async def _next_pub(client: RawClient | PackClient) -> dict[str, Any]:
         pytest.param(b'{"id":2,"method":"publish","channel":"x","data":"\xff\xfe"}', id="utf8"),
         pytest.param(PUBLISH_X + "1e999}", id="number"),
         pytest.param(PUBLISH_X + "-1" + "0" * 30 + "}", id="int"),
+        # Past the hub's depth limit, whatever the Python version's decoder could take.
+        pytest.param(
+            PUBLISH_X + "[" * (MAX_DATA_DEPTH + 1) + "]" * (MAX_DATA_DEPTH + 1) + "}", id="deep"
+        ),
     ],
 )
 async def test_json_data_others_cant_read_is_refused(message: str | bytes) -> None:
@@ -129,6 +134,32 @@ async def test_json_data_others_cant_read_is_refused(message: str | bytes) -> No
             assert (pub["data"], pub["offset"]) == ("ok", 1)
 
 
+def _depth(value: object) -> int:
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        value = value[0] if value else None
+    return depth
+
+
+async def test_data_as_deep_as_the_limit_reaches_both_encodings() -> None:
+    deep = "[" * MAX_DATA_DEPTH + "]" * MAX_DATA_DEPTH
+    async with run_hub(open_options()) as running:
+        json_sub = await RawClient.open(running.url)
+        pack_sub = await PackClient.open(running.url)
+        publisher = await RawClient.open(running.url)
+        for client in (json_sub, pack_sub, publisher):
+            assert "result" in await client.call("connect")
+        assert "result" in await json_sub.call("subscribe", channel="x")
+        assert "result" in await pack_sub.call("subscribe", channel="x")
+        await publisher.ws.send(PUBLISH_X + deep + "}")
+        [reply] = await publisher.frames()
+        assert reply["result"]["offset"] == 1
+        for client in (json_sub, pack_sub):
+            pub = await _next_pub(client)
+            assert _depth(pub["data"]) == MAX_DATA_DEPTH
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -136,6 +167,7 @@ async def test_json_data_others_cant_read_is_refused(message: str | bytes) -> No
         pytest.param(b"\xa2\xff\xfe", id="utf8"),
         pytest.param(b"\x81\xc0\x01", id="nil-key"),
         pytest.param(b"\x91" * 5000 + b"\xc0", id="deep"),
+        pytest.param(b"\x81\xa1k" * MAX_DATA_DEPTH + b"\x91\xc0", id="deep-maps"),
     ],
 )
 async def test_msgpack_data_others_cant_read_is_refused(data: bytes) -> None:

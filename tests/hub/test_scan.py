@@ -140,8 +140,9 @@ def test_wrong_kinds_give_nothing() -> None:
     assert scan.msgpack_elements(b"\x81\xa2id\x01") is None
     assert scan.msgpack_id(b"\x91\x01") is None
     assert scan.json_id(b'{"data": 1}') is None
-    assert scan.json_id(b'{"id": ' + deep_json(5_000) + b"}") is None
-    assert scan.msgpack_id(b"\x81\xa2id" + deep_msgpack(5_000)) is None
+    # Deeper than msgspec decodes on any Python version (3.13 takes 10,000 levels).
+    assert scan.json_id(b'{"id": ' + deep_json(30_000) + b"}") is None
+    assert scan.msgpack_id(b"\x81\xa2id" + deep_msgpack(30_000)) is None
 
 
 # -- the codecs answer what is too deep --------------------------------------------------------
@@ -210,3 +211,34 @@ def test_fuzz_target_seeds_and_mutations() -> None:
 @given(st.binary(max_size=200))
 def test_fuzz_target_hypothesis(data: bytes) -> None:
     FUZZ.TestOneInput(data)
+
+
+# -- depth of decoded values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [
+        (1, 0),
+        ("[[[", 0),
+        ([], 1),
+        ({"a": 1}, 1),
+        ([[1], {"a": [2]}], 3),
+        ({("k", ("t",)): 1}, 3),  # MessagePack map keys decode as tuples
+        ([[0] * 10] * 1_000, 2),  # wide, not deep
+    ],
+)
+def test_check_depth(value: object, depth: int) -> None:
+    scan.check_depth(value, depth)
+    if depth:
+        with pytest.raises(ValueError, match=f"more than {depth - 1} levels"):
+            scan.check_depth(value, depth - 1)
+
+
+def test_check_depth_takes_any_depth_without_recursion() -> None:
+    value: list[object] = []
+    for _ in range(100_000):
+        value = [value]
+    with pytest.raises(ValueError, match="more than 512 levels"):
+        scan.check_depth(value, 512)
+    scan.check_depth(value, 100_001)
