@@ -101,6 +101,18 @@ async def _next_pub(client: RawClient | PackClient) -> dict[str, Any]:
 # -- application data ---------------------------------------------------------------------------
 
 
+async def _subscribers_and_publisher(url: str) -> tuple[RawClient, PackClient, RawClient]:
+    """A JSON and a MessagePack subscriber of channel x, and a JSON publisher, connected."""
+    json_sub = await RawClient.open(url)
+    pack_sub = await PackClient.open(url)
+    publisher = await RawClient.open(url)
+    for client in (json_sub, pack_sub, publisher):
+        assert "result" in await client.call("connect")
+    assert "result" in await json_sub.call("subscribe", channel="x")
+    assert "result" in await pack_sub.call("subscribe", channel="x")
+    return json_sub, pack_sub, publisher
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -115,13 +127,7 @@ async def _next_pub(client: RawClient | PackClient) -> dict[str, Any]:
 )
 async def test_json_data_others_cant_read_is_refused(message: str | bytes) -> None:
     async with run_hub(open_options()) as running:
-        json_sub = await RawClient.open(running.url)
-        pack_sub = await PackClient.open(running.url)
-        publisher = await RawClient.open(running.url)
-        for client in (json_sub, pack_sub, publisher):
-            assert "result" in await client.call("connect")
-        assert "result" in await json_sub.call("subscribe", channel="x")
-        assert "result" in await pack_sub.call("subscribe", channel="x")
+        json_sub, pack_sub, publisher = await _subscribers_and_publisher(running.url)
         await publisher.ws.send(message)
         [reply] = await publisher.frames()
         assert reply["id"] == 2
@@ -145,13 +151,7 @@ def _depth(value: object) -> int:
 async def test_data_as_deep_as_the_limit_reaches_both_encodings() -> None:
     deep = "[" * MAX_DATA_DEPTH + "]" * MAX_DATA_DEPTH
     async with run_hub(open_options()) as running:
-        json_sub = await RawClient.open(running.url)
-        pack_sub = await PackClient.open(running.url)
-        publisher = await RawClient.open(running.url)
-        for client in (json_sub, pack_sub, publisher):
-            assert "result" in await client.call("connect")
-        assert "result" in await json_sub.call("subscribe", channel="x")
-        assert "result" in await pack_sub.call("subscribe", channel="x")
+        json_sub, pack_sub, publisher = await _subscribers_and_publisher(running.url)
         await publisher.ws.send(PUBLISH_X + deep + "}")
         [reply] = await publisher.frames()
         assert reply["result"]["offset"] == 1
