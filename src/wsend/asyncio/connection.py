@@ -31,13 +31,13 @@ from typing import Any, NoReturn, cast
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     UsageError,
 )
+from ..protocol import closed as closing
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, Event, Ping, Pong, State
-from ..protocol.frames import OK_CLOSE_CODES, Close, CloseCode
+from ..protocol.frames import Close, CloseCode
 from ..protocol.http import Request, Response
 from .fastpath import ConnectionCore, Waiter
 from .transports import has_vectored_writes
@@ -209,30 +209,18 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             return 0
         return transport.get_write_buffer_size() + self._corked_size
 
-    def _close_known(self) -> bool:
-        proto = self.proto
-        if self._connection_lost:
-            return True
-        return proto is not None and proto.close_rcvd is not None and proto.close_sent is not None
-
     @property
     def close_code(self) -> int | None:
         """The close code received (1005 without code, 1006 if none).
 
         ``None`` until the closing handshake completed or the connection was lost.
         """
-        if not self._close_known():
-            return None
-        rcvd = self.proto.close_rcvd if self.proto else None
-        return CloseCode.ABNORMAL_CLOSURE if rcvd is None else rcvd.code
+        return closing.close_code(self.proto, self._connection_lost)
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received; ``None`` until the close code is known."""
-        if not self._close_known():
-            return None
-        rcvd = self.proto.close_rcvd if self.proto else None
-        return "" if rcvd is None else rcvd.reason
+        return closing.close_reason(self.proto, self._connection_lost)
 
     @property
     def remote_address(self) -> Any:
@@ -769,21 +757,7 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
             self._reading = False
 
     def _closed_exception(self) -> ConnectionClosed:
-        proto = self.proto
-        rcvd = proto.close_rcvd if proto else None
-        sent = proto.close_sent if proto else None
-        then = proto.close_rcvd_then_sent if proto else None
-        ok = (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in OK_CLOSE_CODES
-            and sent.code in OK_CLOSE_CODES
-        )
-        cls = ConnectionClosedOK if ok else ConnectionClosedError
-        exc = cls(rcvd, sent, then)
-        if proto is not None and proto.exc is not None:
-            exc.__cause__ = proto.exc
-        return exc
+        return closing.closed_exception(self.proto)
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from ..asyncio.connection import STREAM_CHUNK_SIZE
 from ..exceptions import ConnectionClosedOK
+from ..protocol import closed as closing
 from ..protocol.connection import Data, State
 from ..protocol.frames import CloseCode
 from .engine import Buffer, Engine, Item, Message
@@ -51,30 +52,18 @@ class Connection(Engine):
         """Bytes accepted by ``send()`` but not yet written to the socket."""
         return self._backlog_size + self._inflight
 
-    def _close_known(self) -> bool:
-        proto = self.proto
-        if self._lost:
-            return True
-        return proto is not None and proto.close_rcvd is not None and proto.close_sent is not None
-
     @property
     def close_code(self) -> int | None:
         """The close code received (1005 without code, 1006 if none).
 
         ``None`` until the closing handshake completed or the connection was lost.
         """
-        if not self._close_known():
-            return None
-        rcvd = self.proto.close_rcvd if self.proto else None
-        return CloseCode.ABNORMAL_CLOSURE if rcvd is None else rcvd.code
+        return closing.close_code(self.proto, self._lost)
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received; ``None`` until the close code is known."""
-        if not self._close_known():
-            return None
-        rcvd = self.proto.close_rcvd if self.proto else None
-        return "" if rcvd is None else rcvd.reason
+        return closing.close_reason(self.proto, self._lost)
 
     @property
     def remote_address(self) -> Any:

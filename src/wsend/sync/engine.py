@@ -43,10 +43,11 @@ from concurrent.futures import Future
 from typing import Any, cast
 
 from ..asyncio.connection import ConnectionOptions
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, UsageError
+from ..exceptions import ConnectionClosed, UsageError
+from ..protocol import closed as closing
 from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import Data, Event, Pong, State
-from ..protocol.frames import OK_CLOSE_CODES, CloseCode
+from ..protocol.frames import CloseCode
 from ..protocol.http import Request, Response
 from . import watchdog
 from .transport import READ_SIZE, TLS, TunnelTLS, wait_readable, write_all
@@ -541,21 +542,7 @@ class Engine:
         return proto.close_rcvd is not None or proto.close_transport
 
     def _closed_exception(self) -> ConnectionClosed:
-        proto = self.proto
-        rcvd = proto.close_rcvd if proto else None
-        sent = proto.close_sent if proto else None
-        then = proto.close_rcvd_then_sent if proto else None
-        ok = (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in OK_CLOSE_CODES
-            and sent.code in OK_CLOSE_CODES
-        )
-        cls = ConnectionClosedOK if ok else ConnectionClosedError
-        exc = cls(rcvd, sent, then)
-        if proto is not None and proto.exc is not None:
-            exc.__cause__ = proto.exc
-        return exc
+        return closing.closed_exception(self.proto)
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
