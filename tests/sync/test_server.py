@@ -513,3 +513,21 @@ def test_declined_deflate_offer_then_accepted_one(start_sync_server: StartServer
         head = read_head(sock).decode()
     assert "101" in head.splitlines()[0]
     assert "Sec-WebSocket-Extensions: permessage-deflate" in head
+
+
+def test_allowed_hosts(start_sync_server: StartServer) -> None:
+    server = start_sync_server(echo, allowed_hosts=["localhost", "127.0.0.1"])
+    with wsend.sync.connect(uri(server)) as ws:  # Host: 127.0.0.1:port
+        ws.send("allowed")
+        assert ws.recv(timeout=5) == "allowed"
+    with pytest.raises(InvalidStatus) as caught:
+        wsend.sync.connect(uri(server), headers={"Host": "evil.example"}).open()
+    assert caught.value.status_code == 421
+    key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    upgrade = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + key
+    status, _, _ = http_request(server.port, upgrade + b"Host: evil.example\r\n\r\n")
+    assert " 421 " in status
+    status, _, _ = http_request(server.port, upgrade + b"\r\n")  # no Host at all
+    assert " 400 " in status
+    status, _, _ = http_request(server.port, b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    assert " 421 " in status  # plain HTTP requests too

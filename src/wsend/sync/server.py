@@ -34,6 +34,7 @@ from ..protocol.connection import Connection as Protocol
 from ..protocol.connection import State
 from ..protocol.deflate import PerMessageDeflate, ServerDeflate
 from ..protocol.frames import CloseCode
+from ..protocol.hosts import AllowedHosts, HostPattern, check_host
 from ..protocol.http import Headers, HTTPLimits, Request, RequestParser, Response
 from ..protocol.opening import ServerNegotiation, deflate_setting, hook_list
 from .connection import Connection
@@ -130,6 +131,8 @@ class ServerConnection(Connection, ServerNegotiation):
     def _process(self, request: Request) -> Response:
         """Decide the answer to ``request``: a 101 upgrade, a refusal or an HTTP response."""
         server = self.server
+        if server.allowed_hosts is not None:  # 400 or 421 (see wsend.serve's allowed_hosts)
+            check_host(request, server.allowed_hosts, secure=self._tls is not None)
         if not any("websocket" in value.lower() for value in request.headers.get_all("Upgrade")):
             return server.http_response(request)
         key = handshake.check_request(request)
@@ -187,6 +190,7 @@ class Server:
         ssl: ssl_module.SSLContext | None = None,
         compression: str | ServerDeflate | None = "deflate",
         origins: Origins | None = None,
+        allowed_hosts: Sequence[HostPattern] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: Callable[[ServerConnection, list[str]], str | None] | None = None,
         require_subprotocol: bool = False,
@@ -203,6 +207,7 @@ class Server:
         self.ssl = ssl
         self.deflate = deflate_setting(compression, ServerDeflate)
         self.origins = origins
+        self.allowed_hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
         self.subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.require_subprotocol = require_subprotocol
@@ -416,9 +421,10 @@ def serve(
         sock: an already listening socket.
         ssl: an ``ssl.SSLContext`` for ``wss://``, or use ``certfile`` and ``keyfile``.
         reuse_port, backlog: listening socket options.
-        compression, origins, subprotocols, select_subprotocol, require_subprotocol,
-            process_request, router, extra_headers, server_header, limits, open_timeout: as
-            for :func:`wsend.serve` (hooks and route handlers are functions).
+        compression, origins, allowed_hosts, subprotocols, select_subprotocol,
+            require_subprotocol, process_request, router, extra_headers, server_header,
+            limits, open_timeout: as for :func:`wsend.serve` (hooks and route handlers are
+            functions).
         max_message_size, max_frame_size, max_queue, write_limit, ping_interval,
             ping_timeout, close_timeout: see :class:`~wsend.asyncio.ConnectionOptions`.
 
