@@ -174,7 +174,7 @@ def test_shutdown_timeout_leaves_stuck_handlers(caplog: pytest.LogCaptureFixture
     def stubborn(ws: wsend.sync.ServerConnection) -> None:
         release.wait(10)  # ignores the closure
 
-    server = wsend.sync.serve(stubborn, "127.0.0.1", 0, close_timeout=0.2)
+    server = wsend.sync.serve(stubborn, "127.0.0.1", 0, close_timeout=5)
     thread = in_thread(server.serve_forever)
     ws = wsend.sync.connect(uri(server)).open()
     server.shutdown(timeout=0.3)
