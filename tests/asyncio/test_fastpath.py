@@ -23,7 +23,7 @@ import wsend
 from wsend.asyncio import fastpath
 from wsend.asyncio.connection import Connection
 from wsend.protocol.connection import Connection as Protocol
-from wsend.protocol.connection import Data, Side
+from wsend.protocol.connection import _BIG_FRAME, Data, Side
 from wsend.protocol.frames import Close, Opcode, close_code_for, serialize_frame_py
 
 from .helpers import frame, until
@@ -54,6 +54,7 @@ def test_the_twins_are_chosen_as_the_build_and_environment_say() -> None:
 def test_the_compiled_constants_match_the_twin() -> None:
     assert _fastpath.RECV_BUFFER_SIZE == fastpath.RECV_BUFFER_SIZE
     assert _fastpath.JOIN_LIMIT == fastpath.JOIN_LIMIT
+    assert _fastpath.LARGE_HEADER == fastpath.LARGE_HEADER
     assert set(fastpath.ConnectionCorePy.__slots__) <= set(dir(_fastpath.ConnectionCore))
 
 
@@ -361,10 +362,12 @@ def frame_streams(draw: st.DrawFn, mask: bool) -> list[bytes]:
     return frames
 
 
-def expected(stream: bytes, side: Side) -> tuple[list[str | bytes], int, bool]:
+def expected(
+    stream: bytes, side: Side, limit: int = LIMIT
+) -> tuple[list[str | bytes], int, bool]:
     """What the sans-I/O core makes of ``stream``: the messages, the close code it sends, and
     whether the stream ends with the peer's close frame."""
-    proto = Protocol(side, max_message_size=LIMIT)
+    proto = Protocol(side, max_message_size=limit)
     proto.receive_data(stream)
     messages: list[str | bytes] = []
     parts: list[str | bytes] = []
@@ -384,7 +387,7 @@ def expected(stream: bytes, side: Side) -> tuple[list[str | bytes], int, bool]:
 
 
 async def deliver(
-    chunks: list[bytes], api: str, side: str, pauses: list[bool]
+    chunks: list[bytes], api: str, side: str, pauses: list[bool], limit: int = LIMIT
 ) -> tuple[list[str | bytes], int]:
     """Send ``chunks`` to a real wsend connection; return what it delivered and its close."""
     from .helpers import raw_client, raw_server
@@ -405,7 +408,7 @@ async def deliver(
         finally:
             finished.set_result(None)
 
-    options: dict[str, Any] = {"max_message_size": LIMIT, "ping_interval": None}
+    options: dict[str, Any] = {"max_message_size": limit, "ping_interval": None}
     if side == "server":
         server = await wsend.serve(receive, "127.0.0.1", 0, **options)
         peer = await raw_client(server.port)
@@ -457,6 +460,58 @@ def test_a_connection_delivers_what_the_sans_io_core_parses(api, side, data) -> 
         # The peer closes after its frames; the connection answers with the same code.
         chunks.append(frame(Opcode.CLOSE, struct.pack("!H", 1000), mask=mask))
     got, sent = asyncio.run(deliver(chunks, api, side, pauses))
+    assert got == messages
+    assert sent == code
+
+
+BIG = _BIG_FRAME  # frames from this size are read in place, past the shared buffer
+BIG_LIMIT = 3 * BIG
+
+
+@st.composite
+def big_frame_streams(draw: st.DrawFn, mask: bool) -> list[bytes]:
+    """Frames read in place (binary, text, fragments, too big) between small ones."""
+    frames: list[bytes] = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["binary", "text", "bad text", "fragments", "too big"]))
+        size = BIG + draw(st.integers(0, 50_000))
+        if kind == "binary":
+            frames.append(frame(Opcode.BINARY, os.urandom(size), mask=mask))
+        elif kind in ("text", "bad text"):
+            text = "é" * (size // 2) + "a"  # characters split across reads
+            if kind == "bad text":
+                text = text[: draw(st.integers(0, size // 2))] + "\udcff" + text
+            frames.append(
+                frame(Opcode.TEXT, text.encode("utf-8", "surrogateescape"), mask=mask)
+            )
+        elif kind == "fragments":  # a large fragment, a control frame, then its continuation
+            frames.append(frame(Opcode.BINARY, os.urandom(size), fin=False, mask=mask))
+            frames.append(frame(Opcode.PING, b"between", mask=mask))
+            frames.append(frame(Opcode.CONT, os.urandom(draw(st.integers(0, BIG))), mask=mask))
+        else:
+            frames.append(frame(Opcode.BINARY, bytes(BIG_LIMIT + 1), mask=mask))
+        frames.append(frame(Opcode.TEXT, b"small", mask=mask))
+    if draw(st.booleans()):
+        frames.append(frame(Opcode.CLOSE, struct.pack("!H", 1000), mask=mask))
+    return frames
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+@pytest.mark.parametrize("api", ["coroutines", "callbacks"])
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_frames_read_in_place_deliver_what_the_sans_io_core_parses(api, side, data) -> None:
+    """The same for frames past the shared receive buffer, read straight into their own
+    buffers over many reads (the compiled core counts the middle of a binary frame itself)."""
+    mask = side == "server"
+    stream = b"".join(data.draw(big_frame_streams(mask)))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), min_size=4, max_size=12)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    chunks = [chunk for chunk in chunks if chunk]
+    messages, code, peer_closed = expected(stream, Side.SERVER if mask else Side.CLIENT, BIG_LIMIT)
+    if not peer_closed and code == 1000:
+        chunks.append(frame(Opcode.CLOSE, struct.pack("!H", 1000), mask=mask))
+    got, sent = asyncio.run(deliver(chunks, api, side, [True] * len(chunks), BIG_LIMIT))
     assert got == messages
     assert sent == code
 
@@ -525,6 +580,31 @@ async def test_messages_sent_on_the_fast_path_arrive_intact(open_pair, message, 
     else:
         local.send_nowait(message)
     assert await remote.recv() == message
+
+
+@pytest.mark.parametrize("how", ["send", "send_nowait"])
+async def test_large_frames_keep_their_bytes_while_the_transport_holds_them(open_pair, how):
+    """A client builds a large masked frame in the buffer of its last one of the same size
+    only when nothing holds that buffer any more: frames still waiting in the transport (the
+    peer doesn't read) keep their bytes, and sizes that change take fresh buffers."""
+    local, remote = await open_pair(max_message_size=None, client={"write_limit": 2**30})
+    assert remote.transport is not None
+    sizes = [300_000] * 6 + [300_001, 300_000, 70_000, 70_000, 300_000]
+    messages = [os.urandom(size) for size in sizes]
+    remote.transport.pause_reading()  # the frames pile up in the sender's transport
+    if how == "send_nowait":
+        for message in messages:
+            local.send_nowait(message)
+    else:
+        sending = asyncio.gather(*(local.send(message) for message in messages))
+    await asyncio.sleep(0.05)
+    remote.transport.resume_reading()
+    if how == "send":
+        await sending
+    assert [await remote.recv() for _ in messages] == messages
+    for message in messages:  # one at a time: each frame may reuse the last one's buffer
+        await local.send(message)
+        assert await remote.recv() == message
 
 
 async def test_a_client_masks_with_fresh_keys_past_its_pool(open_pair):

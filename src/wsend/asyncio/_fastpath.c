@@ -14,7 +14,7 @@
 #include "_fastpath.h"
 
 /* Interned names, and objects looked up once at import. */
-PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_limit, *s_in_opcode,
+PyObject *s_big, *s_big_filled, *s_big_size, *s_big_frame, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_limit, *s_in_opcode,
     *s_max_events, *s_state, *s_plain_sender, *s_out_opcode, *s_out, *s_is_client, *s_masks,
     *s_mask_pos, *s_receive_buffer, *s_receive_into, *s_receive_data, *s_defer_data,
     *s_send_text, *s_send_binary, *s_data_to_send, *s_handshake_data, *s_after_receive,
@@ -33,7 +33,8 @@ PyObject *state_open, *data_type, *deque_type, *usage_error, *urandom, *empty_by
  * as long as the class is unchanged (its version tag, as CPython's own attribute cache
  * checks). Anything else goes through getattr. */
 
-Slot SL_BIG = {&s_big}, SL_BUF = {&s_buf}, SL_CAPPED = {&s_capped},
+Slot SL_BIG = {&s_big}, SL_BIG_FILLED = {&s_big_filled}, SL_BIG_SIZE = {&s_big_size},
+            SL_BIG_FRAME = {&s_big_frame}, SL_BUF = {&s_buf}, SL_CAPPED = {&s_capped},
             SL_DISCARD = {&s_discard}, SL_EXPECT_MASK = {&s_expect_mask},
             SL_FAST_LIMIT = {&s_fast_limit}, SL_IN_OPCODE = {&s_in_opcode},
             SL_MAX_EVENTS = {&s_max_events}, SL_STATE = {&s_state},
@@ -539,6 +540,7 @@ static PyMemberDef core_members[] = {
     FLAG("_paused_writing", paused_writing),
     FLAG("_reading", reading),
     FLAG("_reading_into", reading_into),
+    {"_read_header", T_PYSSIZET, offsetof(Core, read_header), 0, NULL},
     FLAG("_send_held", send_held),
     FLAG("_vectored", vectored),
     FLAG("_wrote", wrote),
@@ -606,6 +608,9 @@ intern_all(void)
         const char *text;
     } names[] = {
         {&s_big, "_big"},
+        {&s_big_filled, "_big_filled"},
+        {&s_big_size, "_big_size"},
+        {&s_big_frame, "_big_frame"},
         {&s_buf, "_buf"},
         {&s_capped, "_capped"},
         {&s_discard, "_discard"},
@@ -744,7 +749,8 @@ PyInit__fastpath(void)
         PyModule_AddObject(module, "Waiter", (PyObject *)&Waiter_Type) < 0 ||
         PyModule_AddObject(module, "Ready", (PyObject *)&Ready_Type) < 0 ||
         PyModule_AddIntConstant(module, "RECV_BUFFER_SIZE", RECV_BUFFER_SIZE) < 0 ||
-        PyModule_AddIntConstant(module, "JOIN_LIMIT", JOIN_LIMIT) < 0) {
+        PyModule_AddIntConstant(module, "JOIN_LIMIT", JOIN_LIMIT) < 0 ||
+        PyModule_AddIntConstant(module, "LARGE_HEADER", LARGE_HEADER) < 0) {
         Py_DECREF(&Core_Type);
         Py_DECREF(module);
         return NULL;

@@ -15,6 +15,7 @@
  * the sans-I/O core's pool of masking keys. */
 #define RECV_BUFFER_SIZE (1 << 20)
 #define JOIN_LIMIT 65536
+#define LARGE_HEADER 10 /* the header of a frame received in place, without its mask */
 #define MASK_POOL 1024
 
 /* The connection's hot state: the twin's slots (fastpath.ConnectionCorePy.__slots__). */
@@ -28,6 +29,7 @@ typedef struct {
     PyObject *corked;
     Py_ssize_t corked_size;
     Py_ssize_t high_water;
+    Py_ssize_t read_header; /* a large frame ended a read: read this much alone next */
     char batching;
     char connection_lost;
     char cork_for_input;
@@ -51,7 +53,7 @@ typedef struct {
 } Slot;
 
 /* Interned names, and objects looked up once at import (_fastpath.c). */
-extern PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_limit,
+extern PyObject *s_big, *s_big_filled, *s_big_size, *s_big_frame, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_limit,
     *s_in_opcode, *s_max_events, *s_state, *s_plain_sender, *s_out_opcode, *s_out,
     *s_is_client, *s_masks, *s_mask_pos, *s_receive_buffer, *s_receive_into, *s_receive_data,
     *s_defer_data, *s_send_text, *s_send_binary, *s_data_to_send, *s_handshake_data,
@@ -62,7 +64,7 @@ extern PyObject *s_big, *s_buf, *s_capped, *s_discard, *s_expect_mask, *s_fast_l
     *s_pending_failure, *s_call_exception_handler, *s_context, *kw_compress, *kw_context;
 extern PyObject *state_open, *data_type, *deque_type, *usage_error, *urandom, *empty_bytes,
     *cancelled_error, *invalid_state_error, *current_task, *current_tasks;
-extern Slot SL_BIG, SL_BUF, SL_CAPPED, SL_DISCARD, SL_EXPECT_MASK, SL_FAST_LIMIT, SL_IN_OPCODE,
+extern Slot SL_BIG, SL_BIG_FILLED, SL_BIG_SIZE, SL_BIG_FRAME, SL_BUF, SL_CAPPED, SL_DISCARD, SL_EXPECT_MASK, SL_FAST_LIMIT, SL_IN_OPCODE,
     SL_MAX_EVENTS, SL_STATE, SL_PLAIN_SENDER, SL_OUT_OPCODE, SL_OUT, SL_IS_CLIENT, SL_MASKS,
     SL_MASK_POS, SL_PENDING_FAILURE, SL_CLOSE_RCVD;
 

@@ -406,6 +406,74 @@ done:
     return r;
 }
 
+/* A slot holding an int, as a long long; -1 on error. */
+static int
+slot_int(PyObject *obj, Slot *slot, long long *out)
+{
+    PyObject *value = fp_slot_get(obj, slot);
+    if (value == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* nbytes read in place into the middle of a large binary frame: count them as the sans-I/O
+ * core's receive_into does when it returns False, without the calls. 1 if counted, 0 if
+ * receive_into must take them (the frame ends, or isn't binary), -1 on error. *ends tells
+ * whether the bytes end the frame. */
+static int
+count_big_binary(PyObject *proto, Py_ssize_t nbytes, int *ends)
+{
+    PyObject *frame, *value;
+    long long b0, filled, size;
+    int r;
+
+    *ends = 0;
+    if (nbytes <= 0) {
+        return 0;
+    }
+    r = fp_attr_set(proto, &SL_BIG);
+    if (r <= 0) {
+        return r;
+    }
+    r = fp_attr_true(proto, &SL_DISCARD);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    if (slot_int(proto, &SL_BIG_FILLED, &filled) < 0 || slot_int(proto, &SL_BIG_SIZE, &size) < 0) {
+        return -1;
+    }
+    if (filled + nbytes >= size) {
+        *ends = filled + nbytes == size;
+        return 0;
+    }
+    frame = fp_slot_get(proto, &SL_BIG_FRAME);
+    if (frame == NULL) {
+        return -1;
+    }
+    if (!PyTuple_CheckExact(frame) || PyTuple_GET_SIZE(frame) < 1) {
+        Py_DECREF(frame);
+        return 0;
+    }
+    b0 = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 0));
+    Py_DECREF(frame);
+    if (b0 == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if ((b0 & 0x0F) != 0x2) {
+        return 0;
+    }
+    value = PyLong_FromLongLong(filled + nbytes);
+    if (value == NULL) {
+        return -1;
+    }
+    r = fp_slot_set(proto, &SL_BIG_FILLED, value);
+    Py_DECREF(value);
+    return r < 0 ? -1 : 1;
+}
+
 PyObject *
 fp_core_get_buffer(Core *self, PyObject *sizehint)
 {
@@ -429,6 +497,9 @@ fp_core_get_buffer(Core *self, PyObject *sizehint)
     }
     self->reading_into = 0;
     view = fp_recv_buffer();
+    if (view != NULL && self->read_header > 0) {
+        return PySequence_GetSlice(view, 0, self->read_header);
+    }
     Py_XINCREF(view);
     return view;
 }
@@ -443,12 +514,31 @@ fp_core_buffer_updated(Core *self, PyObject *arg)
     if (nbytes == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    self->read_header = 0;
     if (!is_none(proto) && self->reading_into) {
+        int ends;
         self->wrote = 0;
         Py_INCREF(proto);
-        r = fp_call_method(proto, s_receive_into, arg);
+        r = count_big_binary(proto, nbytes, &ends);
         if (r == 0) {
-            r = fp_call_method((PyObject *)self, s_after_receive, proto);
+            PyObject *more = PyObject_CallMethodOneArg(proto, s_receive_into, arg);
+            r = more == NULL ? -1 : PyObject_IsTrue(more);
+            Py_XDECREF(more);
+            if (r > 0) {
+                r = fp_call_method((PyObject *)self, s_after_receive, proto);
+            }
+        }
+        else if (r > 0) {
+            r = 0;
+        }
+        if (r == 0 && ends) {
+            int masked = fp_attr_true(proto, &SL_EXPECT_MASK);
+            if (masked < 0) {
+                r = -1;
+            }
+            else {
+                self->read_header = LARGE_HEADER + 4 * masked;
+            }
         }
         Py_DECREF(proto);
         return r < 0 ? NULL : Py_NewRef(Py_None);
@@ -572,9 +662,43 @@ proto_plain_sender(PyObject *proto)
     return r < 0 ? -1 : !r;
 }
 
-/* Frame message (bytes or str) here into chunks; returns their number or -1. */
+/* A large masked frame is built into the bytes object the previous frame of the same size
+ * used, when nothing else holds it any more (the transport wrote it all): a client sending
+ * large messages then doesn't allocate (and page in) a new buffer for each. One is kept per
+ * process, of SCRATCH_MIN to SCRATCH_MAX bytes. */
+#define SCRATCH_MIN (64 * 1024)
+#define SCRATCH_MAX (16 * 1024 * 1024)
+static PyObject *scratch = NULL;
+
+/* The kept buffer if it has size bytes and is free (a new reference), or NULL. */
+static PyObject *
+take_scratch(Py_ssize_t size)
+{
+    PyObject *kept = scratch;
+    if (kept == NULL || PyBytes_GET_SIZE(kept) != size || Py_REFCNT(kept) != 1) {
+        return NULL;
+    }
+    scratch = NULL; /* our reference moves to the caller */
+    return kept;
+}
+
+/* Drop a masked frame built here, keeping it for the next one if nothing else holds it. */
+static void
+release_masked(PyObject *frame)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(frame);
+    if (Py_REFCNT(frame) == 1 && size >= SCRATCH_MIN && size <= SCRATCH_MAX) {
+        Py_XSETREF(scratch, frame);
+    }
+    else {
+        Py_DECREF(frame);
+    }
+}
+
+/* Frame message (bytes or str) here into chunks; returns their number or -1. *masked tells
+ * whether the frame is masked (one chunk, built here). */
 static int
-frame_message(PyObject *proto, PyObject *message, PyObject **chunks)
+frame_message(PyObject *proto, PyObject *message, PyObject **chunks, int *masked)
 {
     PyObject *owner = NULL, *pool = NULL;
     const char *data;
@@ -612,8 +736,10 @@ frame_message(PyObject *proto, PyObject *message, PyObject **chunks)
         Py_XDECREF(owner);
         return -1;
     }
+    *masked = pool != NULL;
     n = build_frame(b0, data, len, owner,
                     pool ? (const unsigned char *)PyBytes_AS_STRING(pool) + offset : NULL,
+                    pool != NULL && len >= SCRATCH_MIN ? take_scratch(frame_size(len, 1)) : NULL,
                     chunks);
     Py_XDECREF(pool);
     Py_XDECREF(owner);
@@ -626,7 +752,7 @@ int
 fp_send_fast(Core *self, PyObject *message, PyObject *compress)
 {
     PyObject *proto = self->proto, *state, *transport, *chunks[2], *list = NULL;
-    int plain, gone, r, n;
+    int plain, gone, r, n, masked = 0;
 
     if ((!PyBytes_CheckExact(message) && !PyUnicode_CheckExact(message)) || is_none(proto)) {
         return 0;
@@ -642,7 +768,7 @@ fp_send_fast(Core *self, PyObject *message, PyObject *compress)
     Py_INCREF(proto);
     plain = proto_plain_sender(proto);
     if (plain > 0) {
-        n = frame_message(proto, message, chunks);
+        n = frame_message(proto, message, chunks, &masked);
     }
     else if (plain == 0) {
         /* Compression, or output that must go first: the sans-I/O core frames it. */
@@ -702,8 +828,13 @@ fp_send_fast(Core *self, PyObject *message, PyObject *compress)
         Py_DECREF(list);
     }
     else {
-        for (int i = 0; i < n; i++) {
-            Py_DECREF(chunks[i]);
+        if (masked) {
+            release_masked(chunks[0]);
+        }
+        else {
+            for (int i = 0; i < n; i++) {
+                Py_DECREF(chunks[i]);
+            }
         }
     }
     return r < 0 ? -1 : 1;

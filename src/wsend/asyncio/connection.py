@@ -162,6 +162,7 @@ class Connection(ConnectionCore, asyncio.BufferedProtocol):
         self._waiter = None
         self._reading = False
         self._reading_into = False
+        self._read_header = 0
         # The fragments of a message being received by recv(), joined as they come (a list
         # would cost an entry per fragment, however small: a peer could send millions).
         self._partial: bytearray | io.StringIO | None = None

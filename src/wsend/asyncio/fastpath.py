@@ -61,6 +61,9 @@ RECV_BUFFER_SIZE = 1 << 20
 # avoid copying big payloads.
 JOIN_LIMIT = 65536
 
+# The header of a frame received in place (a 64-bit length), without its masking key.
+LARGE_HEADER = 10
+
 _thread_local = threading.local()
 
 
@@ -247,6 +250,7 @@ class ConnectionCorePy:
         "_paused_writing",
         "_queue",
         "_reading",
+        "_read_header",
         "_reading_into",
         "_send_held",
         "_vectored",
@@ -272,6 +276,7 @@ class ConnectionCorePy:
     _paused_writing: bool
     _reading: bool  # a coroutine is in recv() or recv_streaming()
     _reading_into: bool  # whether get_buffer() gave a large frame's own buffer
+    _read_header: int  # a large frame ended a read: read this much alone next (see get_buffer)
     _send_held: bool  # the send lock is held: a streamed message is being sent
     _vectored: bool
     _wrote: bool
@@ -294,7 +299,13 @@ class ConnectionCorePy:
     # -- receiving -------------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the transport reads to: a large frame's own buffer, or the shared one."""
+        """Where the transport reads to: a large frame's own buffer, or the shared one.
+
+        After a read that ended a large frame, only the next frame's header is read (the
+        start of the shared buffer, as long as a large frame's header): if another large
+        frame follows, as they tend to, its whole payload then lands in its own buffer
+        instead of partly in the shared one, to be copied from there.
+        """
         proto = self.proto
         if proto is not None and proto._big is not None:
             # The rest of a large frame is read straight into its own buffer.
@@ -303,6 +314,8 @@ class ConnectionCorePy:
                 self._reading_into = True
                 return view
         self._reading_into = False
+        if self._read_header:
+            return recv_buffer()[: self._read_header]
         return recv_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -312,10 +325,19 @@ class ConnectionCorePy:
             ValueError: ``nbytes`` exceeds the receive buffer, or is negative.
         """
         proto = self.proto
+        self._read_header = 0
         if proto is not None and self._reading_into:
             self._wrote = False  # see _write_or_cork
-            proto.receive_into(nbytes)
-            self._after_receive(proto)
+            ends = (
+                nbytes > 0
+                and proto._big is not None
+                and not proto._discard
+                and proto._big_filled + nbytes == proto._big_size
+            )
+            if proto.receive_into(nbytes):
+                self._after_receive(proto)
+            if ends:
+                self._read_header = LARGE_HEADER + 4 * proto._expect_mask
             return
         buffer = recv_buffer()
         if not 0 <= nbytes <= len(buffer):

@@ -209,20 +209,34 @@ frame_header(unsigned char *out, unsigned char b0, Py_ssize_t n, const unsigned 
     return h;
 }
 
+/* The size of a frame of n payload bytes, masked or not. */
+static inline Py_ssize_t
+frame_size(Py_ssize_t n, int masked)
+{
+    return n + (n < 126 ? 2 : n < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
 /* Build one frame whose payload is data[:n] (owner: the object holding it, or NULL).
- * Stores one or two new references in chunks (header and payload together, or apart when the
- * payload exceeds WSEND_JOIN_FRAME) and returns their number, or -1 with an exception set.
- * An unmasked large payload is passed on as owner itself when there is one (no copy). */
+ * Stores one or two new references in chunks and returns their number, or -1 with an
+ * exception set. A masked frame, or one of at most WSEND_JOIN_FRAME payload bytes, is one
+ * bytes object (header and payload together: masking copies the payload anyway); a larger
+ * unmasked one is the header and the payload apart, the payload being owner itself when
+ * there is one (no copy). A masked frame is built into `into` when given (a bytes object of
+ * exactly the frame's size that nothing else holds), else into new bytes; the caller's
+ * reference to `into` is always consumed. */
 static inline int
 build_frame(unsigned char b0, const char *data, Py_ssize_t n, PyObject *owner,
-            const unsigned char *key, PyObject **chunks)
+            const unsigned char *key, PyObject *into, PyObject **chunks)
 {
     unsigned char header[14];
     Py_ssize_t h = frame_header(header, b0, n, key);
     PyObject *payload;
 
-    if (n <= WSEND_JOIN_FRAME) {
-        PyObject *frame = PyBytes_FromStringAndSize(NULL, h + n);
+    if (into != NULL && (key == NULL || PyBytes_GET_SIZE(into) != h + n)) {
+        Py_CLEAR(into);
+    }
+    if (n <= WSEND_JOIN_FRAME || key != NULL) {
+        PyObject *frame = into != NULL ? into : PyBytes_FromStringAndSize(NULL, h + n);
         unsigned char *out;
         if (frame == NULL) {
             return -1;
@@ -238,15 +252,7 @@ build_frame(unsigned char b0, const char *data, Py_ssize_t n, PyObject *owner,
         chunks[0] = frame;
         return 1;
     }
-    if (key != NULL) {
-        payload = PyBytes_FromStringAndSize(NULL, n);
-        if (payload == NULL) {
-            return -1;
-        }
-        mask_into((const unsigned char *)data, (unsigned char *)PyBytes_AS_STRING(payload), n,
-                  key);
-    }
-    else if (owner != NULL) {
+    if (owner != NULL) {
         Py_INCREF(owner);
         payload = owner;
     }

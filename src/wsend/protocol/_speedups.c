@@ -166,7 +166,7 @@ serialize_frame(PyObject *module, PyObject *args, PyObject *kwds)
     }
     n = build_frame((unsigned char)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode),
                     (const char *)data.buf, data.len, payload,
-                    (const unsigned char *)key.buf, chunks);
+                    (const unsigned char *)key.buf, NULL, chunks);
     if (n < 0) {
         goto done;
     }

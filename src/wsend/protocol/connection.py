@@ -381,10 +381,21 @@ class Connection:
             return None
         return big.view()[self._big_filled :]
 
-    def receive_into(self, nbytes: int) -> None:
-        """Account for ``nbytes`` read into the view :meth:`receive_buffer` returned."""
-        if self._big is not None and not self._discard and nbytes > 0:
-            self._advance_big(nbytes)
+    def receive_into(self, nbytes: int) -> bool:
+        """Account for ``nbytes`` read into the view :meth:`receive_buffer` returned.
+
+        Returns:
+            ``False`` when the bytes only brought a binary frame closer to its end: there is
+            nothing new to look for (no event, no output, no error). ``True`` otherwise.
+        """
+        if self._big is None or self._discard or nbytes <= 0:
+            return True
+        filled = self._big_filled + nbytes
+        if filled < self._big_size and self._big_frame[0] & 0x0F == Opcode.BINARY:
+            self._big_filled = filled  # the middle of a binary frame: only counted
+            return False
+        self._advance_big(nbytes)
+        return True
 
     def _begin_big(
         self, part: Buffer, b0: int, mask: bytes | None, simple: bool, size: int

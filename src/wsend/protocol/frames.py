@@ -159,8 +159,9 @@ def serialize_frame_py(
 
     Returns:
         The frame as a list of chunks to write in order: a single chunk for small frames (header
-        and payload copied together is faster than two writes), header and payload apart for large
-        ones (no copy of the payload).
+        and payload copied together is faster than two writes) and for masked ones (masking
+        copies the payload anyway), header and payload apart for large unmasked ones (no copy
+        of the payload).
 
     Raises:
         ValueError: ``opcode`` is not between 0 and 15, or ``mask`` is not four bytes long.
@@ -179,7 +180,7 @@ def serialize_frame_py(
     if mask is not None:
         if length <= 16384:
             return [header + mask + apply_mask(payload, mask)]
-        return [header + mask, apply_mask(payload, mask)]
+        return [b"".join((header, mask, apply_mask(payload, mask)))]
     if length <= 16384:
         return [header + payload]
     return [header, payload]
