@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 import wsend
 from wsend.asyncio import fastpath
 from wsend.asyncio.connection import Connection
-from wsend.protocol.connection import Connection as Protocol
 from wsend.protocol.connection import _BIG_FRAME, Data, Side
+from wsend.protocol.connection import Connection as Protocol
 from wsend.protocol.frames import Close, Opcode, close_code_for, serialize_frame_py
 
 from .helpers import frame, until
@@ -362,9 +362,7 @@ def frame_streams(draw: st.DrawFn, mask: bool) -> list[bytes]:
     return frames
 
 
-def expected(
-    stream: bytes, side: Side, limit: int = LIMIT
-) -> tuple[list[str | bytes], int, bool]:
+def expected(stream: bytes, side: Side, limit: int = LIMIT) -> tuple[list[str | bytes], int, bool]:
     """What the sans-I/O core makes of ``stream``: the messages, the close code it sends, and
     whether the stream ends with the peer's close frame."""
     proto = Protocol(side, max_message_size=limit)
@@ -481,9 +479,7 @@ def big_frame_streams(draw: st.DrawFn, mask: bool) -> list[bytes]:
             text = "é" * (size // 2) + "a"  # characters split across reads
             if kind == "bad text":
                 text = text[: draw(st.integers(0, size // 2))] + "\udcff" + text
-            frames.append(
-                frame(Opcode.TEXT, text.encode("utf-8", "surrogateescape"), mask=mask)
-            )
+            frames.append(frame(Opcode.TEXT, text.encode("utf-8", "surrogateescape"), mask=mask))
         elif kind == "fragments":  # a large fragment, a control frame, then its continuation
             frames.append(frame(Opcode.BINARY, os.urandom(size), fin=False, mask=mask))
             frames.append(frame(Opcode.PING, b"between", mask=mask))
