@@ -1,10 +1,13 @@
 """Tuning the C allocator for large messages: :func:`tune_allocator`.
 
-Every message ``recv()`` returns is a new ``bytes`` object, and a client masks each message it
-sends into a new one. With glibc's defaults, blocks of a megabyte are mapped fresh from the
-kernel and returned to it when freed, so each large message pays a page fault per 4 KiB page
-(hundreds of microseconds per MiB on a virtual machine): measured here, a 1 MiB echo client
-spends two thirds of its time in those faults. Keeping freed memory for reuse removes them.
+Every message ``recv()`` returns is a new ``bytes`` object. With glibc's defaults, blocks of a
+megabyte are mapped fresh from the kernel at first, and memory is returned to the kernel
+whenever more than twice the largest such block is free at the top of the heap; mapped again,
+it costs a page fault per 4 KiB page (hundreds of microseconds per MiB on a virtual machine).
+wsend allocates little per large message (a client reuses the buffer it masks into), so one
+connection streaming large messages stays clear of this; many connections doing so at once, or
+an application holding many large messages, can still make glibc give memory back and map it
+again. Keeping freed memory for reuse removes that.
 
 This is a process-wide setting, which belongs to the application, not to a library: wsend's
 command line applies it (``wsend serve``, ``echo``, ``bench``); applications that move large
