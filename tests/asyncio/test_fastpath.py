@@ -55,6 +55,8 @@ def test_the_compiled_constants_match_the_twin() -> None:
     assert _fastpath.RECV_BUFFER_SIZE == fastpath.RECV_BUFFER_SIZE
     assert _fastpath.JOIN_LIMIT == fastpath.JOIN_LIMIT
     assert _fastpath.LARGE_HEADER == fastpath.LARGE_HEADER
+    assert Protocol(Side.CLIENT).large_header_size == fastpath.LARGE_HEADER
+    assert Protocol(Side.SERVER).large_header_size == fastpath.LARGE_HEADER + 4
     assert set(fastpath.ConnectionCorePy.__slots__) <= set(dir(_fastpath.ConnectionCore))
 
 

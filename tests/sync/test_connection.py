@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,10 +12,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import wsend
-from wsend.protocol.connection import State
+from wsend.protocol.connection import _BIG_FRAME, State
+from wsend.protocol.frames import Opcode
 
-from .conftest import Pair
-from .helpers import in_thread
+from .conftest import OpenRaw, Pair
+from .helpers import frame, in_thread
 
 OpenPair = Callable[..., Pair]
 
@@ -392,3 +394,25 @@ def test_write_limit_as_a_pair(open_pair: OpenPair) -> None:
         local.send(data)
     for _ in range(5):
         assert remote.recv(timeout=5) == data
+
+
+def test_large_frames_read_in_place_arrive_whole(open_raw: OpenRaw) -> None:
+    """Frames past the in-place size, back to back and between small ones, written in pieces:
+    the reader reads each large payload into its own buffer (after a large frame, the next
+    header alone) and delivers every message whole and in order."""
+    ws, peer = open_raw(max_message_size=None)
+    size = _BIG_FRAME + 12_345
+    big = [os.urandom(size), os.urandom(size), os.urandom(size + 1)]
+    text = "é" * (size // 2)
+    stream = b"".join(
+        [
+            frame(Opcode.BINARY, big[0], mask=peer.mask),
+            frame(Opcode.BINARY, big[1], mask=peer.mask),  # right after the last one
+            frame(Opcode.TEXT, text.encode(), mask=peer.mask),
+            frame(Opcode.TEXT, b"small", mask=peer.mask),
+            frame(Opcode.BINARY, big[2], mask=peer.mask),
+        ]
+    )
+    for start in range(0, len(stream), 300_000):
+        peer.sock.sendall(stream[start : start + 300_000])
+    assert [ws.recv(timeout=5) for _ in range(5)] == [big[0], big[1], text, "small", big[2]]

@@ -337,7 +337,7 @@ class ConnectionCorePy:
             if proto.receive_into(nbytes):
                 self._after_receive(proto)
             if ends:
-                self._read_header = LARGE_HEADER + 4 * proto._expect_mask
+                self._read_header = proto.large_header_size
             return
         buffer = recv_buffer()
         if not 0 <= nbytes <= len(buffer):

@@ -368,6 +368,16 @@ class Connection:
         """
         return self._capped
 
+    @property
+    def large_header_size(self) -> int:
+        """The size of the header of a frame received in place (a 64-bit length, and the
+        masking key when the peer is a client).
+
+        After a read that ended such a frame, a caller may read only this much next: if
+        another large frame follows, its whole payload then goes to :meth:`receive_buffer`.
+        """
+        return 14 if self._expect_mask else 10
+
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large incomplete frame can be received, or ``None``.
 

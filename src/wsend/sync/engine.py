@@ -98,6 +98,7 @@ class Engine:
         self.user: Any = None
         self._sock = sock
         self._tls = tls
+        self._read_header = 0  # a large frame ended the last read: read its next header alone
         self._addresses = _addresses(sock)
         self._lock = threading.Lock()
         self._readable = threading.Condition(self._lock)  # a message arrived, or the end
@@ -187,13 +188,17 @@ class Engine:
 
     def _target(self, buffer: memoryview) -> tuple[memoryview, bool]:
         """Where the next read goes: the rest of a large frame in place (``True``), or
-        ``buffer``."""
+        ``buffer``, or only its start after a read that ended a large frame (so that the
+        payload of a large frame after it goes in place whole)."""
         if self._tls is None:
             with self._lock:
                 proto = self.proto
                 view = proto.receive_buffer() if proto is not None else None
             if view is not None:
                 return view, True
+            if self._read_header:
+                header, self._read_header = self._read_header, 0
+                return buffer[:header], False
         return buffer, False
 
     def _received(
@@ -204,12 +209,16 @@ class Engine:
             proto = self.proto
             assert proto is not None
             if into:
-                proto.receive_into(nbytes)  # the rest of a large frame, read in place
-            elif self._tls is not None and not plain:
-                proto.receive_data(self._tls.decrypt(target[:nbytes]))
+                # The rest of a large frame, read in place: nothing to look at until it ends.
+                if nbytes == len(target):
+                    self._read_header = proto.large_header_size
+                write = proto.receive_into(nbytes) and self._after_events(proto)
             else:
-                proto.receive_data(target[:nbytes])
-            write = self._after_events(proto)
+                if self._tls is not None and not plain:
+                    proto.receive_data(self._tls.decrypt(target[:nbytes]))
+                else:
+                    proto.receive_data(target[:nbytes])
+                write = self._after_events(proto)
         self._settle_pings()
         if write:
             self._reader_write()
