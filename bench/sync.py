@@ -14,12 +14,16 @@ workloads, interleaved over the repetitions so that a disturbance hits both libr
 
 Same settings on both sides: no compression, no keepalive pings, no message size limit. Medians
 are reported, with wsend's ratio to websockets (above 1: wsend is faster, or spends less CPU).
+A connection that makes no progress for 30 s (both ends blocked writing, neither reading) is
+aborted, and its cell shows **stalled**.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +37,8 @@ from .common import CLIENT_CORE, HOST, SERVER_CORE, cpu_ns, pin
 LIBS = ("wsend", "websockets")
 X = "\N{MULTIPLICATION SIGN}"  # as in "1.25x", the ratio sign
 INFLIGHT = 64
+# A cell whose connection makes no progress for this long is aborted and shown as stalled.
+STALL_AFTER = 30.0
 
 
 def parse_size(text: str) -> int:
@@ -121,10 +127,11 @@ def pipelined(
 
     def send_loop() -> None:
         nonlocal sent
-        while not stop.is_set():
-            if window.acquire(timeout=0.1):
-                ws.send(payload)
-                sent += 1
+        with contextlib.suppress(Exception):  # the watchdog aborted a stalled connection
+            while not stop.is_set():
+                if window.acquire(timeout=0.1):
+                    ws.send(payload)
+                    sent += 1
 
     sender = threading.Thread(target=send_loop)
     sender.start()
@@ -151,17 +158,42 @@ def pipelined(
     }
 
 
+def abort(lib: str, ws: Any) -> None:
+    """End a stalled connection: its blocked calls in every thread fail at once."""
+    if lib == "wsend":
+        ws.abort()
+    else:
+        with contextlib.suppress(OSError):
+            ws.socket.shutdown(socket.SHUT_RDWR)
+
+
 def measure(
     lib: str, port: int, server_pid: int, size: int, kind: str, warmup: float, duration: float
 ) -> dict[str, float]:
+    """One cell. A connection that makes no progress for ``STALL_AFTER`` seconds (both peers
+    blocked writing, neither reading) is aborted and the cell recorded as stalled."""
     payload = os.urandom(size)
     ws = connect(lib, port)
+    fired = threading.Event()
+
+    def stalled() -> None:
+        fired.set()
+        abort(lib, ws)
+
+    watchdog = threading.Timer(max(STALL_AFTER, 10 * (warmup + duration)), stalled)
+    watchdog.start()
     try:
         if kind == "one":
             return one_in_flight(ws, payload, warmup, duration)
         return pipelined(ws, payload, warmup, duration, server_pid)
+    except Exception:
+        if not fired.is_set():
+            raise
+        return {"stalled": 1.0}
     finally:
-        ws.close()
+        watchdog.cancel()
+        with contextlib.suppress(Exception):
+            ws.close()
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -196,7 +228,10 @@ def run(sizes: list[int], reps: int, warmup: float, duration: float) -> dict[Any
     return results
 
 
-def median(results: dict[Any, list[Any]], key: Any, field: str) -> float:
+def median(results: dict[Any, list[Any]], key: Any, field: str) -> float | None:
+    """The median of a cell, or None if any of its repetitions stalled."""
+    if any("stalled" in r for r in results[key]):
+        return None
     return statistics.median(r[field] for r in results[key])
 
 
@@ -232,8 +267,11 @@ def report(results: dict[Any, list[Any]], sizes: list[int], meta: str) -> str:
                 value = median(results, (kind, size, lib), field)
                 mine = median(results, (kind, size, "wsend"), field)
                 theirs = median(results, (kind, size, "websockets"), field)
+                if value is None:
+                    cells.append("**stalled**")
+                    continue
                 cell = f"{value:,.0f}" if field == "rate" else f"{value:.1f}"
-                if lib == "wsend":
+                if lib == "wsend" and mine is not None and theirs is not None:
                     cell += f" ({ratio(mine, theirs):.2f}{X})"
                 cells.append(cell)
             lines.append(f"| {lib}.sync | " + " | ".join(cells) + " |")
