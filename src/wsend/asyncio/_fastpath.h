@@ -15,7 +15,7 @@
  * the sans-I/O core's pool of masking keys. */
 #define RECV_BUFFER_SIZE (1 << 20)
 #define JOIN_LIMIT 65536
-#define LARGE_HEADER 10 /* the header of a frame received in place, without its mask */
+#define LARGE_HEADER 10 /* Protocol.large_header_size without the mask (a test checks) */
 #define MASK_POOL 1024
 
 /* The connection's hot state: the twin's slots (fastpath.ConnectionCorePy.__slots__). */

@@ -61,9 +61,6 @@ RECV_BUFFER_SIZE = 1 << 20
 # avoid copying big payloads.
 JOIN_LIMIT = 65536
 
-# The header of a frame received in place (a 64-bit length), without its masking key.
-LARGE_HEADER = 10
-
 _thread_local = threading.local()
 
 
