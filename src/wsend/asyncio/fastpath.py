@@ -325,12 +325,8 @@ class ConnectionCorePy:
         self._read_header = 0
         if proto is not None and self._reading_into:
             self._wrote = False  # see _write_or_cork
-            ends = (
-                nbytes > 0
-                and proto._big is not None
-                and not proto._discard
-                and proto._big_filled + nbytes == proto._big_size
-            )
+            # The view get_buffer() gave is exactly what the frame lacks: filling it ends it.
+            ends = proto._big_filled + nbytes == proto._big_size
             if proto.receive_into(nbytes):
                 self._after_receive(proto)
             if ends:
