@@ -251,7 +251,10 @@ async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: B
     assert hub._channels == {}
     assert (broker._channels, broker._by_key, broker._last, broker._confirm) == ({}, {}, {}, {})
     pattern = f"{nodes.prefix}:*"
-    await wait_until(lambda: redis_server.pubsub_channels(pattern) == [f"{nodes.prefix}:control"])
+    await wait_until(
+        lambda: redis_server.pubsub_channels(pattern) == [f"{nodes.prefix}:control"],
+        describe=lambda: f"pub/sub channels left: {redis_server.pubsub_channels(pattern)}",
+    )
     present = await hub.presence_of("chat:shared")
     assert present == {}
 

@@ -140,14 +140,21 @@ class PubSubLink:
             await self._send_subscribe(conn, [key])
 
     async def discard(self, key: bytes) -> None:
-        """Stop holding ``key`` and unsubscribe it (best effort, never waits for Redis)."""
+        """Stop holding ``key`` and unsubscribe it (best effort, never waits for Redis).
+
+        The unsubscribe goes out whenever the key's subscribe went on the current connection,
+        confirmed or not: a key left while the connection still subscribes (a new or
+        reconnected link) would otherwise stay subscribed in Redis for as long as the
+        connection lives.
+        """
         if self.keys.pop(key, None) is None:
             return
         self._settle(key)
         if not self.keys:
             self._idle.set()
         conn = self._conn
-        if conn is not None and self.live.is_set():
+        if conn is not None and key in self._sent:
+            self._sent.discard(key)
             self._unsubscribing[key] += 1
             with contextlib.suppress(*ENGINE_ERRORS):
                 await conn.send_command(self._commands[1], key)
@@ -208,6 +215,7 @@ class PubSubLink:
     async def _subscribe_all(self, conn: AbstractConnection, reader: asyncio.Task[None]) -> None:
         """Subscribe every key held; wait until Redis confirmed them all (or raise)."""
         self._sent = set()
+        self._unsubscribing.clear()  # the replies awaited were the previous connection's
         self._waiting = set(self.keys)
         self._all_confirmed.clear()
         if not self._waiting:
