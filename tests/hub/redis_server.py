@@ -36,16 +36,26 @@ def sentinel_available() -> bool:
     return shutil.which("redis-sentinel") is not None or shutil.which("redis-server") is not None
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free on loopback now, and never handed out before in this process (the kernel
+    may give a just-closed port again: a cluster's node and bus ports must not meet)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:  # it could not bind (another process took the port)
+            raise RuntimeError(f"redis on port {port} exited with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
@@ -104,7 +114,7 @@ class RedisServer:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        _wait_port(self.port)
+        _wait_port(self.port, self.process)
         return self
 
     def kill(self) -> None:
