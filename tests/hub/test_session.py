@@ -460,6 +460,37 @@ async def test_subscribe_callback_policy(node: TestNode, client: Client) -> None
     }
 
 
+async def test_a_subscribe_overtaken_during_its_callback_is_refused(node: TestNode) -> None:
+    # The node runs a connection's commands one after the other; a caller running two
+    # messages of one session at once must still not get two subscriptions of one channel.
+    release = asyncio.Event()
+    calls = 0
+
+    async def slow_first(session: Session, channel: str, data: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await release.wait()
+        return True
+
+    node.can_subscribe = slow_first  # type: ignore[method-assign]
+    client = Client(node)
+    await client.connect("alice")
+    first = asyncio.ensure_future(
+        client.session.handle_message('{"id": 10, "method": "subscribe", "channel": "app:x"}')
+    )
+    await asyncio.sleep(0)
+    assert calls == 1
+    await client.session.handle_message('{"id": 11, "method": "subscribe", "channel": "app:x"}')
+    release.set()
+    await first
+    replies = {frame["id"]: frame for frame in client.frames() if "id" in frame}
+    assert replies[11]["result"] == {"recoverable": False}
+    assert replies[10]["error"]["code"] == ErrorCode.ALREADY_SUBSCRIBED
+    assert client.session.channels == ["app:x"]
+    assert list(node.subscribers["app:x"]) == [client.session]
+
+
 async def test_subscribe_channels_claim(client: Client) -> None:
     await client.connect("alice", channels=["secret:granted", "app:granted"])
     assert "result" in await client.send("subscribe", channel="secret:granted")

@@ -475,6 +475,8 @@ class Session:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, "too many subscriptions")
         chain = DeltaChain() if negotiate(command.delta, ns) else None
         info = await self._authorize(channel, ns, command)
+        if channel.full in self._subs:  # another subscribe got there during the callback
+            raise HubError(ErrorCode.ALREADY_SUBSCRIBED)
         sub = self._subs[channel.full] = _Subscription(channel, ns, info, chain=chain)
         present = False
         try:
