@@ -8,6 +8,7 @@ scenario in the page; the scenario returns what it saw, which the test checks.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -266,6 +267,73 @@ def test_backoff_doubles_up_to_max_delay(new_page: Any, live_server: LiveServer)
     for delay, ceiling in zip(result["delays"], ceilings, strict=True):
         assert ceiling / 2 <= delay <= ceiling
     assert result["state"] == "closed"
+
+
+@pytest.fixture(scope="module")
+def callback_server() -> Iterator[LiveServer]:
+    """``wsend serve`` with a namespace whose subscriptions a callback allows."""
+    server = LiveServer(hub={"namespaces": {"vip": {"subscribe": "callback"}}})
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+SLOW_SUBSCRIBE = """async (channel) => {
+  const { Client } = await import("/wsend.js");
+  const client = new Client({ timeout: 400, minDelay: 100, maxDelay: 200 });
+  const seen = { errors: [], subscribed: 0, pubs: [] };
+  const sub = client.subscribe(channel, {
+    error: (e) => seen.errors.push([e.code, !!e.timedOut, e.temporary]),
+    subscribed: () => { seen.subscribed += 1; },
+    publication: (pub) => seen.pubs.push(pub.data),
+  });
+  const subscribed = new Promise((resolve) => sub.once("subscribed", resolve));
+  client.connect();
+  await subscribed;
+  window.slow = { client, sub, seen };
+  return { state: sub.state, clientId: client.clientId };
+}"""
+
+
+def test_a_subscribe_without_a_reply_in_time_is_retried(
+    new_page: Any, callback_server: LiveServer
+) -> None:
+    # The hub's subscribe callback answers the first attempt after the client's timeout: the
+    # subscription must not stay "unsubscribed" until the next reconnection.
+    channel = "vip:wsendjs-slow"
+    calls: list[str] = []
+
+    async def slow_first(session: Any, name: str, data: Any) -> bool:
+        calls.append(name)
+        if len(calls) == 1:
+            await asyncio.sleep(1.2)
+        return True
+
+    hub = callback_server.server.hub
+    callback_server.run(lambda: hub.on_subscribe_callback(slow_first))
+    page = blank(new_page, callback_server)
+    result = page.evaluate(SLOW_SUBSCRIBE, channel)
+    assert result["state"] == "subscribed"
+    assert len(calls) >= 2
+    seen = page.evaluate("window.slow.seen")
+    assert seen["subscribed"] == 1
+    assert seen["errors"]
+    assert all(error == [0, True, True] for error in seen["errors"])
+    callback_server.call(hub.publish(channel, "hello"))
+    page.wait_for_function("window.slow.seen.pubs.length === 1")
+
+    def subscriptions() -> list[list[str]]:
+        return [s.channels for s in hub.sessions() if s.client == result["clientId"]]
+
+    assert callback_server.run(subscriptions) == [[channel]]
+    page.evaluate("window.slow.sub.unsubscribe()")
+    deadline = time.monotonic() + 5
+    while callback_server.run(subscriptions) != [[]]:
+        assert time.monotonic() < deadline, callback_server.run(subscriptions)
+        time.sleep(0.02)
+    assert page.evaluate("window.slow.seen.pubs") == ["hello"]
+    page.evaluate("window.slow.client.disconnect()")
 
 
 SOCKET = """async (url) => {

@@ -76,6 +76,13 @@ class Emitter {
   }
 }
 
+// Exponential backoff with "equal jitter": half the delay fixed, half random, so a crowd of
+// clients cut off together doesn't come back all at the same instant. In ms.
+function backoffDelay({ minDelay, maxDelay }, attempt) {
+  const ceiling = Math.min(maxDelay, minDelay * 2 ** attempt);
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
 // The hub's address: ws(s)://this-host/ws by default; a path ("/hub") is on this page's
 // server, and http(s):// addresses become ws(s)://.
 function resolveUrl(url = "/ws") {
@@ -350,12 +357,8 @@ export class Client extends Emitter {
     for (const sub of this.subscriptions.values()) sub._connectionLost();
   }
 
-  // Exponential backoff with "equal jitter": half the delay fixed, half random, so a crowd of
-  // clients cut off together doesn't come back all at the same instant.
   _scheduleReconnect() {
-    const { minDelay, maxDelay } = this.options;
-    const ceiling = Math.min(maxDelay, minDelay * 2 ** this._attempt);
-    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    const delay = backoffDelay(this.options, this._attempt);
     this._attempt += 1;
     this.emit("connecting", { attempt: this._attempt, delay });
     clearTimeout(this._reconnectTimer);
@@ -431,7 +434,9 @@ export class Client extends Emitter {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
-        reject(new WsendError(0, `${method}: no reply within ${timeout} ms`, true));
+        const err = new WsendError(0, `${method}: no reply within ${timeout} ms`, true);
+        err.timedOut = true; // the connection is kept; the hub may still answer (ignored)
+        reject(err);
       }, timeout);
       this._pending.set(id, { resolve, reject, timer });
       this._log(">", frame);
@@ -467,6 +472,8 @@ export class Subscription extends Emitter {
     this._base = null; // the payload (bytes) of the last publication push, with deltas on
     this.options = { recover: true, recoverGaps: true };
     this._wanted = true;
+    this._attempt = 0; // subscribe attempts failed in a row (temporary errors, timeouts)
+    this._retryTimer = null;
     this._addHandlers(handlers);
   }
 
@@ -498,6 +505,7 @@ export class Subscription extends Emitter {
   /** Stop the subscription; the client forgets it. */
   async unsubscribe() {
     this._wanted = false;
+    clearTimeout(this._retryTimer);
     this.client.subscriptions.delete(this.channel);
     const was = this.state;
     this.state = "unsubscribed";
@@ -521,10 +529,13 @@ export class Subscription extends Emitter {
     } catch (err) {
       this.state = "unsubscribed";
       if (err.code === 105) return this._resubscribe(); // the hub still had us: start over
-      if (err.code !== 0) this.emit("error", err); // 0: the connection dropped, retried later
-      if (err.temporary && err.code !== 0) setTimeout(() => this._retry(), 1000);
+      // Code 0 without a timeout: the connection dropped; resubscribed once connected again.
+      if (err.code === 0 && !err.timedOut) return;
+      this.emit("error", err);
+      if (err.temporary) this._retryLater(!!err.timedOut);
       return;
     }
+    this._attempt = 0;
     if (!this._wanted) return;
     this.state = "subscribed";
     this.recoverable = !!result.recoverable;
@@ -553,10 +564,19 @@ export class Subscription extends Emitter {
     for (const frame of this._buffer.splice(0)) this._onPush(frame);
   }
 
-  _retry() {
-    if (this._wanted && this.state === "unsubscribed" && this.client.state === "connected") {
-      this._subscribe();
-    }
+  // Subscribe again after a temporary failure, with backoff. After a timed-out attempt,
+  // unsubscribe first: the hub may still complete that attempt, and would answer the next
+  // one "already subscribed".
+  _retryLater(unsubscribeFirst) {
+    const delay = backoffDelay(this.client.options, this._attempt);
+    this._attempt += 1;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      if (this._wanted && this.state === "unsubscribed" && this.client.state === "connected") {
+        if (unsubscribeFirst) this._resubscribe();
+        else this._subscribe();
+      }
+    }, delay);
   }
 
   // Start over with recovery: after a gap in offsets, or an "unsubscribe" push asking for it.
