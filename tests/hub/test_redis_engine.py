@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from wsend.hub import redis_broker
+from wsend.hub import redis_broker, redis_common
 from wsend.hub.broker import Broker, ClientInfo, HistoryOptions, Publication, StreamPosition
 from wsend.hub.codes import HubError
 from wsend.hub.redis import RedisBroker, RedisPresence, client_from_url, engine_from_url
@@ -114,6 +114,29 @@ class TestUrls:
 
 
 class TestRedisBroker:
+    async def test_a_burst_of_publications_uses_a_bounded_pool(
+        self, redis_server: RedisServer
+    ) -> None:
+        def clients() -> int:
+            info = redis_server.cli("INFO", "clients")
+            return int(info.split("connected_clients:")[1].split()[0])
+
+        before = clients()
+        default = RedisBroker(redis_server.url, prefix=fresh_prefix())
+        assert default.redis.connection_pool.max_connections == redis_common.MAX_CONNECTIONS
+        await default.close()
+        broker = RedisBroker(redis_server.url + "?max_connections=3", prefix=fresh_prefix())
+        try:
+            await start(broker)
+            positions = await asyncio.gather(
+                *(broker.publish("burst", Publication(data=i), HISTORY) for i in range(300))
+            )
+            assert sorted(p.offset for p in positions) == list(range(1, 301))
+            # Three for commands (none opened per publication), one for pub/sub, redis-cli.
+            assert clients() - before <= 3 + 1 + 1
+        finally:
+            await broker.close()
+
     async def test_one_subscription_per_channel(
         self, broker: RedisBroker, redis_server: RedisServer
     ) -> None:

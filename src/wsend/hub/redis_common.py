@@ -24,6 +24,7 @@ from .wire import Encoded
 __all__ = [
     "CLUSTER_SCHEMES",
     "ENGINE_ERRORS",
+    "MAX_CONNECTIONS",
     "SOCKET_TIMEOUT",
     "client_from_url",
     "cluster_client_from_url",
@@ -36,6 +37,11 @@ __all__ = [
 
 #: Seconds a command may take before the engine reports Redis unavailable.
 SOCKET_TIMEOUT: Final = 5.0
+#: Connections a node's pool opens to one Redis at most (``?max_connections=N`` in the URL):
+#: commands beyond that wait for a free one (at most ``socket_timeout`` seconds) instead of
+#: each burst of concurrent publications opening as many connections (Redis accepts 10,000
+#: clients by default, shared by every node).
+MAX_CONNECTIONS: Final = 64
 
 _ENCODED_EXT: Final = 1
 
@@ -116,6 +122,9 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     Accepts ``redis://[[user]:password@]host:port[/db]``, ``rediss://`` (TLS), ``unix://`` and
     ``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]`` (the master's
     address is asked from the sentinels at every connection, so a failover is followed).
+    A direct URL's pool opens at most :data:`MAX_CONNECTIONS` connections (the query option
+    ``max_connections`` changes it); a command finding them all busy waits for one, at most
+    ``socket_timeout`` seconds.
 
     Raises:
         ValueError: the URL is malformed, or names a Redis Cluster (see
@@ -129,7 +138,10 @@ def client_from_url(url: str, *, socket_timeout: float = SOCKET_TIMEOUT) -> aior
     if parts.scheme in CLUSTER_SCHEMES:
         raise ValueError(f"{url!r} is a Redis Cluster: use RedisClusterBroker or engine_from_url")
     if parts.scheme != "redis+sentinel":
-        direct: aioredis.Redis = aioredis.Redis.from_url(url, **timeouts)  # Any in redis 5
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=socket_timeout, **timeouts
+        )
+        direct: aioredis.Redis = aioredis.Redis.from_pool(pool)
         return direct
     hosts = []
     for item in parts.netloc.rpartition("@")[2].split(","):
