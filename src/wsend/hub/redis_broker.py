@@ -78,6 +78,7 @@ from .redis_common import (
     engine_error,
 )
 from .redis_link import PubSubLink
+from .redis_pipeline import AutoPipeline
 from .redis_scripts import broker_scripts
 
 __all__ = [
@@ -162,6 +163,9 @@ class RedisBroker:
         self._history = self.redis.register_script(scripts.history)
         self._position = self.redis.register_script(scripts.position)
         self._publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
+        #: Commands of one turn of the event loop go in one pipeline (see
+        #: :mod:`.redis_pipeline`); ``None`` on a cluster, whose client routes each command.
+        self.pipeline: AutoPipeline | None = None if self.cluster else AutoPipeline(self.redis)
         self._handler: BrokerEventHandler | None = None
         self._closed = False
         self._channels: dict[str, bytes] = {}  # channel -> its pub/sub channel name
@@ -226,6 +230,8 @@ class RedisBroker:
         for futures in self._confirm.values():
             for future in futures:
                 future.cancel()
+        if self.pipeline is not None:
+            await self.pipeline.close()
         if self._own:
             await self.redis.aclose()
 
@@ -365,7 +371,7 @@ class RedisBroker:
         positive, its stream entries from offset ``low`` to ``high``."""
         keys = [self._key(channel, "m"), self._key(channel, "s")]
         args: list[Any] = [_epoch(), f"{low}-0", f"{high}-0"] if low > 0 else [_epoch()]
-        epoch, top, entries = await self._position(keys, args)
+        epoch, top, entries = await self._script(self._position, keys, args)
         return (None if epoch is None else _text(epoch)), int(top or 0), entries
 
     # -- publishing and history
@@ -399,7 +405,7 @@ class RedisBroker:
                 _ms(history.meta_ttl),
                 _epoch(),
             ]
-            offset, epoch, _ = await self._publish(keys, args)
+            offset, epoch, _ = await self._script(self._publish, keys, args)
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return StreamPosition(int(offset), epoch.decode())
@@ -438,8 +444,8 @@ class RedisBroker:
             -1 if history is None else _ms(history.ttl),
         ]
         try:
-            raw_epoch, top, entries = await self._history(
-                [self._key(channel, "m"), self._key(channel, "s")], args
+            raw_epoch, top, entries = await self._script(
+                self._history, [self._key(channel, "m"), self._key(channel, "s")], args
             )
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
@@ -497,7 +503,16 @@ class RedisBroker:
 
     async def _send(self, key: str | bytes, message: bytes) -> None:
         """Publish ``message`` on the pub/sub channel ``key`` (a shard channel on a cluster)."""
-        await self.redis.execute_command(self._publish_command, key, message)
+        if self.pipeline is None:
+            await self.redis.execute_command(self._publish_command, key, message)
+        else:
+            await self.pipeline.execute(self._publish_command, key, message)
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the broker's Lua scripts (pipelined with the turn's other commands)."""
+        if self.pipeline is None:
+            return await script(keys, args)
+        return await self.pipeline.script(script, keys, args)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -1,0 +1,129 @@
+"""Automatic pipelining of the Redis engine, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from wsend.hub.broker import HistoryOptions, Publication
+from wsend.hub.codes import HubError
+from wsend.hub.redis import RedisBroker
+from wsend.hub.redis_common import ENGINE_ERRORS
+from wsend.hub.redis_pipeline import AutoPipeline
+
+from .redis_server import RedisServer, free_port, running
+
+HISTORY = HistoryOptions(size=1000, ttl=60.0)
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running()
+
+
+@pytest.fixture
+async def broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
+    broker = RedisBroker(redis_server.url, prefix=f"pipe{next(_prefixes)}")
+    yield broker
+    await broker.close()
+
+
+async def test_a_burst_goes_in_one_pipeline_in_the_order_issued(broker: RedisBroker) -> None:
+    pipeline = broker.pipeline
+    assert pipeline is not None
+    await broker.publish("burst", Publication(data=-1), HISTORY)  # Redis knows the script
+    positions = await asyncio.gather(
+        *(broker.publish("burst", Publication(data=i), HISTORY) for i in range(300))
+    )
+    # The first went out alone (nothing was in flight); the others waited for the end of the
+    # turn and went together, in the order issued.
+    assert (pipeline.pipelines, pipeline.commands) == (1, 299)
+    offsets = [p.offset for p in positions]
+    assert sorted(offsets) == list(range(2, 302))
+    assert offsets[1:] == sorted(offsets[1:])
+    history = await broker.history("burst", history=HISTORY)
+    pipelined = [p.data for p in history.publications if p.data not in (-1, 0)]
+    assert pipelined == list(range(1, 300))
+
+
+async def test_a_command_alone_is_not_delayed_into_a_pipeline(broker: RedisBroker) -> None:
+    pipeline = broker.pipeline
+    assert pipeline is not None
+    for i in range(5):
+        position = await broker.publish("alone", Publication(data=i), HISTORY)
+        assert position.offset == i + 1
+    assert (pipeline.pipelines, pipeline.commands) == (0, 0)
+
+
+async def test_an_error_fails_its_own_command_only(
+    broker: RedisBroker, redis_server: RedisServer
+) -> None:
+    # The channel's position hash is a string: its script fails (WRONGTYPE); the others in
+    # the same pipeline are published.
+    redis_server.cli("SET", f"{broker.prefix}:{{bad}}:m", "not a hash")
+    channels = ["good1", "good2", "bad", "good3"]
+    results = await asyncio.gather(
+        *(broker.publish(name, Publication(data=name), HISTORY) for name in channels),
+        return_exceptions=True,
+    )
+    assert broker.pipeline is not None
+    assert broker.pipeline.commands == 3
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1
+    assert results.index(errors[0]) == 2
+    assert isinstance(errors[0], HubError)
+    assert errors[0].code == 100
+    assert isinstance(errors[0].__cause__, ResponseError)
+    assert [r.offset for r in results if not isinstance(r, BaseException)] == [1, 1, 1]
+
+
+async def test_scripts_unknown_to_redis_load_again(
+    broker: RedisBroker, redis_server: RedisServer
+) -> None:
+    await broker.publish("flush", Publication(data=0), HISTORY)  # the script is loaded
+    redis_server.cli("SCRIPT", "FLUSH")
+    positions = await asyncio.gather(
+        *(broker.publish("flush", Publication(data=i), HISTORY) for i in range(1, 20))
+    )
+    assert sorted(p.offset for p in positions) == list(range(2, 21))
+    result = await broker.history("flush", history=HISTORY)
+    assert sorted(p.data for p in result.publications) == list(range(20))
+
+
+async def test_a_failed_connection_fails_every_command_of_its_pipeline() -> None:
+    redis = Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    pipeline = AutoPipeline(redis)
+    try:
+        results = await asyncio.gather(
+            *(pipeline.execute("PUBLISH", "x", str(i)) for i in range(10)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, ENGINE_ERRORS) for r in results), results
+        assert pipeline.pipelines == 1
+    finally:
+        await pipeline.close()
+        await redis.aclose()
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_replies(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    pipeline = AutoPipeline(redis)
+    try:
+        calls = [asyncio.ensure_future(pipeline.execute("ECHO", str(i))) for i in range(6)]
+        await asyncio.sleep(0)  # each call queued (the first went alone)
+        calls[3].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[3], asyncio.CancelledError)
+        assert [r for i, r in enumerate(results) if i != 3] == [b"0", b"1", b"2", b"4", b"5"]
+        await pipeline.close()
+        assert not pipeline._tasks
+    finally:
+        await redis.aclose()
