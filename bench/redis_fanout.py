@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,27 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """A ``redis-server`` on a free loopback port (no persistence), for the block; its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed")
+    tmp = tempfile.mkdtemp(prefix="wsend-bench-redis-")
+    port = _free_port()
+    redis = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        redis.terminate()
+        redis.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- servers (child processes) ----------------------------------------------------------------
@@ -210,26 +231,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--publishers", type=int, default=10)
     args = parser.parse_args()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    tmp = tempfile.mkdtemp(prefix="wsend-bench-redis-")
-    port = _free_port()
-    redis = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_port(port)
-        url = f"redis://127.0.0.1:{port}/0"
+    with running_redis() as url:
         rows = {}
         for name, target in [("wsend", wsend_node), ("python-socketio", socketio_node)]:
             rows[name] = _measure(name, target, url, args)
             print(name, rows[name], flush=True)
-    finally:
-        redis.terminate()
-        redis.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
     write(rows, args)
 
 

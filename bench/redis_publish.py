@@ -28,16 +28,13 @@ import asyncio
 import multiprocessing
 import os
 import platform
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .common import cpu_ns
-from .redis_fanout import _free_port, _wait_port
+from .redis_fanout import running_redis
 
 RESULTS = Path(__file__).parent / "results" / "redis_publish.md"
 SYSTEMS = (
@@ -131,29 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.publishers.split(",")]
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    tmp = tempfile.mkdtemp(prefix="wsend-bench-redis-")
-    port = _free_port()
-    redis = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-    )
     runs: Runs = {}
-    try:
-        _wait_port(port)
-        url = f"redis://127.0.0.1:{port}/0"
+    with running_redis() as url:
         for _ in range(args.reps):
             for level in levels:
                 for system in SYSTEMS:
                     result = measure(system, url, level, args.messages)
                     runs.setdefault((system, level), []).append(result)
                     print(f"{system}, {level} publishers: {result}", flush=True)
-    finally:
-        redis.terminate()
-        redis.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
     write(runs, levels, args)
 
 
