@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from wsend.hub.broker import HistoryOptions, Publication
+from wsend.hub.broker import ClientInfo, HistoryOptions, Publication
 from wsend.hub.codes import HubError
-from wsend.hub.redis import RedisBroker
+from wsend.hub.redis import RedisBroker, RedisPresence
 from wsend.hub.redis_common import ENGINE_ERRORS
 from wsend.hub.redis_pipeline import AutoPipeline
 
@@ -127,3 +127,20 @@ async def test_a_cancelled_caller_leaves_the_others_their_replies(
         assert not pipeline._tasks
     finally:
         await redis.aclose()
+
+
+async def test_presence_of_a_crowd_joining_at_once(redis_server: RedisServer) -> None:
+    presence = RedisPresence(redis_server.url, prefix=f"pipe{next(_prefixes)}", ttl=30)
+    pipeline = presence.pipeline
+    assert pipeline is not None
+    try:
+        infos = [ClientInfo(f"c{i}", f"u{i % 50}", {"n": i}) for i in range(200)]
+        await asyncio.gather(*(presence.add("room", info) for info in infos))
+        assert pipeline.commands == 199  # all but the first, which went alone
+        present, stats = await asyncio.gather(presence.get("room"), presence.stats("room"))
+        assert present == {info.client: info for info in infos}
+        assert (stats.num_clients, stats.num_users) == (200, 50)
+        await asyncio.gather(*(presence.remove("room", f"c{i}") for i in range(0, 200, 2)))
+        assert set(await presence.get("room")) == {f"c{i}" for i in range(1, 200, 2)}
+    finally:
+        await presence.close()

@@ -78,7 +78,7 @@ from .redis_common import (
     engine_error,
 )
 from .redis_link import PubSubLink
-from .redis_pipeline import AutoPipeline
+from .redis_pipeline import AutoPipeline, run_script
 from .redis_scripts import broker_scripts
 
 __all__ = [
@@ -371,7 +371,7 @@ class RedisBroker:
         positive, its stream entries from offset ``low`` to ``high``."""
         keys = [self._key(channel, "m"), self._key(channel, "s")]
         args: list[Any] = [_epoch(), f"{low}-0", f"{high}-0"] if low > 0 else [_epoch()]
-        epoch, top, entries = await self._script(self._position, keys, args)
+        epoch, top, entries = await run_script(self.pipeline, self._position, keys, args)
         return (None if epoch is None else _text(epoch)), int(top or 0), entries
 
     # -- publishing and history
@@ -405,7 +405,7 @@ class RedisBroker:
                 _ms(history.meta_ttl),
                 _epoch(),
             ]
-            offset, epoch, _ = await self._script(self._publish, keys, args)
+            offset, epoch, _ = await run_script(self.pipeline, self._publish, keys, args)
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return StreamPosition(int(offset), epoch.decode())
@@ -444,8 +444,11 @@ class RedisBroker:
             -1 if history is None else _ms(history.ttl),
         ]
         try:
-            raw_epoch, top, entries = await self._script(
-                self._history, [self._key(channel, "m"), self._key(channel, "s")], args
+            raw_epoch, top, entries = await run_script(
+                self.pipeline,
+                self._history,
+                [self._key(channel, "m"), self._key(channel, "s")],
+                args,
             )
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
@@ -507,12 +510,6 @@ class RedisBroker:
             await self.redis.execute_command(self._publish_command, key, message)
         else:
             await self.pipeline.execute(self._publish_command, key, message)
-
-    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run one of the broker's Lua scripts (pipelined with the turn's other commands)."""
-        if self.pipeline is None:
-            return await script(keys, args)
-        return await self.pipeline.script(script, keys, args)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from redis.exceptions import NoScriptError
 
-__all__ = ["MAX_BATCH", "AutoPipeline"]
+__all__ = ["MAX_BATCH", "AutoPipeline", "run_script"]
 
 #: Commands per pipeline at most; a turn that issued more sends several.
 MAX_BATCH: Final = 512
@@ -122,3 +122,13 @@ class AutoPipeline:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+
+async def run_script(
+    pipeline: AutoPipeline | None, script: Any, keys: Sequence[Any], args: Sequence[Any]
+) -> Any:
+    """Run a registered Lua script: through ``pipeline``, or alone when it is ``None`` (a
+    cluster's client, which routes each command to its shard)."""
+    if pipeline is None:
+        return await script(keys, args)
+    return await pipeline.script(script, keys, args)

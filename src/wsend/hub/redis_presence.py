@@ -33,6 +33,7 @@ from .redis_common import (
     encode_info,
     engine_error,
 )
+from .redis_pipeline import AutoPipeline, run_script
 
 __all__ = ["RedisPresence"]
 
@@ -101,6 +102,9 @@ class RedisPresence:
         self._add = self.redis.register_script(ADD_LUA)
         self._get = self.redis.register_script(GET_LUA)
         self._remove = self.redis.register_script(REMOVE_LUA)
+        #: Commands of one turn of the event loop go in one pipeline (see
+        #: :mod:`.redis_pipeline`); ``None`` on a cluster.
+        self.pipeline = None if isinstance(self.redis, RedisCluster) else AutoPipeline(self.redis)
 
     def _keys(self, channel: str) -> list[str]:
         return [f"{self.prefix}:{{{channel}}}:pz", f"{self.prefix}:{{{channel}}}:ph"]
@@ -109,7 +113,7 @@ class RedisPresence:
         """Record ``info.client`` as present in ``channel`` for ``ttl`` seconds from now."""
         args: list[Any] = [info.client, encode_info(info), max(1, math.ceil(self.ttl * 1000))]
         try:
-            await self._add(self._keys(channel), args)
+            await run_script(self.pipeline, self._add, self._keys(channel), args)
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
@@ -139,14 +143,14 @@ class RedisPresence:
     async def remove(self, channel: str, client: str) -> None:
         """Remove ``client`` from ``channel``'s presence (no error if absent)."""
         try:
-            await self._remove(self._keys(channel), [client])
+            await run_script(self.pipeline, self._remove, self._keys(channel), [client])
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
 
     async def get(self, channel: str) -> dict[str, ClientInfo]:
         """The clients present in ``channel`` (expired entries are dropped first)."""
         try:
-            flat = await self._get(self._keys(channel), [])
+            flat = await run_script(self.pipeline, self._get, self._keys(channel), [])
         except ENGINE_ERRORS as exc:
             raise engine_error(exc) from exc
         return {flat[i].decode(): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -158,6 +162,8 @@ class RedisPresence:
 
     async def close(self) -> None:
         """Release the connections (of a pool made from a URL). Entries stay until they expire."""
+        if self.pipeline is not None:
+            await self.pipeline.close()
         if self._own:
             await self.redis.aclose()
 
