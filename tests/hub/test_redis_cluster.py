@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from wsend.cli.errors import CliError
 from wsend.cli.serve import ServeSettings, make_engines
-from wsend.hub.broker import ClientInfo, Publication
+from wsend.hub.broker import ClientInfo, HistoryOptions, Publication
 from wsend.hub.codes import HubError
 from wsend.hub.redis import (
     RedisBroker,
@@ -22,12 +22,14 @@ from wsend.hub.redis import (
     cluster_client_from_url,
     engine_from_url,
 )
+from wsend.hub.redis_pipeline import ClusterPipelines
 
 from .contract import HISTORY, Engine, EngineContract, Recorder, start, wait_until
 from .redis_cluster import Cluster
 from .test_redis_engine import redis_engine
 
 _prefixes = itertools.count()
+LONG_HISTORY = HistoryOptions(size=100, ttl=60.0)
 
 
 def fresh_prefix() -> str:
@@ -196,6 +198,59 @@ class TestShardChannels:
         assert broker.moves >= 1
         assert key in _channels_of(redis_cluster, target.port, broker.prefix)
         assert key not in _channels_of(redis_cluster, source.port, broker.prefix)
+
+
+class TestPipelinesOnCluster:
+    async def test_bursts_go_to_each_master_in_pipelines(
+        self, broker: RedisClusterBroker, redis_cluster: Cluster
+    ) -> None:
+        names = [f"burst{i}" for i in range(12)]
+        for name in names:  # one alone each: the layout is known, the scripts loaded
+            await broker.publish(name, Publication(data=-1), LONG_HISTORY)
+        masters = {redis_cluster.master_of(f"{broker.prefix}:{{{n}}}:m").port for n in names}
+        assert len(masters) == 3, "the channels are spread over every master"
+        publish, history = broker.publish, LONG_HISTORY
+        positions = await asyncio.gather(
+            *(publish(name, Publication(data=i), history) for name in names for i in range(20))
+        )
+        pipelines = broker.pipeline
+        assert isinstance(pipelines, ClusterPipelines)
+        # All but the first to each master (nothing was in flight) went in one pipeline per
+        # master.
+        assert (pipelines.pipelines, pipelines.commands) == (3, 12 * 20 - 3)
+        for index, name in enumerate(names):
+            offsets = [p.offset for p in positions[index * 20 : (index + 1) * 20]]
+            assert sorted(offsets) == list(range(2, 22)), name
+            # In the order issued (but the first of a channel, which may have gone alone).
+            assert offsets[1:] == sorted(offsets[1:]), name
+            result = await broker.history(name, history=LONG_HISTORY)
+            data = [p.data for p in result.publications]
+            assert sorted(data) == [-1, *range(20)]
+            assert [d for d in data if d > 0] == list(range(1, 20))
+
+    async def test_a_burst_meeting_a_moved_slot_is_redirected(
+        self, broker: RedisClusterBroker, redis_cluster: Cluster
+    ) -> None:
+        await broker.publish("hop", Publication(data=-1), LONG_HISTORY)
+        key = f"{broker.prefix}:{{hop}}:m"
+        source = redis_cluster.master_of(key)
+        target = next(
+            node
+            for node in redis_cluster.running()
+            if node is not source and redis_cluster.role(node) == "master"
+        )
+        await asyncio.to_thread(redis_cluster.move_slot, key, target)
+        # The broker's client still places that slot on the old master: its pipeline is
+        # answered MOVED, and each command goes again through the cluster client.
+        positions = await asyncio.gather(
+            *(broker.publish("hop", Publication(data=i), LONG_HISTORY) for i in range(30))
+        )
+        assert len({(p.epoch, p.offset) for p in positions}) == 30
+        assert isinstance(broker.pipeline, ClusterPipelines)
+        assert broker.pipeline.commands >= 29
+        result = await broker.history("hop", history=LONG_HISTORY)
+        assert sorted(p.data for p in result.publications if p.data >= 0) == list(range(30))
+        assert redis_cluster.master_of(key) is target
 
 
 class TestPresenceOnCluster:

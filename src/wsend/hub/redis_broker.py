@@ -69,6 +69,7 @@ from .broker import (
 )
 from .redis_common import (
     ENGINE_ERRORS,
+    MAX_CONNECTIONS,
     SOCKET_TIMEOUT,
     client_from_url,
     decode_info,
@@ -78,7 +79,7 @@ from .redis_common import (
     engine_error,
 )
 from .redis_link import PubSubLink
-from .redis_pipeline import AutoPipeline, run_script
+from .redis_pipeline import Pipeline, pipeline_for, run_script
 from .redis_scripts import broker_scripts
 
 __all__ = [
@@ -163,9 +164,9 @@ class RedisBroker:
         self._history = self.redis.register_script(scripts.history)
         self._position = self.redis.register_script(scripts.position)
         self._publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
-        #: Commands of one turn of the event loop go in one pipeline (see
-        #: :mod:`.redis_pipeline`); ``None`` on a cluster, whose client routes each command.
-        self.pipeline: AutoPipeline | None = None if self.cluster else AutoPipeline(self.redis)
+        #: Commands of one turn of the event loop go in one pipeline (one per master on a
+        #: cluster; see :mod:`.redis_pipeline`); ``None`` sends each alone.
+        self.pipeline: Pipeline = pipeline_for(self.redis, MAX_CONNECTIONS, socket_timeout)
         self._handler: BrokerEventHandler | None = None
         self._closed = False
         self._channels: dict[str, bytes] = {}  # channel -> its pub/sub channel name

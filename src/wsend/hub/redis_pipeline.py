@@ -15,6 +15,12 @@ flight at the same time on several connections of the pool (a caller that needs 
 two commands awaits the first, as without pipelining). A command's error (``ResponseError``)
 fails that command only; a connection's failure fails every command of its pipeline, as it
 would have failed each of them sent alone.
+
+On a Redis Cluster (:class:`ClusterPipelines`) there is one such pipeline per master, fed with
+the commands of the channels whose slot that master serves (as the cluster client last saw the
+layout). A command that meets a change of layout (``MOVED``, ``ASK``, a master down or
+unreachable) is sent again through the cluster client, which follows redirections and asks
+for the new layout, as it does for a command sent alone.
 """
 
 from __future__ import annotations
@@ -23,9 +29,28 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
-from redis.exceptions import NoScriptError
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["MAX_BATCH", "AutoPipeline", "run_script"]
+__all__ = [
+    "MAX_BATCH",
+    "AutoPipeline",
+    "ClusterPipelines",
+    "Pipeline",
+    "pipeline_for",
+    "run_script",
+]
 
 #: Commands per pipeline at most; a turn that issued more sends several.
 MAX_BATCH: Final = 512
@@ -124,11 +149,128 @@ class AutoPipeline:
                 future.set_result(reply)
 
 
+#: What a command meets when the cluster's layout changed under it: sent again through the
+#: cluster client (``ConnectionError`` and ``TimeoutError`` are redis-py's, which the cluster
+#: client retries too).
+_MOVED: Final = (
+    AskError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    TryAgainError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisClusterException,
+    OSError,
+)
+
+
+class ClusterPipelines:
+    """An :class:`AutoPipeline` per master of a Redis Cluster, each on a connection pool of its
+    own (at most ``max_connections``) to that master.
+
+    Args:
+        cluster: the cluster client; it routes what can't be pipelined (a master not known
+            yet, a command that met a change of layout) and tells which master serves a key.
+        max_connections: connections per master for the pipelines.
+        timeout: seconds a command waits for a free connection of a master's pool.
+    """
+
+    def __init__(self, cluster: RedisCluster, max_connections: int, timeout: float) -> None:
+        self.cluster = cluster
+        self.max_connections, self.timeout = max_connections, timeout
+        self._by_node: dict[str, AutoPipeline] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def pipelines(self) -> int:
+        """Pipelines sent, on every master (see :attr:`AutoPipeline.pipelines`)."""
+        return sum(pipeline.pipelines for pipeline in self._by_node.values())
+
+    @property
+    def commands(self) -> int:
+        """Commands sent in them."""
+        return sum(pipeline.commands for pipeline in self._by_node.values())
+
+    def _for(self, key: Any) -> AutoPipeline | None:
+        """The pipeline of the master serving ``key`` (``None``: not known yet)."""
+        try:
+            node = self.cluster.get_node_from_key(key)
+        except _MOVED:
+            return None
+        if node is None:
+            return None
+        pipeline = self._by_node.get(node.name)
+        if pipeline is None:
+            pool = aioredis.BlockingConnectionPool(
+                connection_class=node.connection_class,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                **node.connection_kwargs,
+            )
+            pipeline = self._by_node[node.name] = AutoPipeline(aioredis.Redis.from_pool(pool))
+        return pipeline
+
+    def _drop(self, pipeline: AutoPipeline) -> None:
+        """Forget a master's pipeline after a failure (the master may be gone for good)."""
+        for name, known in list(self._by_node.items()):
+            if known is pipeline:
+                del self._by_node[name]
+                task = asyncio.get_running_loop().create_task(_close(pipeline))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command whose key is its first argument (``"SPUBLISH", channel, message``)."""
+        pipeline = self._for(args[1])
+        if pipeline is not None:
+            try:
+                return await pipeline.execute(*args)
+            except _MOVED as exc:
+                if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+                    self._drop(pipeline)
+        return await self.cluster.execute_command(*args)
+
+    async def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a Lua script registered on the cluster client."""
+        pipeline = self._for(keys[0])
+        if pipeline is not None:
+            try:
+                return await pipeline.script(script, keys, args)
+            except _MOVED as exc:
+                if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+                    self._drop(pipeline)
+        return await script(keys, args)
+
+    async def close(self) -> None:
+        """Close every master's pipeline and pool."""
+        pipelines, self._by_node = list(self._by_node.values()), {}
+        for pipeline in pipelines:
+            await _close(pipeline)
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def _close(pipeline: AutoPipeline) -> None:
+    await pipeline.close()
+    await pipeline.redis.aclose()
+
+
+#: What the engine pipelines its commands with (``None``: each command sent alone).
+Pipeline = AutoPipeline | ClusterPipelines | None
+
+
 async def run_script(
-    pipeline: AutoPipeline | None, script: Any, keys: Sequence[Any], args: Sequence[Any]
+    pipeline: Pipeline, script: Any, keys: Sequence[Any], args: Sequence[Any]
 ) -> Any:
-    """Run a registered Lua script: through ``pipeline``, or alone when it is ``None`` (a
-    cluster's client, which routes each command to its shard)."""
+    """Run a registered Lua script through ``pipeline``, or alone when it is ``None``."""
     if pipeline is None:
         return await script(keys, args)
     return await pipeline.script(script, keys, args)
+
+
+def pipeline_for(redis: Any, max_connections: int, timeout: float) -> Pipeline:
+    """The pipelining of the engine's client ``redis`` (a cluster's, or a single Redis's)."""
+    if isinstance(redis, RedisCluster):
+        return ClusterPipelines(redis, max_connections, timeout)
+    return AutoPipeline(redis)

@@ -26,6 +26,7 @@ from .broker import ClientInfo, PresenceStats
 from .redis_common import (
     CLUSTER_SCHEMES,
     ENGINE_ERRORS,
+    MAX_CONNECTIONS,
     SOCKET_TIMEOUT,
     client_from_url,
     cluster_client_from_url,
@@ -33,7 +34,7 @@ from .redis_common import (
     encode_info,
     engine_error,
 )
-from .redis_pipeline import AutoPipeline, run_script
+from .redis_pipeline import Pipeline, pipeline_for, run_script
 
 __all__ = ["RedisPresence"]
 
@@ -102,9 +103,9 @@ class RedisPresence:
         self._add = self.redis.register_script(ADD_LUA)
         self._get = self.redis.register_script(GET_LUA)
         self._remove = self.redis.register_script(REMOVE_LUA)
-        #: Commands of one turn of the event loop go in one pipeline (see
-        #: :mod:`.redis_pipeline`); ``None`` on a cluster.
-        self.pipeline = None if isinstance(self.redis, RedisCluster) else AutoPipeline(self.redis)
+        #: Commands of one turn of the event loop go in one pipeline (one per master on a
+        #: cluster; see :mod:`.redis_pipeline`); ``None`` sends each alone.
+        self.pipeline: Pipeline = pipeline_for(self.redis, MAX_CONNECTIONS, socket_timeout)
 
     def _keys(self, channel: str) -> list[str]:
         return [f"{self.prefix}:{{{channel}}}:pz", f"{self.prefix}:{{{channel}}}:ph"]
