@@ -17,19 +17,24 @@ fresh process, repeated ``--reps`` times interleaved (the median is reported):
 Reported: publications/s and the node's CPU per publication (µs, from ``/proc``).
 
     python -m bench.redis_publish [--publishers 1,10,100] [--messages 20000] [--reps 3]
+    python -m bench.redis_publish --cluster      # the wsend rows on a 3-master Redis Cluster
 
-Needs ``redis-server`` and the bench extra. Writes ``bench/results/redis_publish.md``.
+Needs ``redis-server`` and the bench extra. Writes ``bench/results/redis_publish.md``
+(``redis_publish_cluster.md`` with ``--cluster``, on the test suite's cluster of 3 masters and
+3 replicas; python-socketio has no cluster row).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,36 +125,50 @@ def measure(system: str, url: str, publishers: int, messages: int) -> dict[str, 
     return result
 
 
+@contextlib.contextmanager
+def running_cluster() -> Iterator[str]:
+    """The test suite's Redis Cluster (3 masters, 3 replicas) for the block; its URL."""
+    from tests.hub.redis_cluster import Cluster
+
+    with Cluster() as cluster:
+        yield cluster.url
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--publishers", default="1,10,100")
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cluster", action="store_true", help="on a Redis Cluster")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS.with_stem(RESULTS.stem + "_cluster") if args.cluster else RESULTS
     levels = [int(n) for n in args.publishers.split(",")]
+    systems = [s for s in SYSTEMS if s.startswith("wsend")] if args.cluster else list(SYSTEMS)
     runs: Runs = {}
-    with running_redis() as url:
+    with running_cluster() if args.cluster else running_redis() as url:
         for _ in range(args.reps):
             for level in levels:
-                for system in SYSTEMS:
+                for system in systems:
                     result = measure(system, url, level, args.messages)
                     runs.setdefault((system, level), []).append(result)
                     print(f"{system}, {level} publishers: {result}", flush=True)
-    write(runs, levels, args)
+    write(runs, levels, systems, args)
 
 
-def write(runs: Runs, levels: list[int], args: Any) -> None:
+def write(runs: Runs, levels: list[int], systems: list[str], args: Any) -> None:
     def median(system: str, level: int, key: str) -> float:
         return statistics.median(run[key] for run in runs[(system, level)])
 
     head = " | ".join(f"{n} publishers" for n in levels)
+    where = "a Redis Cluster of 3 masters and 3 replicas" if args.cluster else "Redis"
     lines = [
-        "# Publications through Redis from one node",
+        "# Publications through Redis from one node" + (" (Redis Cluster)" if args.cluster else ""),
         "",
         f"{args.messages} publications of 100 bytes per cell, published server-side by "
         "concurrent tasks of one node process (each awaits its publication), nobody "
-        f"subscribed; Redis on loopback. Median of {args.reps} runs. "
+        f"subscribed; {where} on loopback. Median of {args.reps} runs. "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {multiprocessing.cpu_count()} CPUs. "
         "`python -m bench.redis_publish` (bench/redis_publish.py).",
@@ -159,7 +178,7 @@ def write(runs: Runs, levels: list[int], args: Any) -> None:
         f"| system | {head} |",
         "|---|" + "---|" * len(levels),
     ]
-    for system in SYSTEMS:
+    for system in systems:
         cells = [
             f"{median(system, n, 'rate'):,.0f} ({median(system, n, 'cpu_us'):.1f})" for n in levels
         ]

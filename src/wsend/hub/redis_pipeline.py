@@ -26,7 +26,7 @@ for the new layout, as it does for a command sent alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -62,11 +62,18 @@ class AutoPipeline:
     Args:
         redis: a ``redis.asyncio.Redis`` client (not a cluster's).
         max_batch: commands per pipeline at most.
+        alone: sends a command alone (default: ``redis.execute_command``).
     """
 
-    def __init__(self, redis: Any, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        max_batch: int = MAX_BATCH,
+        alone: Callable[..., Awaitable[Any]] | None = None,
+    ) -> None:
         self.redis = redis
         self.max_batch = max_batch
+        self._send_alone = redis.execute_command if alone is None else alone
         #: Pipelines sent, and the commands they carried (their ratio: commands per write).
         self.pipelines = 0
         self.commands = 0
@@ -74,7 +81,9 @@ class AutoPipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._alone = 0  # commands in flight sent alone
 
-    def _idle(self) -> bool:
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight: the next command goes out alone, at once."""
         return not self._pending and not self._tasks and not self._alone
 
     async def execute(self, *args: Any) -> Any:
@@ -83,10 +92,10 @@ class AutoPipeline:
         Raises:
             RedisError, OSError: the command failed, or the connection did.
         """
-        if self._idle():
+        if self.idle:
             self._alone += 1
             try:
-                return await self.redis.execute_command(*args)
+                return await self._send_alone(*args)
             finally:
                 self._alone -= 1
         loop = asyncio.get_running_loop()
@@ -100,7 +109,7 @@ class AutoPipeline:
         """Run a registered Lua script (``redis.register_script``) with ``EVALSHA``; if Redis
         doesn't know it (restarted, ``SCRIPT FLUSH``), the script loads itself and runs alone.
         """
-        if self._idle():
+        if self.idle:
             self._alone += 1
             try:
                 return await script(keys, args)
@@ -208,7 +217,10 @@ class ClusterPipelines:
                 timeout=self.timeout,
                 **node.connection_kwargs,
             )
-            pipeline = self._by_node[node.name] = AutoPipeline(aioredis.Redis.from_pool(pool))
+            # A command alone goes through the cluster client, whose connections are ready.
+            client = aioredis.Redis.from_pool(pool)
+            alone = self.cluster.execute_command
+            pipeline = self._by_node[node.name] = AutoPipeline(client, alone=alone)
         return pipeline
 
     def _drop(self, pipeline: AutoPipeline) -> None:
@@ -224,9 +236,12 @@ class ClusterPipelines:
         """Run one command whose key is its first argument (``"SPUBLISH", channel, message``)."""
         pipeline = self._for(args[1])
         if pipeline is not None:
+            pipelined = not pipeline.idle  # else it goes alone, through the cluster client
             try:
                 return await pipeline.execute(*args)
             except _MOVED as exc:
+                if not pipelined:
+                    raise
                 if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
                     self._drop(pipeline)
         return await self.cluster.execute_command(*args)
@@ -235,9 +250,12 @@ class ClusterPipelines:
         """Run a Lua script registered on the cluster client."""
         pipeline = self._for(keys[0])
         if pipeline is not None:
+            pipelined = not pipeline.idle
             try:
                 return await pipeline.script(script, keys, args)
             except _MOVED as exc:
+                if not pipelined:
+                    raise
                 if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
                     self._drop(pipeline)
         return await script(keys, args)
