@@ -171,7 +171,8 @@ def write(runs: Runs, levels: list[int], systems: list[str], args: Any) -> None:
         f"subscribed; {where} on loopback. Median of {args.reps} runs. "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {multiprocessing.cpu_count()} CPUs. "
-        "`python -m bench.redis_publish` (bench/redis_publish.py).",
+        f"`python -m bench.redis_publish{' --cluster' if args.cluster else ''}` "
+        "(bench/redis_publish.py).",
         "",
         "Publications/s (node CPU per publication, µs):",
         "",
