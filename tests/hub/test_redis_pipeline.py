@@ -144,3 +144,19 @@ async def test_presence_of_a_crowd_joining_at_once(redis_server: RedisServer) ->
         assert set(await presence.get("room")) == {f"c{i}" for i in range(1, 200, 2)}
     finally:
         await presence.close()
+
+
+async def test_close_waits_for_the_pipelines_in_flight(redis_server: RedisServer) -> None:
+    redis = Redis.from_url(redis_server.url)
+    pipeline = AutoPipeline(redis)
+    try:
+        calls = [asyncio.ensure_future(pipeline.execute("ECHO", str(i))) for i in range(5)]
+        await asyncio.sleep(0)  # queued; the pipeline goes out at the end of this turn
+        await asyncio.sleep(0)
+        assert pipeline._tasks
+        await pipeline.close()
+        assert all(call.done() for call in calls[1:])
+        assert [call.result() for call in calls[1:]] == [b"1", b"2", b"3", b"4"]
+        assert await calls[0] == b"0"
+    finally:
+        await redis.aclose()
