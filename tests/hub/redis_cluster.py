@@ -113,6 +113,12 @@ class Cluster:
                 return self.by_port(port)
         raise LookupError(f"no master serves {key!r}")
 
+    def other_master(self, master: RedisServer) -> RedisServer:
+        """A master other than ``master``."""
+        return next(
+            node for node in self.running() if node is not master and self.role(node) == "master"
+        )
+
     def replica_of(self, master: RedisServer) -> RedisServer:
         """A replica of ``master`` that is not failing."""
         master_id = self.node_id(master)

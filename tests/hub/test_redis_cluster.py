@@ -167,11 +167,7 @@ class TestShardChannels:
         await broker.subscribe("moving")
         key = f"{broker.prefix}:{{moving}}:p"
         source = redis_cluster.master_of(key)
-        target = next(
-            node
-            for node in redis_cluster.running()
-            if node is not source and redis_cluster.role(node) == "master"
-        )
+        target = redis_cluster.other_master(source)
         acked: list[int] = []
         stop = asyncio.Event()
 
@@ -234,11 +230,7 @@ class TestPipelinesOnCluster:
         await broker.publish("hop", Publication(data=-1), LONG_HISTORY)
         key = f"{broker.prefix}:{{hop}}:m"
         source = redis_cluster.master_of(key)
-        target = next(
-            node
-            for node in redis_cluster.running()
-            if node is not source and redis_cluster.role(node) == "master"
-        )
+        target = redis_cluster.other_master(source)
         await asyncio.to_thread(redis_cluster.move_slot, key, target)
         # The broker's client still places that slot on the old master: its pipeline is
         # answered MOVED, and each command goes again through the cluster client.
