@@ -234,31 +234,39 @@ class ClusterPipelines:
 
     async def execute(self, *args: Any) -> Any:
         """Run one command whose key is its first argument (``"SPUBLISH", channel, message``)."""
-        pipeline = self._for(args[1])
-        if pipeline is not None:
-            pipelined = not pipeline.idle  # else it goes alone, through the cluster client
-            try:
-                return await pipeline.execute(*args)
-            except _MOVED as exc:
-                if not pipelined:
-                    raise
-                if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
-                    self._drop(pipeline)
-        return await self.cluster.execute_command(*args)
+        return await self._route(
+            args[1],
+            lambda pipeline: pipeline.execute(*args),
+            lambda: self.cluster.execute_command(*args),
+        )
 
     async def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a Lua script registered on the cluster client."""
-        pipeline = self._for(keys[0])
+        return await self._route(
+            keys[0],
+            lambda pipeline: pipeline.script(script, keys, args),
+            lambda: script(keys, args),
+        )
+
+    async def _route(
+        self,
+        key: Any,
+        pipelined: Callable[[AutoPipeline], Awaitable[Any]],
+        direct: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """Run a command through the pipeline of ``key``'s master; if it was pipelined and met
+        a change of layout, again ``direct`` (through the cluster client)."""
+        pipeline = self._for(key)
         if pipeline is not None:
-            pipelined = not pipeline.idle
+            queued = not pipeline.idle  # else it goes alone, through the cluster client
             try:
-                return await pipeline.script(script, keys, args)
+                return await pipelined(pipeline)
             except _MOVED as exc:
-                if not pipelined:
+                if not queued:
                     raise
                 if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
                     self._drop(pipeline)
-        return await script(keys, args)
+        return await direct()
 
     async def close(self) -> None:
         """Close every master's pipeline and pool."""
