@@ -38,6 +38,17 @@ class Backend:
         self.server = server
         self.url = server.url
 
+    def numsub(self, pattern: str) -> list[tuple[int, list[str]]]:
+        """Per node: ``PUBSUB SHARDNUMSUB`` of the shard channels matching ``pattern``."""
+        if isinstance(self.server, RedisServer):
+            return []
+        found = []
+        for node in self.server.running():
+            names = node.cli("PUBSUB", "SHARDCHANNELS", pattern).split()
+            if names:
+                found.append((node.port, node.cli("PUBSUB", "SHARDNUMSUB", *names).split()))
+        return found
+
     def pubsub_channels(self, pattern: str) -> list[str]:
         """The pub/sub channels (shard channels on a cluster) matching ``pattern``."""
         if isinstance(self.server, RedisServer):
@@ -256,7 +267,11 @@ async def test_churn_leaves_no_subscription_behind(nodes: Nodes, redis_server: B
     pattern = f"{nodes.prefix}:*"
     await wait_until(
         lambda: redis_server.pubsub_channels(pattern) == [f"{nodes.prefix}:control"],
-        describe=lambda: f"pub/sub channels left: {redis_server.pubsub_channels(pattern)}",
+        describe=lambda: (
+            f"pub/sub channels left: {redis_server.pubsub_channels(pattern)}, subscribers "
+            f"{redis_server.numsub(pattern)}, links "
+            + repr([(link.name, sorted(link.keys), sorted(link._sent)) for link in broker._links()])
+        ),
     )
     present = await hub.presence_of("chat:shared")
     assert present == {}
