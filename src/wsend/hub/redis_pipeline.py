@@ -158,10 +158,11 @@ class AutoPipeline:
                 future.set_result(reply)
 
 
-#: What a command meets when the cluster's layout changed under it: sent again through the
-#: cluster client (``ConnectionError`` and ``TimeoutError`` are redis-py's, which the cluster
-#: client retries too).
-_MOVED: Final = (
+#: What a pipelined command may meet when the cluster's layout changed (a slot moved, a master
+#: down or unreachable): it is sent again through the cluster client, which follows the
+#: redirection and reads the new layout (``ConnectionError`` and ``TimeoutError`` are
+#: redis-py's, which the cluster client retries too).
+_SEND_AGAIN: Final = (
     AskError,
     ClusterDownError,
     MasterDownError,
@@ -205,7 +206,7 @@ class ClusterPipelines:
         """The pipeline of the master serving ``key`` (``None``: not known yet)."""
         try:
             node = self.cluster.get_node_from_key(key)
-        except _MOVED:
+        except _SEND_AGAIN:
             return None
         if node is None:
             return None
@@ -261,7 +262,7 @@ class ClusterPipelines:
             queued = not pipeline.idle  # else it goes alone, through the cluster client
             try:
                 return await pipelined(pipeline)
-            except _MOVED as exc:
+            except _SEND_AGAIN as exc:
                 if not queued:
                     raise
                 if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
